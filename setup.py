@@ -1,0 +1,33 @@
+"""tf_esimcse: contrastive sentence embeddings (SimCSE, ESimCSE, DiffCSE) in Keras 3 / TensorFlow."""
+from setuptools import find_packages, setup
+
+# Pinned to a set that installs cleanly together; constraints.txt pins the whole tree.
+INSTALL_REQUIRES = [
+    "tensorflow==2.21.0",
+    "tensorflow-text==2.21.1",
+    "keras==3.15.1",
+    "keras-hub==0.32.0",
+    "tensorflow-datasets==4.9.10",
+    "tensorboard==2.21.0",
+    "scipy==1.17.1",
+    "numpy==2.4.6",
+    "safetensors==0.8.0",
+    "tqdm==4.70.1",
+]
+
+setup(
+    name="tf_esimcse",
+    version="0.1.0",
+    description="Contrastive sentence embeddings (SimCSE, ESimCSE, DiffCSE) for Keras 3 / TensorFlow",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["tf_esimcse", "tf_esimcse.*"]),
+    python_requires=">=3.10",
+    install_requires=INSTALL_REQUIRES,
+    extras_require={
+        "test": ["pytest==9.0.3"],
+        "serving": ["tensorflow-serving-api==2.21.0"],
+    },
+    entry_points={"console_scripts": ["tf-esimcse=tf_esimcse.cli:main"]},
+    license="Apache-2.0",
+)

@@ -1,0 +1,38 @@
+"""Shared fixtures. TensorFlow's device set-up must happen before anything initialises it."""
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+import tensorflow as tf  # noqa: E402
+
+# Two logical CPUs so that MirroredStrategy tests have two replicas on a one-CPU machine.
+_cpus = tf.config.list_physical_devices("CPU")
+try:
+    tf.config.set_logical_device_configuration(
+        _cpus[0], [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()]
+    )
+except RuntimeError:  # already initialised (e.g. a plugin imported TF first)
+    pass
+
+import pathlib  # noqa: E402
+
+import pytest  # noqa: E402
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _find_data_dir():
+    for candidate in (os.environ.get("TF_ESIMCSE_DATA_DIR"), REPO / "data", REPO.parent / "shared" / "data"):
+        if candidate and (pathlib.Path(candidate) / "senteval").is_dir():
+            return pathlib.Path(candidate)
+    return None
+
+
+@pytest.fixture(scope="session")
+def data_dir():
+    """The real data root (senteval/, brown/); tests that need it skip with a reason if absent."""
+    d = _find_data_dir()
+    if d is None:
+        pytest.skip("SentEval data not found (set TF_ESIMCSE_DATA_DIR or run `make setup`)")
+    return d
