@@ -1,0 +1,26 @@
+"""The `tf_esimcse_export` decorator: public name plus Keras serialization registration.
+
+Modelled on keras-hub's `keras_hub_export`: every public Keras object is registered under the
+package name ``tf_esimcse`` (written into saved files as ``tf_esimcse>ClassName``), so a saved
+model reloads without `custom_objects`. Never rename the package string.
+"""
+import keras
+
+PACKAGE = "tf_esimcse"
+_EXPORTED = {}
+
+
+def tf_esimcse_export(name):
+    """Register `obj` as ``tf_esimcse.<name>`` and, for classes, as Keras-serializable."""
+
+    def decorator(obj):
+        _EXPORTED[name] = obj
+        if isinstance(obj, type):
+            keras.saving.register_keras_serializable(package=PACKAGE, name=obj.__name__)(obj)
+        return obj
+
+    return decorator
+
+
+def exported_symbols():
+    return dict(_EXPORTED)

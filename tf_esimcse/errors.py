@@ -1,0 +1,24 @@
+"""Errors with messages a user can act on: which file, which line, what is wrong."""
+
+
+class TfEsimcseError(Exception):
+    """Base class of this package's own errors."""
+
+
+class DataError(TfEsimcseError, ValueError):
+    """Bad or missing input data. The message names the file (and line) and the problem."""
+
+    def __init__(self, message, path=None, line=None):
+        where = ""
+        if path is not None:
+            where = f"{path}"
+            if line is not None:
+                where += f":{line}"
+            where += ": "
+        super().__init__(where + message)
+        self.path = path
+        self.line = line
+
+
+class ModelLoadError(TfEsimcseError, ValueError):
+    """A model path or preset that cannot be loaded; the message says what was expected."""
