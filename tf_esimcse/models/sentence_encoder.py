@@ -1,0 +1,288 @@
+"""SentenceEncoder: the inference model (strings or token ids -> L2-normalised embeddings).
+
+It is what users encode with, what is evaluated, saved and exported. Training models (SimCSE,
+ESimCSE, ...) wrap one; their training-only parts (an MLP head used only in training, a momentum
+encoder, a queue) are never part of what `save_pretrained` writes.
+"""
+import json
+import os
+import pathlib
+import shutil
+import tempfile
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tf_esimcse.api_export import tf_esimcse_export
+from tf_esimcse.backbones import ENCODER_CONFIG_FILE, load_backbone, resolve_source
+from tf_esimcse.errors import ModelLoadError
+from tf_esimcse.layers.pooler import Pooler, check_pooler_type, pooler_needs_hidden_states
+from tf_esimcse.layers.sentence_preprocessor import SentencePreprocessor, trim_to_longest
+
+POOLER_WEIGHTS_FILE = "pooler.weights.h5"
+
+
+def default_pooler_for(location):
+    """The pooler a checkpoint was trained for: ours (tf_esimcse.json), sentence-transformers'
+    1_Pooling/config.json (mean -> avg, cls -> cls_before_pooler), else SimCSE's release
+    default `cls_before_pooler`."""
+    path = pathlib.Path(location)
+    ours = path / ENCODER_CONFIG_FILE
+    if ours.is_file():
+        return json.loads(ours.read_text()).get("pooler_type", "cls_before_pooler")
+    st = path / "1_Pooling" / "config.json"
+    if st.is_file():
+        cfg = json.loads(st.read_text())
+        if cfg.get("pooling_mode_mean_tokens"):
+            return "avg"
+        if cfg.get("pooling_mode_cls_token"):
+            return "cls_before_pooler"
+    return "cls_before_pooler"
+
+
+@tf_esimcse_export("SentenceEncoder")
+class SentenceEncoder(keras.Model):
+    """A BERT backbone plus a `Pooler` (plus L2 normalisation): sentence embeddings.
+
+    Args:
+        backbone: a `tf_esimcse.BertEncoder` (keras-hub `BertBackbone` compatible).
+        pooler_type: str. See `Pooler`. Defaults to `"cls_before_pooler"`.
+        mlp_only_train: bool. With `pooler_type="cls"`, use the MLP head only in training.
+        first_layer: int. See `Pooler`. Defaults to `0`.
+        normalize: bool. L2-normalise the output. Defaults to `True`.
+        preprocessor: a `SentencePreprocessor`, needed by `encode()` on strings.
+
+    Call arguments:
+        inputs: dict of int32 `"token_ids"` and `"padding_mask"`, shape (batch, length).
+        training: bool. Dropout (and an `mlp_only_train` head) on or off.
+
+    Returns:
+        Embeddings of shape (batch, hidden_dim), float32.
+
+    Examples:
+    ```python
+    encoder = SentenceEncoder.from_pretrained("default", pooler_type="avg")
+    vectors = encoder.encode(["A man is playing a guitar.", "Someone plays music."])
+    ```
+    """
+
+    def __init__(
+        self,
+        backbone,
+        pooler_type="cls_before_pooler",
+        mlp_only_train=False,
+        first_layer=0,
+        normalize=True,
+        preprocessor=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        check_pooler_type(pooler_type)
+        if pooler_needs_hidden_states(pooler_type) and not getattr(backbone, "output_hidden_states", False):
+            backbone = backbone.with_settings(output_hidden_states=True)
+        # === Layers ===
+        self.backbone = backbone
+        self.pooler = Pooler(
+            pooler_type, hidden_dim=backbone.hidden_dim, mlp_only_train=mlp_only_train,
+            first_layer=first_layer, name="pooler",
+        )
+        self.preprocessor = preprocessor
+        # === Config ===
+        self.pooler_type = pooler_type
+        self.mlp_only_train = bool(mlp_only_train)
+        self.first_layer = int(first_layer)
+        self.normalize = bool(normalize)
+        self._predict_fn = None
+        # Build eagerly so weights exist (for set_weights, checkpoints and clones).
+        dummy = {"token_ids": tf.zeros((1, 2), tf.int32), "padding_mask": tf.ones((1, 2), tf.int32)}
+        self(dummy, training=False)
+
+    @property
+    def hidden_dim(self):
+        return self.backbone.hidden_dim
+
+    def call(self, inputs, training=False):
+        token_ids = inputs["token_ids"]
+        padding_mask = inputs["padding_mask"]
+        outputs = self.backbone(
+            {"token_ids": token_ids, "segment_ids": keras.ops.zeros_like(token_ids), "padding_mask": padding_mask},
+            training=training,
+        )
+        pooled = self.pooler(dict(outputs, padding_mask=padding_mask), training=training)
+        if self.normalize:
+            pooled = keras.ops.normalize(pooled, axis=-1, order=2)
+        return pooled
+
+    # ------------------------------------------------------------------ inference
+    def _predict_step(self):
+        if self._predict_fn is None:
+            spec = tf.TensorSpec([None, None], tf.int32)
+
+            @tf.function(input_signature=[spec, spec])
+            def fn(token_ids, padding_mask):
+                return self({"token_ids": token_ids, "padding_mask": padding_mask}, training=False)
+
+            self._predict_fn = fn
+        return self._predict_fn
+
+    def encode(self, sentences, batch_size=64, verbose="auto", sort_by_length=True):
+        """Encode strings into a float32 NumPy array of shape (len(sentences), dim), in order.
+
+        Sentences are tokenized once, sorted by length and padded per batch to the longest
+        sentence (padding does not change the result). A progress bar shows for more than
+        `10 * batch_size` sentences (`verbose=1` forces it, `0` hides it).
+        """
+        if self.preprocessor is None:
+            raise ValueError("This SentenceEncoder has no preprocessor: encode() needs one to read strings.")
+        if isinstance(sentences, str):
+            raise TypeError("encode() takes a list of strings, not one string; wrap it in a list.")
+        sentences = [str(s) for s in sentences]
+        n = len(sentences)
+        out = np.zeros((n, self.hidden_dim), dtype=np.float32)
+        if n == 0:
+            return out
+        packed = []
+        for start in range(0, n, 1024):
+            batch = self.preprocessor(tf.constant(sentences[start:start + 1024]))
+            packed.append({k: v.numpy() for k, v in batch.items()})
+        token_ids = np.concatenate([p["token_ids"] for p in packed])
+        mask = np.concatenate([p["padding_mask"] for p in packed])
+        lengths = mask.sum(axis=1)
+        order = np.argsort(-lengths, kind="stable") if sort_by_length else np.arange(n)
+        show = verbose == 1 or (verbose == "auto" and n > 10 * batch_size)
+        progbar = keras.utils.Progbar(n, unit_name="sentence") if show else None
+        fn = self._predict_step()
+        for start in range(0, n, batch_size):
+            idx = order[start:start + batch_size]
+            batch = trim_to_longest({"token_ids": token_ids[idx], "padding_mask": mask[idx]})
+            out[idx] = fn(tf.constant(batch["token_ids"]), tf.constant(batch["padding_mask"])).numpy()
+            if progbar is not None:
+                progbar.add(len(idx))
+        return out
+
+    def similarity(self, sentences_a, sentences_b, batch_size=64):
+        """Cosine similarity of each pair (a[i], b[i])."""
+        a = self.encode(sentences_a, batch_size=batch_size, verbose=0)
+        b = self.encode(sentences_b, batch_size=batch_size, verbose=0)
+        a /= np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
+        b /= np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-12)
+        return np.sum(a * b, axis=1)
+
+    # ------------------------------------------------------------------ config
+    def get_config(self):
+        config = {
+            "name": self.name,
+            "backbone": keras.saving.serialize_keras_object(self.backbone),
+            "pooler_type": self.pooler_type,
+            "mlp_only_train": self.mlp_only_train,
+            "first_layer": self.first_layer,
+            "normalize": self.normalize,
+            "preprocessor": (
+                keras.saving.serialize_keras_object(self.preprocessor) if self.preprocessor is not None else None
+            ),
+        }
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        for key in ("backbone", "preprocessor"):
+            if isinstance(config.get(key), dict):
+                config[key] = keras.saving.deserialize_keras_object(config[key])
+        return cls(**config)
+
+    def inference_settings(self):
+        """The pooler this encoder should be evaluated and served with (mlp_only_train drops
+        the head)."""
+        if self.pooler_type == "cls" and self.mlp_only_train:
+            return "cls_before_pooler"
+        return self.pooler_type
+
+    # ------------------------------------------------------------------ save / load
+    def save_pretrained(self, path):
+        """Write a self-contained model directory (a keras-hub preset plus `tf_esimcse.json`).
+
+        The directory is written next to `path` and moved into place in one rename, so a crash
+        never leaves a half-written model where a good one was.
+        """
+        path = pathlib.Path(path).resolve()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+        try:
+            backbone = self.backbone
+            if backbone.output_hidden_states:
+                backbone = backbone.with_settings(output_hidden_states=False)
+            backbone.save_to_preset(str(tmp))
+            if self.preprocessor is not None:
+                self.preprocessor.tokenizer.save_to_preset(str(tmp))
+            pooler_type = self.inference_settings()
+            settings = {
+                "pooler_type": pooler_type,
+                "first_layer": self.first_layer,
+                "normalize": self.normalize,
+                "sequence_length": self.preprocessor.sequence_length if self.preprocessor else None,
+                "activation": self.backbone.activation,
+                "format": "tf_esimcse/1",
+            }
+            if pooler_type == "cls":
+                self.pooler.save_weights(str(tmp / POOLER_WEIGHTS_FILE))
+            (tmp / ENCODER_CONFIG_FILE).write_text(json.dumps(settings, indent=2) + "\n")
+            old = None
+            if path.exists():
+                old = path.with_name(f".{path.name}.old")
+                if old.exists():
+                    shutil.rmtree(old)
+                os.replace(path, old)
+            os.replace(tmp, path)
+            if old is not None:
+                shutil.rmtree(old)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return path
+
+    @classmethod
+    def from_pretrained(
+        cls, source="default", pooler_type=None, sequence_length=None, dropout=None, normalize=True, mlp_only_train=False
+    ):
+        """Load an encoder from a local HF directory, a keras-hub preset (dir or name), or a
+        directory written by `save_pretrained`.
+
+        Args:
+            source: see `tf_esimcse.backbones.load_backbone`. Defaults to all-MiniLM-L6-v2.
+            pooler_type: str or None. `None` uses the checkpoint's own (our saves remember it;
+                sentence-transformers directories say it; else `cls_before_pooler`).
+            sequence_length: int or None. Tokenizer truncation length; `None` uses the saved
+                one, else 32.
+            dropout: float or None. Override the backbone's dropout.
+        """
+        kind, location = resolve_source(source)
+        settings = {}
+        if kind != "preset_name" and (pathlib.Path(location) / ENCODER_CONFIG_FILE).is_file():
+            settings = json.loads((pathlib.Path(location) / ENCODER_CONFIG_FILE).read_text())
+        if pooler_type is None:
+            pooler_type = default_pooler_for(location) if kind != "preset_name" else "cls_before_pooler"
+        check_pooler_type(pooler_type)
+        if sequence_length is None:
+            sequence_length = settings.get("sequence_length") or 32
+        backbone, tokenizer = load_backbone(
+            location if kind != "preset_name" else source,
+            dropout=dropout,
+            output_hidden_states=pooler_needs_hidden_states(pooler_type),
+        )
+        encoder = cls(
+            backbone,
+            pooler_type=pooler_type,
+            mlp_only_train=mlp_only_train,
+            first_layer=settings.get("first_layer", 0),
+            normalize=normalize,
+            preprocessor=SentencePreprocessor(tokenizer, sequence_length=sequence_length),
+        )
+        weights = pathlib.Path(location) / POOLER_WEIGHTS_FILE
+        if pooler_type == "cls" and kind != "preset_name":
+            if weights.is_file():
+                encoder.pooler.load_weights(str(weights))
+            elif settings:
+                raise ModelLoadError(f"{location}: pooler 'cls' needs {POOLER_WEIGHTS_FILE}, which is missing.")
+        return encoder

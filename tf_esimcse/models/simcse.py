@@ -1,0 +1,142 @@
+"""SimCSE (Gao et al., 2021): contrastive training of a `SentenceEncoder` with `model.fit`.
+
+Unsupervised: each sentence is encoded twice in one forward pass of a 2N batch; dropout is
+sampled per element, so the two copies get independent masks and form the positive pair; the
+other sentences of the batch are the negatives. Supervised: (anchor, entailment, contradiction)
+triplets; the contradictions add a block of hard-negative columns.
+"""
+import keras
+import tensorflow as tf
+
+from tf_esimcse import losses
+from tf_esimcse.api_export import tf_esimcse_export
+
+
+def concat_views(views):
+    """Concatenate several {token_ids, padding_mask} batches along the batch axis, padding
+    them to a common length first (padding changes nothing for the encoder)."""
+    if len(views) == 1:
+        return views[0]
+    length = tf.reduce_max([tf.shape(v["token_ids"])[1] for v in views])
+    out = {}
+    for key in ("token_ids", "padding_mask"):
+        parts = [
+            tf.pad(v[key], [[0, 0], [0, length - tf.shape(v[key])[1]]]) for v in views
+        ]
+        out[key] = tf.concat(parts, axis=0)
+    return out
+
+
+def split_views(views):
+    """Accept either a plain view dict (unsupervised: the sentence twice) or a dict of named
+    views {"anchor", "positive"[, "negative"]}; return the list of views to encode."""
+    if "token_ids" in views:
+        return [views, views]
+    if "anchor" not in views or "positive" not in views:
+        raise ValueError(
+            "Training batches must be {'token_ids', 'padding_mask'} (one sentence, seen twice) or "
+            f"{{'anchor', 'positive'[, 'negative']}} views; got keys {sorted(views)}."
+        )
+    out = [views["anchor"], views["positive"]]
+    if "negative" in views:
+        out.append(views["negative"])
+    return out
+
+
+@tf_esimcse_export("models.SimCSE")
+class SimCSE(keras.Model):
+    """SimCSE training model around a `SentenceEncoder`.
+
+    Args:
+        encoder: a `tf_esimcse.SentenceEncoder`; its pooler is the training pooler (SimCSE's
+            unsupervised recipe uses `pooler_type="cls", mlp_only_train=True`).
+        temperature: float. Softmax temperature. Defaults to `0.05`.
+        hard_negative_weight: float. alpha for supervised hard negatives (log(alpha) added to
+            the matching hard-negative logit). Defaults to `1.0` (no change).
+
+    Inputs to `fit`: batches of int32 dicts. Unsupervised: `{"token_ids", "padding_mask"}`
+    (each sentence is used twice, with two dropout masks). Supervised or augmented:
+    `{"anchor": {...}, "positive": {...}[, "negative": {...}]}`.
+
+    Examples:
+    ```python
+    encoder = SentenceEncoder.from_pretrained("default", pooler_type="cls", mlp_only_train=True)
+    model = SimCSE(encoder, temperature=0.05)
+    model.compile(optimizer=keras.optimizers.AdamW(3e-5, weight_decay=0.0))
+    model.fit(dataset, steps_per_epoch=100)
+    ```
+    """
+
+    def __init__(self, encoder, temperature=0.05, hard_negative_weight=1.0, **kwargs):
+        super().__init__(**kwargs)
+        if not temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {temperature!r}.")
+        if not hard_negative_weight > 0:
+            raise ValueError(f"hard_negative_weight must be > 0, got {hard_negative_weight!r}.")
+        self.encoder = encoder
+        # BERT's own pretraining pooler (dense+tanh on [CLS]) is not part of any SimCSE pooler.
+        pooled_dense = getattr(encoder.backbone, "pooled_dense", None)
+        if pooled_dense is not None:
+            pooled_dense.trainable = False
+        self.temperature = float(temperature)
+        self.hard_negative_weight = float(hard_negative_weight)
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+
+    @property
+    def metrics(self):
+        return [self.loss_tracker]
+
+    def call(self, inputs, training=False):
+        return self.encoder(inputs, training=training)
+
+    # --- the step, in pieces that subclasses extend -------------------------------------------
+    def embed_views(self, x, training=True):
+        """Encode all views in ONE forward pass (dropout masks differ per row) and split."""
+        views = split_views(x)
+        sizes = [tf.shape(v["token_ids"])[0] for v in views]
+        embeddings = self.encoder(concat_views(views), training=training)
+        return tf.split(embeddings, sizes, axis=0)
+
+    def compute_contrastive_loss(self, embeddings, extra_negatives=None, extra_mask=None):
+        z1, z2 = embeddings[0], embeddings[1]
+        hard = embeddings[2] if len(embeddings) > 2 else None
+        return losses.info_nce(
+            z1, z2, temperature=self.temperature, hard_negatives=hard,
+            hard_negative_weight=self.hard_negative_weight, queue=extra_negatives, queue_mask=extra_mask,
+        )
+
+    def train_step(self, data):
+        x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
+        with tf.GradientTape() as tape:
+            embeddings = self.embed_views(x, training=True)
+            loss = self.compute_contrastive_loss(embeddings)
+        gradients = tape.gradient(loss, self.trainable_variables)
+        self.optimizer.apply(gradients, self.trainable_variables)
+        self.loss_tracker.update_state(loss)
+        return self._logs()
+
+    def test_step(self, data):
+        x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
+        loss = self.compute_contrastive_loss(self.embed_views(x, training=False))
+        self.loss_tracker.update_state(loss)
+        return {m.name: m.result() for m in self.metrics}
+
+    def _logs(self):
+        logs = {m.name: m.result() for m in self.metrics}
+        logs["learning_rate"] = self.optimizer.learning_rate
+        return logs
+
+    # --- config -------------------------------------------------------------------------------
+    def get_config(self):
+        return {
+            "name": self.name,
+            "encoder": keras.saving.serialize_keras_object(self.encoder),
+            "temperature": self.temperature,
+            "hard_negative_weight": self.hard_negative_weight,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["encoder"] = keras.saving.deserialize_keras_object(config["encoder"])
+        return cls(**config)
