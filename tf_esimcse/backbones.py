@@ -193,6 +193,14 @@ class BertEncoder(keras_hub.models.BertBackbone):
         return other
 
 
+@tf_esimcse_export("BertEncoderTokenizer")
+class BertEncoderTokenizer(keras_hub.models.BertTokenizer):
+    """keras-hub's `BertTokenizer`, registered as the tokenizer of `BertEncoder` presets (so a
+    directory written by `SentenceEncoder.save_pretrained` reloads with `from_preset`)."""
+
+    backbone_cls = BertEncoder
+
+
 def default_model_dir():
     """The directory of the offline all-MiniLM-L6-v2 (Hugging Face layout)."""
     try:
@@ -222,6 +230,11 @@ def resolve_source(source):
             except json.JSONDecodeError as e:
                 raise ModelLoadError(f"{config}: not valid JSON ({e.msg}, line {e.lineno})") from e
             if "model_type" in cfg or "architectures" in cfg:
+                if cfg.get("position_embedding_type", "absolute") != "absolute":
+                    raise ModelLoadError(
+                        f"{config}: position_embedding_type {cfg['position_embedding_type']!r} is not "
+                        "supported (only 'absolute')."
+                    )
                 if cfg.get("model_type", "bert") != "bert":
                     raise ModelLoadError(
                         f"{config}: model_type {cfg.get('model_type')!r} is not supported; "
@@ -262,10 +275,11 @@ def load_tokenizer(source=None):
         if not vocab.is_file():
             raise ModelLoadError(f"{location}: no vocab.txt")
         lowercase, strip_accents = _hf_tokenizer_settings(location)
-        return keras_hub.models.BertTokenizer(
-            vocabulary=str(vocab), lowercase=lowercase, strip_accents=strip_accents
-        )
-    return keras_hub.models.BertTokenizer.from_preset(location)
+        return BertEncoderTokenizer(vocabulary=str(vocab), lowercase=lowercase, strip_accents=strip_accents)
+    try:
+        return keras_hub.models.BertTokenizer.from_preset(location)
+    except Exception as e:
+        raise ModelLoadError(f"could not load a tokenizer from {location!r}: {type(e).__name__}: {e}") from e
 
 
 def load_backbone(source=None, *, dropout=None, output_hidden_states=False):

@@ -92,9 +92,29 @@ def ema_update(target_variables, source_variables, momentum):
     sources = [_tf_variable(v) for v in sources]
     # Like the Keras optimizers: in a replica context, step into the cross-replica context and
     # update each replica's copy of every target from that replica's copy of its source.
-    tf.__internal__.distribute.interim.maybe_merge_call(
-        _ema_update_cross_replica, tf.distribute.get_strategy(), targets, sources, momentum
-    )
+    owner = _owning_strategy(targets)
+    if owner is not None and not tf.distribute.has_strategy():
+        # Mirrored targets updated outside `strategy.scope()`: enter their strategy.
+        with owner.scope():
+            _ema_update_in_context(targets, sources, momentum)
+    else:
+        _ema_update_in_context(targets, sources, momentum)
+
+
+def _owning_strategy(variables):
+    for variable in variables:
+        if isinstance(variable, tf.distribute.DistributedValues):
+            return getattr(variable, "distribute_strategy", None)
+    return None
+
+
+def _ema_update_in_context(targets, sources, momentum):
+    if tf.distribute.in_cross_replica_context():
+        _ema_update_cross_replica(tf.distribute.get_strategy(), targets, sources, momentum)
+    else:
+        tf.distribute.get_replica_context().merge_call(
+            _ema_update_cross_replica, args=(targets, sources, momentum)
+        )
 
 
 def _ema_update_cross_replica(strategy, targets, sources, momentum):

@@ -184,7 +184,8 @@ def _read_tsv_pairs(path, idx1, idx2, idx_score, skip_header):
                 raise DataError("expected a header line (pair_ID, sentence_A, ...), found data", path, i)
             continue
         if len(fields) < min_fields:
-            raise DataError(f"expected at least {min_fields} tab-separated fields, found {len(fields)}", path, i)
+            message = f"expected at least {min_fields} tab-separated fields, found {len(fields)}"
+            raise DataError(message, path, i)
         scores.append(_parse_score(fields[idx_score], path, i))
         sentences1.append(_normalize(fields[idx1]))
         sentences2.append(_normalize(fields[idx2]))

@@ -151,9 +151,9 @@ class MomentumQueue(keras.layers.Layer):
             The new `count`, an int64 scalar tensor.
         """
         keys = tf.stop_gradient(tf.cast(tf.convert_to_tensor(keys), tf.float32))
-        self._ensure_built(keys)
         if keys.shape.rank is not None and keys.shape.rank != 2:
             raise ValueError(f"`keys` must have shape [batch, dim]. Received: shape={keys.shape}")
+        self._ensure_built(keys)
         if keys.shape[-1] is not None and keys.shape[-1] != self.dim:
             raise ValueError(
                 f"`keys` must have last dimension dim={self.dim}. Received: shape={keys.shape}"

