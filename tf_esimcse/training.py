@@ -164,20 +164,29 @@ def run_training(config, build_model, build_dataset, name="run"):
     output_dir = pathlib.Path(config.output_dir)
     log_dir = pathlib.Path(config.log_dir or output_dir / "logs")
     output_dir.mkdir(parents=True, exist_ok=True)
-    best_dir = output_dir / "best"
+    model_dir = output_dir / "model"
+    best_file = output_dir / "best_step.json"
+    backup_dir = output_dir / "backup"
+    initial_best = None
+    if backup_dir.is_dir() and best_file.is_file() and model_dir.is_dir():
+        # Resuming an interrupted run: BackupAndRestore restores weights, optimizer and step;
+        # the best model of the earlier part stays unless this part beats it.
+        previous = json.loads(best_file.read_text())
+        initial_best = {"step": previous["step"], "score": previous["stsb_dev"]}
+        print(f"resuming from {backup_dir}; best so far: STS-B dev {previous['stsb_dev']:.2f} at step {previous['step']}")
 
     def save_best(callback, step, score):
-        encoder.save_pretrained(best_dir)
-        write_json_atomic(output_dir / "best_step.json", {"step": step, "stsb_dev": score})
+        # Written atomically (a new directory renamed into place), so an interrupted save never
+        # destroys the previous best.
+        encoder.save_pretrained(model_dir)
+        write_json_atomic(best_file, {"step": step, "stsb_dev": score})
 
     sts_callback = STSEvaluationCallback(
         encoder, config.data_dir, eval_every_n_steps=config.eval_steps, log_dir=str(log_dir),
-        restore_best_weights=True, on_new_best=save_best,
+        restore_best_weights=True, on_new_best=save_best, initial_best=initial_best,
     )
-    # Interrupted runs resume from the last backup (Keras BackupAndRestore, every N steps).
     callbacks = [
-        keras.callbacks.BackupAndRestore(str(output_dir / "backup"), save_freq=config.backup_steps,
-                                         delete_checkpoint=True),
+        keras.callbacks.BackupAndRestore(str(backup_dir), save_freq=config.backup_steps, delete_checkpoint=True),
         keras.callbacks.TensorBoard(str(log_dir), update_freq=max(1, min(50, config.eval_steps))),
         sts_callback,
     ]
@@ -189,19 +198,20 @@ def run_training(config, build_model, build_dataset, name="run"):
     seconds = time.time() - start
     print(f"trained {epochs * per_epoch} steps in {seconds:.0f} s "
           f"({epochs * per_epoch * config.batch_size / max(seconds, 1e-9):.1f} sentences/s incl. evaluation)")
+    if not model_dir.is_dir():  # no evaluation improved anything (e.g. NaN): keep the last weights
+        encoder.save_pretrained(model_dir)
 
-    # restore_best_weights put the best STS-B dev weights back; save them as the final model.
-    final_dir = encoder.save_pretrained(output_dir / "model")
     results = {"config": dataclasses.asdict(config), "best_step": sts_callback.best_step,
                "best_stsb_dev": sts_callback.best_score, "train_seconds": seconds,
-               "model_dir": str(final_dir)}
+               "model_dir": str(model_dir)}
     if config.final_eval:
-        eval_encoder = SentenceEncoder.from_pretrained(final_dir)
+        # Evaluate what was saved, reloaded as a user would load it (inference pooler).
+        eval_encoder = SentenceEncoder.from_pretrained(model_dir)
         scores = evaluate_sts(lambda s: eval_encoder.encode(s, batch_size=128, verbose=0), config.data_dir)
         results["test"] = scores
         print(format_table(scores))
     write_json_atomic(output_dir / "results.json", results)
-    print(f"saved encoder to {final_dir}; results in {output_dir / 'results.json'}")
+    print(f"saved encoder to {model_dir}; results in {output_dir / 'results.json'}")
     return results
 
 

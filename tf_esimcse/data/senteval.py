@@ -220,6 +220,19 @@ def read_stsb(data_dir, split="test"):
     return _read_tsv_pairs(path, idx1=5, idx2=6, idx_score=4, skip_header=False)
 
 
+def read_stsb_raw(data_dir, split="test"):
+    """Read the original, untokenized STS Benchmark (`stsbenchmark/sts-<split>.csv`).
+
+    SentEval's copy (`read_stsb`) is Moses-tokenized and lower-cased; sentence-transformers and
+    the model cards it publishes (e.g. all-MiniLM-L6-v2's STS-B 82.03) use this raw release
+    (http://ixa2.si.ehu.eus/stswiki/images/4/48/Stsbenchmark.tar.gz), same pairs and scores.
+    """
+    if split not in STSB_SPLITS:
+        raise ValueError(f"Unknown STS-B split {split!r}; expected one of {tuple(STSB_SPLITS)}")
+    path = resolve_senteval_dir(data_dir) / "stsbenchmark" / STSB_SPLITS[split]
+    return _read_tsv_pairs(path, idx1=5, idx2=6, idx_score=4, skip_header=False)
+
+
 def read_sick(data_dir, split="test"):
     """Read one split of SICK relatedness (SICK-R), as SentEval's `SICKRelatednessEval` does.
 

@@ -60,6 +60,8 @@ class STSEvaluationCallback(keras.callbacks.Callback):
         on_new_best: callable or None. Called as `on_new_best(callback, step, score)` after each
             new best, e.g. to save the encoder to disk. Defaults to None.
         batch_size: int. Passed to `encoder.encode`. Defaults to 128 (SentEval's batch size).
+        initial_best: dict or None. `{"step": int, "score": float}` of the best evaluation of an
+            earlier, interrupted part of the same run: only better scores count as new bests.
 
     Attributes:
         history: list of dicts, one per evaluation: {"step": int, "stsb_dev": float, and with
@@ -88,6 +90,7 @@ class STSEvaluationCallback(keras.callbacks.Callback):
         verbose=1,
         on_new_best=None,
         batch_size=128,
+        initial_best=None,
     ):
         super().__init__()
         if monitor not in _MONITORS:
@@ -109,8 +112,10 @@ class STSEvaluationCallback(keras.callbacks.Callback):
 
         self.dev_pairs = senteval.read_stsb(data_dir, "dev")
         self.history = []
-        self.best_score = None
-        self.best_step = None
+        # A resumed run passes the best of its earlier part ({"step", "score"}), so that a worse
+        # model never replaces the saved best. Its weights live on disk, not in `best_weights`.
+        self.best_score = None if initial_best is None else float(initial_best["score"])
+        self.best_step = None if initial_best is None else int(initial_best["step"])
         self.best_weights = None
         self.global_step = 0
         self._last_eval_step = None

@@ -1,0 +1,127 @@
+"""The `tf-esimcse` command: evaluate | encode.
+
+    tf-esimcse evaluate --model M [--pooler P] [--data-dir D] [--output results.json] [--length-split]
+    tf-esimcse encode   --model M [--pooler P] --input sentences.txt --output embeddings.npy
+
+M is a directory written by this package, a Hugging Face BERT directory, a keras-hub preset
+directory or name, or "default" (the offline all-MiniLM-L6-v2).
+"""
+import argparse
+import json
+import os
+import pathlib
+import sys
+
+
+def _add_model_flags(p):
+    p.add_argument("--model", default="default", help="model directory, preset, or 'default'")
+    p.add_argument("--pooler", default=None,
+                   help="cls | cls_before_pooler | avg | avg_top2 | avg_first_last "
+                        "(default: the model's own; SimCSE releases use cls_before_pooler)")
+    p.add_argument("--max-len", type=int, default=None, help="tokenizer truncation (default: the model's, else 32)")
+    p.add_argument("--batch-size", type=int, default=128)
+
+
+def _load_encoder(args):
+    from tf_esimcse.layers.pooler import check_pooler_type
+    from tf_esimcse.models.sentence_encoder import SentenceEncoder
+
+    if args.pooler is not None:
+        check_pooler_type(args.pooler)
+    return SentenceEncoder.from_pretrained(args.model, pooler_type=args.pooler, sequence_length=args.max_len)
+
+
+def cmd_evaluate(args):
+    from tf_esimcse.data.senteval import read_stsb, resolve_senteval_dir
+    from tf_esimcse.evaluation.sts import evaluate_sts, format_table, length_split_spearman
+    from tf_esimcse.training import write_json_atomic
+
+    resolve_senteval_dir(args.data_dir)  # fail before loading a model
+    encoder = _load_encoder(args)
+
+    def encode(sentences):
+        return encoder.encode(sentences, batch_size=args.batch_size, verbose=0)
+
+    results = evaluate_sts(encode, args.data_dir)
+    results["pooler"] = encoder.pooler_type
+    results["model"] = str(args.model)
+    print(format_table(results))
+    print(f"STS-B dev {results['stsb_dev']:.2f}  alignment {results['alignment']:.4f}  "
+          f"uniformity {results['uniformity']:.4f}")
+    if args.length_split:
+        tokenizer = encoder.preprocessor
+
+        def count_tokens(sentence):
+            return int(tokenizer.tokenize([sentence]).row_lengths()[0])
+
+        split = length_split_spearman(encode, count_tokens, read_stsb(args.data_dir, "test"),
+                                      threshold=args.length_threshold)
+        results["length_split"] = dict(split, threshold=args.length_threshold, unit="wordpiece tokens")
+        print(f"STS-B test by length difference (tokens): <= {args.length_threshold}: "
+              f"{split['short_diff']:.2f} (n={split['n_short']})   > {args.length_threshold}: "
+              f"{split['long_diff']:.2f} (n={split['n_long']})")
+    if args.output:
+        write_json_atomic(args.output, results)
+        print(f"wrote {args.output}")
+    return 0
+
+
+def cmd_encode(args):
+    import numpy as np
+
+    from tf_esimcse.data.corpus import _read_text
+
+    text = _read_text(args.input)
+    sentences = text.splitlines()
+    if not sentences:
+        from tf_esimcse.errors import DataError
+
+        raise DataError("no lines to encode", path=args.input)
+    encoder = _load_encoder(args)
+    embeddings = encoder.encode(sentences, batch_size=args.batch_size)
+    out = pathlib.Path(args.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp.npy")
+    np.save(tmp, embeddings)
+    os.replace(tmp, out)
+    print(f"wrote {embeddings.shape[0]} x {embeddings.shape[1]} embeddings to {out}")
+    return 0
+
+
+def build_parser():
+    from tf_esimcse.training import default_data_dir
+
+    parser = argparse.ArgumentParser(prog="tf-esimcse", description="Contrastive sentence embeddings: evaluate and encode.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    ev = sub.add_parser("evaluate", help="STS12-16, STS-B and SICK-R (SentEval 'all' setting), alignment, uniformity")
+    _add_model_flags(ev)
+    ev.add_argument("--data-dir", default=default_data_dir(), help="folder holding senteval/ (default: $TF_ESIMCSE_DATA_DIR or ./data)")
+    ev.add_argument("--output", default=None, help="write the results as JSON")
+    ev.add_argument("--length-split", action="store_true",
+                    help="also report STS-B test Spearman split by the pair's length difference (ESimCSE's length bias)")
+    ev.add_argument("--length-threshold", type=int, default=3)
+    ev.set_defaults(fn=cmd_evaluate)
+
+    en = sub.add_parser("encode", help="one embedding row per input line, in order, as .npy")
+    _add_model_flags(en)
+    en.add_argument("--input", required=True, help="text file, one sentence per line")
+    en.add_argument("--output", required=True, help="output .npy path")
+    en.set_defaults(fn=cmd_encode)
+    return parser
+
+
+def main(argv=None):
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from tf_esimcse.errors import TfEsimcseError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except (TfEsimcseError, ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
