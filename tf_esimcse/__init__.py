@@ -1,2 +1,29 @@
-"""tf_esimcse: contrastive sentence embeddings (SimCSE, ESimCSE, DiffCSE) for Keras 3 / TensorFlow."""
+"""tf_esimcse: contrastive sentence embeddings (SimCSE, ESimCSE, DiffCSE) for Keras 3 / TensorFlow.
+
+The public API, re-exported here:
+
+    from tf_esimcse import SentenceEncoder, SimCSE, ESimCSE
+    encoder = SentenceEncoder.from_pretrained("default", pooler_type="cls", mlp_only_train=True)
+    model = ESimCSE(encoder)
+    model.compile(optimizer="adamw")
+    model.fit(esimcse_dataset(sentences, encoder.preprocessor), steps_per_epoch=...)
+"""
+import os as _os
+
+_os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
 __version__ = "0.1.0"
+
+from tf_esimcse import losses  # noqa: E402,F401
+from tf_esimcse.backbones import BertEncoder, BertEncoderTokenizer, load_backbone, load_tokenizer  # noqa: E402,F401
+from tf_esimcse.data.corpus import load_sentences, read_brown, read_nli_triplets, read_text_lines  # noqa: E402,F401
+from tf_esimcse.data.pipeline import paired_dataset, unsup_dataset  # noqa: E402,F401
+from tf_esimcse.errors import DataError, ModelLoadError, TfEsimcseError  # noqa: E402,F401
+from tf_esimcse.evaluation.callbacks import STSEvaluationCallback  # noqa: E402,F401
+from tf_esimcse.evaluation.sts import alignment, evaluate_sts, format_table, uniformity  # noqa: E402,F401
+from tf_esimcse.layers.momentum_queue import MomentumQueue  # noqa: E402,F401
+from tf_esimcse.layers.pooler import Pooler  # noqa: E402,F401
+from tf_esimcse.layers.sentence_preprocessor import SentencePreprocessor  # noqa: E402,F401
+from tf_esimcse.models.esimcse import ESimCSE  # noqa: E402,F401
+from tf_esimcse.models.sentence_encoder import SentenceEncoder  # noqa: E402,F401
+from tf_esimcse.models.simcse import SimCSE  # noqa: E402,F401
