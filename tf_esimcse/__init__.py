@@ -27,3 +27,4 @@ from tf_esimcse.layers.sentence_preprocessor import SentencePreprocessor  # noqa
 from tf_esimcse.models.esimcse import ESimCSE  # noqa: E402,F401
 from tf_esimcse.models.sentence_encoder import SentenceEncoder  # noqa: E402,F401
 from tf_esimcse.models.simcse import SimCSE  # noqa: E402,F401
+from tf_esimcse.layers.word_repetition import WordRepetition  # noqa: E402,F401

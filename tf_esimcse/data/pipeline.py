@@ -82,3 +82,29 @@ def paired_dataset(sentences, preprocessor, positive_fn, batch_size=64, shuffle=
 
     ds = ds.map(make_views, num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def esimcse_dataset(sentences, preprocessor, dup_rate=0.32, mode="paper", batch_size=64, shuffle=True, seed=42,
+                    repeat=False, word_repetition=None):
+    """ESimCSE batches: `{"anchor": original, "positive": word-repeated}` int32 views.
+
+    Repetition acts on the sub-word ids after truncation to `max_len - 2` and before
+    [CLS]/[SEP] are added (so they are never repeated); the packer then truncates the repeated
+    sentence to `max_len` again. Each batch's draw is seeded by (seed, batch index in the
+    stream), so runs are reproducible and each epoch draws anew.
+
+    Args:
+        dup_rate: float. ESimCSE's duplication rate (0.32 for BERT-base). Defaults to `0.32`.
+        mode: str. `"paper"` (dup_len ~ U[0, max(2, int(rate * N))]) or `"official_subword"`
+            (the official code's U{0 .. min(10, int(rate * (N + 2))) - 1}); see `WordRepetition`.
+        word_repetition: a ready `WordRepetition` layer (overrides dup_rate and mode).
+    """
+    from tf_esimcse.layers.word_repetition import WordRepetition
+
+    layer = word_repetition or WordRepetition(dup_rate=dup_rate, mode=mode, seed=seed)
+
+    def positive_fn(ids, batch_seed):
+        return layer(ids, seed=batch_seed)
+
+    return paired_dataset(sentences, preprocessor, positive_fn, batch_size=batch_size, shuffle=shuffle, seed=seed,
+                          repeat=repeat)
