@@ -36,3 +36,16 @@ def data_dir():
     if d is None:
         pytest.skip("SentEval data not found (set TF_ESIMCSE_DATA_DIR or run `make setup`)")
     return d
+
+
+_MIRRORED = []
+
+
+@pytest.fixture(scope="session")
+def mirrored_strategy():
+    """ONE MirroredStrategy over the two logical CPUs for the whole session: several strategy
+    objects over the same devices in one process collide in their collective-op instance keys
+    ("Collective instance 100 expected type 2 ... but got type 0")."""
+    if not _MIRRORED:
+        _MIRRORED.append(tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))
+    return _MIRRORED[0]

@@ -145,9 +145,9 @@ def test_clone_frozen_requires_built_model():
         clone_frozen(keras.layers.Dense(2))
 
 
-def test_ema_update_of_clone_under_mirrored_strategy():
+def test_ema_update_of_clone_under_mirrored_strategy(mirrored_strategy):
     """The lead's use: clone under the scope, EMA update inside the replica context."""
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    strategy = mirrored_strategy
     m = 0.9
     with strategy.scope():
         model = _functional_model(seed=3)

@@ -202,8 +202,8 @@ def test_enqueue_inside_tf_function():
     assert float(reset_and_fill()) == 0.0
 
 
-def test_enqueue_under_mirrored_strategy():
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+def test_enqueue_under_mirrored_strategy(mirrored_strategy):
+    strategy = mirrored_strategy
     assert strategy.num_replicas_in_sync == 2
     with strategy.scope():
         queue = MomentumQueue(size=SIZE, dim=DIM)
@@ -243,8 +243,8 @@ def test_enqueue_under_mirrored_strategy():
         assert int(local.numpy()) == 2
 
 
-def test_mirrored_queue_checkpoint_restores_into_plain_queue(tmp_path):
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+def test_mirrored_queue_checkpoint_restores_into_plain_queue(tmp_path, mirrored_strategy):
+    strategy = mirrored_strategy
     with strategy.scope():
         queue = MomentumQueue(size=SIZE, dim=DIM)
     keys = _batches([SIZE + 2], seed=5)[0]

@@ -250,6 +250,12 @@ def resolve_source(source):
         )
     if os.sep in str(source) or str(source).startswith("."):
         raise ModelLoadError(f"{source}: no such model directory.")
+    if str(source) not in keras_hub.models.Backbone.presets:
+        raise ModelLoadError(
+            f"{source}: neither a model directory nor a keras-hub preset name "
+            "(local: a Hugging Face BERT dir or a directory saved by tf_esimcse; "
+            "presets, which need internet: e.g. bert_base_en_uncased)."
+        )
     return "preset_name", str(source)
 
 
@@ -279,7 +285,8 @@ def load_tokenizer(source=None):
     try:
         return keras_hub.models.BertTokenizer.from_preset(location)
     except Exception as e:
-        raise ModelLoadError(f"could not load a tokenizer from {location!r}: {type(e).__name__}: {e}") from e
+        first_line = (str(e).strip().splitlines() or [""])[0]
+        raise ModelLoadError(f"could not load a tokenizer from {location!r}: {type(e).__name__}: {first_line}") from e
 
 
 def load_backbone(source=None, *, dropout=None, output_hidden_states=False):
@@ -306,7 +313,8 @@ def load_backbone(source=None, *, dropout=None, output_hidden_states=False):
     except ModelLoadError:
         raise
     except Exception as e:  # keras-hub raises many kinds; name the source in one line
-        raise ModelLoadError(f"could not load a backbone from {location!r}: {type(e).__name__}: {e}") from e
+        first_line = (str(e).strip().splitlines() or [""])[0]
+        raise ModelLoadError(f"could not load a backbone from {location!r}: {type(e).__name__}: {first_line}") from e
     if isinstance(loaded, BertEncoder):
         activation = loaded.activation
     elif not isinstance(loaded, keras_hub.models.BertBackbone):

@@ -1,7 +1,9 @@
-"""The `tf-esimcse` command: evaluate | encode.
+"""The `tf-esimcse` command: evaluate | encode | export.
 
     tf-esimcse evaluate --model M [--pooler P] [--data-dir D] [--output results.json] [--length-split]
     tf-esimcse encode   --model M [--pooler P] --input sentences.txt --output embeddings.npy
+    tf-esimcse export   --model M [--pooler P] [--max-len L] --output saved_models/NAME [--version N]
+                        [--tokens-only]
 
 M is a directory written by this package, a Hugging Face BERT directory, a keras-hub preset
 directory or name, or "default" (the offline all-MiniLM-L6-v2).
@@ -71,6 +73,11 @@ def cmd_encode(args):
 
     from tf_esimcse.data.corpus import _read_text
 
+    out = pathlib.Path(args.output)
+    if out.is_dir():
+        from tf_esimcse.errors import DataError
+
+        raise DataError("--output is a directory; give a file name such as embeddings.npy", path=out)
     text = _read_text(args.input)
     sentences = text.splitlines()
     if not sentences:
@@ -79,7 +86,6 @@ def cmd_encode(args):
         raise DataError("no lines to encode", path=args.input)
     encoder = _load_encoder(args)
     embeddings = encoder.encode(sentences, batch_size=args.batch_size)
-    out = pathlib.Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp.npy")
     np.save(tmp, embeddings)
@@ -88,10 +94,23 @@ def cmd_encode(args):
     return 0
 
 
+def cmd_export(args):
+    from tf_esimcse.export import describe_signatures, export_for_serving, resolve_version
+
+    base = pathlib.Path(args.output).expanduser().resolve()
+    resolve_version(base, args.version)  # a version conflict fails before the model loads
+    encoder = _load_encoder(args)
+    path = export_for_serving(encoder, base, version=args.version, text_ops=not args.tokens_only)
+    print(f"wrote SavedModel version {path.name} to {path}")
+    print(describe_signatures(path))
+    print(f"serve: tensorflow_model_server --model_base_path={base} --model_name={base.name} --rest_api_port=8501")
+    return 0
+
+
 def build_parser():
     from tf_esimcse.training import default_data_dir
 
-    parser = argparse.ArgumentParser(prog="tf-esimcse", description="Contrastive sentence embeddings: evaluate and encode.")
+    parser = argparse.ArgumentParser(prog="tf-esimcse", description="Contrastive sentence embeddings: evaluate, encode and export.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     ev = sub.add_parser("evaluate", help="STS12-16, STS-B and SICK-R (SentEval 'all' setting), alignment, uniformity")
@@ -108,6 +127,18 @@ def build_parser():
     en.add_argument("--input", required=True, help="text file, one sentence per line")
     en.add_argument("--output", required=True, help="output .npy path")
     en.set_defaults(fn=cmd_encode)
+
+    ex = sub.add_parser("export", help="a TF Serving SavedModel (strings in, embeddings out) at OUTPUT/<version>")
+    ex.add_argument("--model", default="default", help="model directory, preset, or 'default'")
+    ex.add_argument("--pooler", default=None, help="as for evaluate (default: the model's own)")
+    ex.add_argument("--max-len", type=int, default=None, help="tokenizer truncation (default: the model's, else 32)")
+    ex.add_argument("--output", required=True,
+                    help="export base directory (TF Serving's --model_base_path), e.g. saved_models/NAME")
+    ex.add_argument("--version", type=int, default=None,
+                    help="version to write (default: 1 + the largest existing); never overwrites")
+    ex.add_argument("--tokens-only", action="store_true",
+                    help="token ids in only (encode_tokens, also as serving_default): no TF-Text ops in the graph")
+    ex.set_defaults(fn=cmd_export)
     return parser
 
 

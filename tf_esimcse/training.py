@@ -51,6 +51,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     dynamic_padding: bool = False  # trim batches to their longest sentence (same loss, faster)
     jit_compile: str = "auto"  # "auto" (XLA when no strategy forbids it), "true", "false"
+    strategy: str = "default"  # "default" (one device), "mirrored" (all local GPUs/CPUs), "multiworker" (TF_CONFIG)
     backup_steps: int = 200  # BackupAndRestore every N steps, to resume an interrupted run
     final_eval: bool = True  # evaluate the 7 STS tasks at the end
 
@@ -89,10 +90,10 @@ def linear_schedule(learning_rate, total_steps, warmup_ratio=0.0):
 
 @keras.saving.register_keras_serializable(package="tf_esimcse")
 class WarmupThen(keras.optimizers.schedules.LearningRateSchedule):
+    """Linear warm-up from 0 to `peak` over `warmup_steps`, then the `after` schedule."""
+
     def __init__(self, peak, warmup_steps, after):
         self.peak, self.warmup_steps, self.after = peak, warmup_steps, after
-
-    """Linear warm-up from 0 to `peak` over `warmup_steps`, then the `after` schedule."""
 
     def __call__(self, step):
         step = tf.cast(step, tf.float32)
@@ -121,11 +122,39 @@ def write_json_atomic(path, obj):
     os.replace(tmp, path)
 
 
-def resolve_jit(setting):
+def resolve_jit(setting, strategy=None):
     if setting == "auto":
         # XLA on CPU fails under MirroredStrategy; only use it with the default strategy.
-        return not tf.distribute.has_strategy()
+        strategy = strategy or tf.distribute.get_strategy()
+        return strategy.num_replicas_in_sync == 1 and not isinstance(
+            strategy, (tf.distribute.MirroredStrategy, tf.distribute.MultiWorkerMirroredStrategy))
     return str(setting).lower() in ("1", "true", "yes")
+
+
+def make_strategy(name):
+    """`default` | `mirrored` (every local GPU, else the CPU) | `multiworker` (reads TF_CONFIG)."""
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multiworker":
+        if "TF_CONFIG" not in os.environ:
+            from tf_esimcse.errors import TfEsimcseError
+
+            raise TfEsimcseError("--strategy multiworker needs the TF_CONFIG environment variable (see README)")
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    raise ValueError(f"Unknown strategy {name!r}: expected default, mirrored or multiworker.")
+
+
+def is_chief(strategy):
+    """Whether this process writes models and results (the only worker, or the chief)."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not getattr(resolver, "task_type", None):
+        return True
+    if resolver.task_type == "chief":
+        return True
+    has_chief = "chief" in resolver.cluster_spec().as_dict()
+    return resolver.task_type == "worker" and resolver.task_id == 0 and not has_chief
 
 
 def run_training(config, build_model, build_dataset, name="run"):
@@ -149,19 +178,31 @@ def run_training(config, build_model, build_dataset, name="run"):
     print(f"corpus: {len(sentences)} sentences, {steps_per_epoch} steps per epoch; training {total_steps} steps",
           flush=True)
 
-    encoder = SentenceEncoder.from_pretrained(
-        config.model, pooler_type=config.pooler, sequence_length=config.max_len,
-        dropout=config.dropout, mlp_only_train=config.mlp_only_train,
-    )
+    strategy = make_strategy(config.strategy)
+    if strategy.num_replicas_in_sync > 1:
+        print(f"strategy: {type(strategy).__name__} with {strategy.num_replicas_in_sync} replicas; "
+              f"global batch {config.batch_size} ({config.batch_size // strategy.num_replicas_in_sync} per replica)")
+        if config.batch_size % strategy.num_replicas_in_sync:
+            raise ValueError(f"batch_size {config.batch_size} is not divisible by {strategy.num_replicas_in_sync} replicas")
+    with strategy.scope():
+        encoder = SentenceEncoder.from_pretrained(
+            config.model, pooler_type=config.pooler, sequence_length=config.max_len,
+            dropout=config.dropout, mlp_only_train=config.mlp_only_train,
+        )
+        model = build_model(encoder, config)
+        optimizer = keras.optimizers.AdamW(
+            learning_rate=linear_schedule(config.learning_rate, total_steps, config.warmup_ratio),
+            weight_decay=config.weight_decay, beta_1=0.9, beta_2=0.999, epsilon=1e-8,
+        )
+        model.compile(optimizer=optimizer, jit_compile=resolve_jit(config.jit_compile, strategy))
     dataset = build_dataset(sentences, encoder.preprocessor, config)
-    model = build_model(encoder, config)
-    optimizer = keras.optimizers.AdamW(
-        learning_rate=linear_schedule(config.learning_rate, total_steps, config.warmup_ratio),
-        weight_decay=config.weight_decay, beta_1=0.9, beta_2=0.999, epsilon=1e-8,
-    )
-    model.compile(optimizer=optimizer, jit_compile=resolve_jit(config.jit_compile))
+    chief = is_chief(strategy)
 
     output_dir = pathlib.Path(config.output_dir)
+    if not chief:  # other workers train in lock-step but write their files to a scratch dir
+        import tempfile
+
+        output_dir = pathlib.Path(tempfile.mkdtemp(prefix="tf_esimcse_worker_"))
     log_dir = pathlib.Path(config.log_dir or output_dir / "logs")
     output_dir.mkdir(parents=True, exist_ok=True)
     model_dir = output_dir / "model"
@@ -194,7 +235,7 @@ def run_training(config, build_model, build_dataset, name="run"):
     per_epoch = min(steps_per_epoch, total_steps)
     epochs = max(1, -(-total_steps // per_epoch))
     start = time.time()
-    model.fit(dataset, epochs=epochs, steps_per_epoch=per_epoch, callbacks=callbacks, verbose=1)
+    model.fit(dataset, epochs=epochs, steps_per_epoch=per_epoch, callbacks=callbacks, verbose=1, shuffle=False)
     seconds = time.time() - start
     print(f"trained {epochs * per_epoch} steps in {seconds:.0f} s "
           f"({epochs * per_epoch * config.batch_size / max(seconds, 1e-9):.1f} sentences/s incl. evaluation)")

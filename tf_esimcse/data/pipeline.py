@@ -70,11 +70,13 @@ def paired_dataset(sentences, preprocessor, positive_fn, batch_size=64, shuffle=
     if repeat:
         ds = ds.repeat()
     ds = ds.ragged_batch(batch_size, drop_remainder=True)
-    # Each batch gets its own position in the stream -> its own stateless seed.
-    ds = tf.data.Dataset.zip((tf.data.Dataset.counter(), ds))
+    # Each batch gets its own stateless seed: a random stream seeded by `seed` that is drawn
+    # anew each time the dataset is iterated (each Keras epoch), reproducibly.
+    batch_keys = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+    ds = tf.data.Dataset.zip((batch_keys, ds))
 
-    def make_views(step, ids):
-        batch_seed = tf.stack([tf.cast(seed, tf.int64), step])
+    def make_views(key, ids):
+        batch_seed = tf.stack([tf.cast(seed, tf.int64), key])
         return {
             "anchor": preprocessor.pack(ids),
             "positive": preprocessor.pack(positive_fn(ids, batch_seed)),

@@ -33,16 +33,27 @@ class SentencePreprocessor(keras.layers.Layer):
         super().__init__(**kwargs)
         if int(sequence_length) < 3:
             raise ValueError(f"sequence_length must be at least 3, got {sequence_length!r}.")
+        # Like keras-hub preprocessing layers: accept Python strings and lists, keep tf tensors.
+        self._convert_input_args = False
+        self._allow_non_tensor_positional_args = True
         self.tokenizer = tokenizer
         self.sequence_length = int(sequence_length)
-        self.packer = keras_hub.layers.StartEndPacker(
-            sequence_length=self.sequence_length,
-            start_value=tokenizer.cls_token_id,
-            end_value=tokenizer.sep_token_id,
-            pad_value=tokenizer.pad_token_id,
-            return_padding_mask=True,
-        )
+        # Made on first use: when a saved model is loaded, the tokenizer's vocabulary (and so
+        # its special token ids) is restored only after __init__ has run.
+        self.packer = None
         self.built = True
+
+    def _get_packer(self):
+        if self.packer is None:
+            t = self.tokenizer
+            self.packer = keras_hub.layers.StartEndPacker(
+                sequence_length=self.sequence_length,
+                start_value=t.cls_token_id,
+                end_value=t.sep_token_id,
+                pad_value=t.pad_token_id,
+                return_padding_mask=True,
+            )
+        return self.packer
 
     @property
     def special_token_ids(self):
@@ -54,7 +65,10 @@ class SentencePreprocessor(keras.layers.Layer):
         if tf.executing_eagerly():
             # keras-hub tokenizers run a pure-Python path when called eagerly (returning lists);
             # the TF-Text graph path is the one tf.data, serving and our models use.
-            return self._eager_tokenize(tf.convert_to_tensor(sentences))
+            sentences = tf.convert_to_tensor(sentences)
+            if sentences.shape.rank == 0:  # one traced function for every batch; keep the rank
+                return self._eager_tokenize(sentences[tf.newaxis])[0]
+            return self._eager_tokenize(sentences)
         return self._tokenize(sentences)
 
     def _tokenize(self, sentences):
@@ -69,7 +83,7 @@ class SentencePreprocessor(keras.layers.Layer):
     def pack(self, token_ids, sequence_length=None):
         """Token ids without specials -> int32 dict with [CLS]/[SEP] added and padding."""
         with no_convert_scope():
-            token_ids, mask = self.packer(token_ids, sequence_length=sequence_length)
+            token_ids, mask = self._get_packer()(token_ids, sequence_length=sequence_length)
         return {"token_ids": tf.cast(token_ids, tf.int32), "padding_mask": tf.cast(mask, tf.int32)}
 
     def call(self, sentences):
@@ -99,5 +113,6 @@ def trim_to_longest(batch):
     `batch` is a dict with `token_ids` and `padding_mask` (batch, length); returns the same dict
     with length = the longest sentence in the batch. Numerically a no-op for the encoder.
     """
-    longest = tf.reduce_max(tf.reduce_sum(batch["padding_mask"], axis=1))
+    # An empty batch keeps 2 columns ([CLS] [SEP]); reduce_max of nothing is INT_MIN.
+    longest = tf.reduce_max(tf.concat([tf.reduce_sum(batch["padding_mask"], axis=1), [2]], axis=0))
     return {k: v[:, :longest] for k, v in batch.items()}

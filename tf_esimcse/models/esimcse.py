@@ -84,8 +84,8 @@ class ESimCSE(SimCSE):
                 {"sequence_output": (None, None, encoder.hidden_dim)})[-1], name="momentum_queue")
         self.built = True
 
-    def _logs(self):
-        logs = super()._logs()
+    def step_logs(self):
+        logs = super().step_logs()
         if self.queue is not None:
             logs["queue_fill"] = self.queue.fill
         return logs
@@ -107,13 +107,15 @@ class ESimCSE(SimCSE):
         anchor = split_views(x)[0]
         # 1-2: EMA update with the pre-update online weights, then this step's keys.
         ema_update(self.momentum_backbone.weights, self.encoder.backbone.weights, self.momentum)
-        keys = self.momentum_keys(anchor)
+        # Under a strategy every replica enqueues the keys of the global batch (identical queues).
+        keys = self.gather(self.momentum_keys(anchor))
         negatives, filled = self.queue.negatives()
         # 3: online views and the loss against the queue as it was before this batch.
         with tf.GradientTape() as tape:
             embeddings = self.embed_views(x, training=True)
             loss = self.compute_contrastive_loss(embeddings, extra_negatives=negatives, extra_mask=filled)
-        gradients = tape.gradient(loss, self.trainable_variables)
+            scaled = self.scale_for_replicas(loss)
+        gradients = tape.gradient(scaled, self.trainable_variables)
         self.optimizer.apply(gradients, self.trainable_variables)
         # 4: enqueue after the loss.
         self.queue.enqueue(keys)

@@ -226,7 +226,7 @@ class SentenceEncoder(keras.Model):
                 "format": "tf_esimcse/1",
             }
             if pooler_type == "cls":
-                self.pooler.save_weights(str(tmp / POOLER_WEIGHTS_FILE))
+                keras.saving.save_weights(self.pooler, str(tmp / POOLER_WEIGHTS_FILE))
             (tmp / ENCODER_CONFIG_FILE).write_text(json.dumps(settings, indent=2) + "\n")
             old = None
             if path.exists():
@@ -282,7 +282,7 @@ class SentenceEncoder(keras.Model):
         weights = pathlib.Path(location) / POOLER_WEIGHTS_FILE
         if pooler_type == "cls" and kind != "preset_name":
             if weights.is_file():
-                encoder.pooler.load_weights(str(weights))
+                keras.saving.load_weights(encoder.pooler, str(weights))
             elif settings:
                 raise ModelLoadError(f"{location}: pooler 'cls' needs {POOLER_WEIGHTS_FILE}, which is missing.")
         return encoder

@@ -12,6 +12,21 @@ from tf_esimcse import losses
 from tf_esimcse.api_export import tf_esimcse_export
 
 
+def _in_multi_worker_mode():
+    strategy = tf.distribute.get_strategy()
+    extended = getattr(strategy, "extended", None)
+    in_multi = getattr(extended, "_in_multi_worker_mode", None)
+    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and bool(in_multi and in_multi())
+
+
+def _reducible(logs):
+    """Keras' TF trainer reduces step outputs across workers with `reduce(MEAN, axis=0)`, which
+    rejects scalars under MultiWorkerMirroredStrategy: give them a leading axis of 1 there."""
+    if not _in_multi_worker_mode():
+        return logs
+    return {k: tf.reshape(tf.cast(v, tf.float32), [1]) for k, v in logs.items()}
+
+
 def concat_views(views):
     """Concatenate several {token_ids, padding_mask} batches along the batch axis, padding
     them to a common length first (padding changes nothing for the encoder)."""
@@ -53,6 +68,15 @@ class SimCSE(keras.Model):
         temperature: float. Softmax temperature. Defaults to `0.05`.
         hard_negative_weight: float. alpha for supervised hard negatives (log(alpha) added to
             the matching hard-negative logit). Defaults to `1.0` (no change).
+        cross_replica_negatives: bool. Under a `tf.distribute` strategy, all-gather the
+            positives (and hard negatives) of every replica, so that negatives span the global
+            batch, as a single device would see it. Defaults to `True`.
+
+    Distribution: `train_step` runs once per replica. Each replica keeps its own anchors z1 and
+    all-gathers z2 (the gather's gradient hands each replica its own slice of the summed
+    upstream gradient, so gradients are exact); its labels are offset by
+    `replica_id * local_batch`, read inside the step. The loss is divided by the number of
+    replicas before the gradient, because the optimizer sums replica gradients.
 
     Inputs to `fit`: batches of int32 dicts. Unsupervised: `{"token_ids", "padding_mask"}`
     (each sentence is used twice, with two dropout masks). Supervised or augmented:
@@ -67,7 +91,7 @@ class SimCSE(keras.Model):
     ```
     """
 
-    def __init__(self, encoder, temperature=0.05, hard_negative_weight=1.0, **kwargs):
+    def __init__(self, encoder, temperature=0.05, hard_negative_weight=1.0, cross_replica_negatives=True, **kwargs):
         super().__init__(**kwargs)
         if not temperature > 0:
             raise ValueError(f"temperature must be > 0, got {temperature!r}.")
@@ -80,6 +104,7 @@ class SimCSE(keras.Model):
             pooled_dense.trainable = False
         self.temperature = float(temperature)
         self.hard_negative_weight = float(hard_negative_weight)
+        self.cross_replica_negatives = bool(cross_replica_negatives)
         self.loss_tracker = keras.metrics.Mean(name="loss")
         # The encoder is built on construction, so this model is too (BackupAndRestore needs it).
         self.built = True
@@ -99,20 +124,43 @@ class SimCSE(keras.Model):
         embeddings = self.encoder(concat_views(views), training=training)
         return tf.split(embeddings, sizes, axis=0)
 
+    def gather(self, tensor):
+        """All-gather `tensor` over replicas (concatenated in replica order); identity on one."""
+        ctx = tf.distribute.get_replica_context()
+        if ctx is None or ctx.num_replicas_in_sync == 1 or not self.cross_replica_negatives:
+            return tensor
+        return ctx.all_gather(tensor, axis=0)
+
     def compute_contrastive_loss(self, embeddings, extra_negatives=None, extra_mask=None):
         z1, z2 = embeddings[0], embeddings[1]
         hard = embeddings[2] if len(embeddings) > 2 else None
+        offset = 0
+        ctx = tf.distribute.get_replica_context()
+        if ctx is not None and ctx.num_replicas_in_sync > 1 and self.cross_replica_negatives:
+            z2 = ctx.all_gather(z2, axis=0)
+            if hard is not None:
+                hard = ctx.all_gather(hard, axis=0)
+            offset = tf.cast(ctx.replica_id_in_sync_group, tf.int32) * tf.shape(z1)[0]
         return losses.info_nce(
             z1, z2, temperature=self.temperature, hard_negatives=hard,
             hard_negative_weight=self.hard_negative_weight, queue=extra_negatives, queue_mask=extra_mask,
+            label_offset=offset,
         )
+
+    @staticmethod
+    def scale_for_replicas(loss):
+        """The optimizer sums replica gradients: scale each replica's loss by 1 / replicas."""
+        ctx = tf.distribute.get_replica_context()
+        replicas = ctx.num_replicas_in_sync if ctx is not None else 1
+        return loss / replicas if replicas > 1 else loss
 
     def train_step(self, data):
         x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
         with tf.GradientTape() as tape:
             embeddings = self.embed_views(x, training=True)
             loss = self.compute_contrastive_loss(embeddings)
-        gradients = tape.gradient(loss, self.trainable_variables)
+            scaled = self.scale_for_replicas(loss)
+        gradients = tape.gradient(scaled, self.trainable_variables)
         self.optimizer.apply(gradients, self.trainable_variables)
         self.loss_tracker.update_state(loss)
         return self._logs()
@@ -121,12 +169,26 @@ class SimCSE(keras.Model):
         x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
         loss = self.compute_contrastive_loss(self.embed_views(x, training=False))
         self.loss_tracker.update_state(loss)
-        return {m.name: m.result() for m in self.metrics}
+        return _reducible({m.name: m.result() for m in self.metrics})
 
-    def _logs(self):
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Keras' TF trainer peeks at the first batch and `strategy.reduce`s it to build the
+        # model symbolically; under MultiWorkerMirroredStrategy that reduce fails on dict
+        # batches. Our models are built at construction, so only the optimizer slots are left.
+        if getattr(self, "_distribute_strategy", None) is None:
+            return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+        with self.distribute_strategy.scope():
+            if self.optimizer is not None and not self.optimizer.built:
+                self.optimizer.build(self.trainable_variables)
+
+    def step_logs(self):
+        """What `train_step` reports (subclasses add entries)."""
         logs = {m.name: m.result() for m in self.metrics}
         logs["learning_rate"] = self.optimizer.learning_rate
         return logs
+
+    def _logs(self):
+        return _reducible(self.step_logs())
 
     # --- config -------------------------------------------------------------------------------
     def get_config(self):
@@ -135,6 +197,7 @@ class SimCSE(keras.Model):
             "encoder": keras.saving.serialize_keras_object(self.encoder),
             "temperature": self.temperature,
             "hard_negative_weight": self.hard_negative_weight,
+            "cross_replica_negatives": self.cross_replica_negatives,
         }
 
     @classmethod
