@@ -75,15 +75,39 @@ def build_simcse(encoder, sentences, args):
     return Workload(model, dataset, lambda batch: _view_shape(batch)[0], flops, formula)
 
 
-# name -> build function. Add e.g. "esimcse": build_esimcse (momentum-encoder forward = 1x, no
-# backward; repeated positives are longer than the anchors: count each view at its own length).
-MODELS = {"simcse": build_simcse}
+def build_esimcse(encoder, sentences, args):
+    """ESimCSE: anchor + word-repeated positive in one 2N-row forward/backward, plus the momentum
+    encoder's forward of the N anchors (no backward) and the queue's extra logits."""
+    from tf_esimcse.data.pipeline import esimcse_dataset
+    from tf_esimcse.models.esimcse import ESimCSE
+
+    model = ESimCSE(encoder, temperature=args.temperature, queue_size=int(2.5 * args.batch_size))
+    dataset = esimcse_dataset(sentences, encoder.preprocessor, batch_size=args.batch_size, seed=args.seed,
+                              repeat=True)
+    dims = common.BertDims(encoder.backbone)
+    head_dim = encoder.hidden_dim if encoder.pooler_type == "cls" else 0
+
+    def flops(batch):
+        n, t_anchor = _view_shape(batch["anchor"])
+        _, t_pos = _view_shape(batch["positive"])
+        t = max(t_anchor, t_pos)  # both views are padded to a common width in one forward
+        online = common.training_flops(dims, 2 * n, t, head_rows=2 * n, head_dim=head_dim)
+        momentum = common.forward_flops(dims, n, t_anchor) + 2.0 * n * head_dim ** 2
+        return online + momentum
+
+    formula = ("3 x forward(2N x T) + MLP head, plus 1 x forward(N x T) of the momentum encoder "
+               "(no backward); similarity/queue logits ignored")
+    return Workload(model, dataset, lambda batch: _view_shape(batch["anchor"])[0], flops, formula)
+
+
+# name -> build function; `--models simcse,esimcse` times both in one run and prints the ratio.
+MODELS = {"simcse": build_simcse, "esimcse": build_esimcse}
 
 
 def parse_args(argv=None):
     parser = common.make_parser(__doc__)
     common.add_common_flags(parser)
-    parser.add_argument("--models", default="simcse",
+    parser.add_argument("--models", default="simcse,esimcse",
                         help=f"comma-separated model kinds, timed one after the other in this process; "
                              f"ratios are to the first (known: {', '.join(MODELS)}; default: %(default)s)")
     parser.add_argument("--jit", default="auto", choices=["auto", "true", "false"],
