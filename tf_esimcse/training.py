@@ -235,7 +235,9 @@ def run_training(config, build_model, build_dataset, name="run"):
     per_epoch = min(steps_per_epoch, total_steps)
     epochs = max(1, -(-total_steps // per_epoch))
     start = time.time()
-    model.fit(dataset, epochs=epochs, steps_per_epoch=per_epoch, callbacks=callbacks, verbose=1, shuffle=False)
+    model.fit(dataset, epochs=epochs, steps_per_epoch=per_epoch, callbacks=callbacks,
+              verbose=1 if sys.stdout.isatty() else 2,  # no progress-bar spam in log files
+              shuffle=False)
     seconds = time.time() - start
     print(f"trained {epochs * per_epoch} steps in {seconds:.0f} s "
           f"({epochs * per_epoch * config.batch_size / max(seconds, 1e-9):.1f} sentences/s incl. evaluation)")
