@@ -110,3 +110,82 @@ def esimcse_dataset(sentences, preprocessor, dup_rate=0.32, mode="paper", batch_
 
     return paired_dataset(sentences, preprocessor, positive_fn, batch_size=batch_size, shuffle=shuffle, seed=seed,
                           repeat=repeat)
+
+
+def default_bucket_widths(max_len):
+    """Bucket widths (packed lengths, [CLS]/[SEP] included) for `bucketed_unsup_dataset`: every
+    `max(4, max_len // 8)` tokens from 8 (or less for tiny max_len) up to `max_len`, so at most
+    ~8 distinct batch shapes (each is one XLA compilation). `(8, 12, ..., 32)` for max_len 32."""
+    max_len = int(max_len)
+    step = max(4, max_len // 8)
+    widths = [w for w in range(min(8, max_len), max_len, step)]
+    return tuple(widths) + (max_len,)
+
+
+def bucketed_unsup_dataset(sentences, preprocessor, batch_size=64, bucket_widths=None, pad_to_bucket_width=True,
+                           shuffle=True, seed=42, batch_shuffle_buffer=32, repeat=False):
+    """Unsupervised SimCSE batches grouped by length (opt-in): `{"token_ids", "padding_mask"}`
+    int32, (batch_size, width). Same elements as `unsup_dataset`, fewer padding tokens.
+
+    Sentences are tokenized once (cached), shuffled each epoch with `seed`, then put in the
+    bucket of the smallest width >= their packed length (`[CLS]`/`[SEP]` included); a bucket
+    emits a batch when it holds exactly `batch_size` sentences (`drop_remainder`: a bucket's
+    last partial batch of an epoch is dropped; with `repeat=True` it carries over into the
+    next epoch instead). The batches are then shuffled across buckets (`batch_shuffle_buffer`).
+
+    Every batch therefore holds sentences of SIMILAR LENGTH, which changes the distribution of
+    the in-batch negatives (the model can no longer use length to tell sentences apart). It is
+    a different training recipe, not only a faster one: check STS-B dev against the unbucketed
+    run before relying on it. `unsup_dataset` (random batches) stays the default everywhere.
+
+    Args:
+        sentences: list of str.
+        preprocessor: a `SentencePreprocessor` (its `sequence_length` is the max length).
+        batch_size: int. Every batch has exactly this many rows. Defaults to `64`.
+        bucket_widths: increasing ints, the bucket widths (packed lengths); the last must be
+            `>= sequence_length` (`sequence_length` is appended otherwise). `None` uses
+            `default_bucket_widths(sequence_length)`.
+        pad_to_bucket_width: bool. `True` (default): every batch of a bucket has the bucket's
+            width, so there are only `len(bucket_widths)` shapes (XLA compiles once per shape).
+            `False`: each batch is trimmed to its own longest sentence (fewest padding tokens,
+            but up to `sequence_length` shapes).
+        shuffle: bool. Shuffle sentences each epoch (and the batches across buckets).
+        seed: int.
+        batch_shuffle_buffer: int. Batches held to mix the buckets' outputs (0: none).
+        repeat: bool. Repeat forever (use with `steps_per_epoch`).
+    """
+    _check(sentences, batch_size)
+    max_len = int(preprocessor.sequence_length)
+    widths = sorted({int(w) for w in (bucket_widths or default_bucket_widths(max_len))})
+    if widths[0] < 2:
+        raise ValueError(f"bucket widths must be >= 2 ([CLS] and [SEP]), got {widths}.")
+    widths = [w for w in widths if w < max_len] + [max_len]
+    width_table = tf.constant(widths, tf.int32)
+
+    ds = tokenized_dataset(sentences, preprocessor)
+    if shuffle:
+        ds = ds.shuffle(len(sentences), seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        ds = ds.repeat()
+
+    def bucket_of(ids):
+        packed_len = tf.cast(tf.shape(ids)[0], tf.int32) + 2
+        return tf.cast(tf.searchsorted(width_table, packed_len[tf.newaxis], side="left")[0], tf.int64)
+
+    def batch_bucket(key, window):
+        # `window` holds at most batch_size elements; a partial one (end of input) is dropped.
+        return window.ragged_batch(batch_size, drop_remainder=True).map(lambda ids: (key, ids))
+
+    ds = ds.group_by_window(key_func=bucket_of, reduce_func=batch_bucket, window_size=batch_size)
+
+    def pack(key, ids):
+        batch = preprocessor.pack(ids)
+        if pad_to_bucket_width:
+            width = tf.gather(width_table, tf.cast(key, tf.int32))
+            return {k: v[:, :width] for k, v in batch.items()}
+        return trim_to_longest(batch)
+
+    ds = ds.map(pack, num_parallel_calls=tf.data.AUTOTUNE)
+    if shuffle and batch_shuffle_buffer and batch_shuffle_buffer > 1:
+        ds = ds.shuffle(int(batch_shuffle_buffer), seed=seed + 1, reshuffle_each_iteration=True)
+    return ds.prefetch(tf.data.AUTOTUNE)

@@ -68,7 +68,7 @@ class ESimCSE(SimCSE):
                  reset_queue_each_epoch=True, **kwargs):
         if not 0.0 <= momentum <= 1.0:
             raise ValueError(f"momentum must be in [0, 1], got {momentum!r}.")
-        if int(queue_size) < 1:
+        if isinstance(queue_size, bool) or int(queue_size) != queue_size or int(queue_size) < 1:
             raise ValueError(f"queue_size must be a positive integer, got {queue_size!r}.")
         super().__init__(encoder, temperature=temperature, **kwargs)
         self.queue_size = int(queue_size)

@@ -280,9 +280,14 @@ class SentenceEncoder(keras.Model):
             preprocessor=SentencePreprocessor(tokenizer, sequence_length=sequence_length),
         )
         weights = pathlib.Path(location) / POOLER_WEIGHTS_FILE
-        if pooler_type == "cls" and kind != "preset_name":
-            if weights.is_file():
+        if pooler_type == "cls":
+            if kind != "preset_name" and weights.is_file():
                 keras.saving.load_weights(encoder.pooler, str(weights))
             elif settings:
                 raise ModelLoadError(f"{location}: pooler 'cls' needs {POOLER_WEIGHTS_FILE}, which is missing.")
+            elif not mlp_only_train:
+                # A Hugging Face / keras-hub checkpoint: its BERT pooler (dense + tanh on [CLS]) is
+                # the "cls" head; released SimCSE models store their MLP there. Training with
+                # mlp_only_train keeps SimCSE's freshly initialised MLP instead.
+                encoder.pooler.mlp.set_weights(encoder.backbone.pooled_dense.get_weights())
         return encoder
