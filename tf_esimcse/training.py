@@ -18,6 +18,7 @@ from tf_esimcse.data.corpus import load_sentences
 from tf_esimcse.data.senteval import resolve_senteval_dir
 from tf_esimcse.evaluation.callbacks import STSEvaluationCallback
 from tf_esimcse.evaluation.sts import evaluate_sts, format_table
+from tf_esimcse.layers.pooler import check_pooler_type
 from tf_esimcse.models.sentence_encoder import SentenceEncoder
 
 
@@ -169,6 +170,9 @@ def run_training(config, build_model, build_dataset, name="run"):
         dict with the results and the saved model path.
     """
     print(f"== {name} config ==\n" + json.dumps(dataclasses.asdict(config), indent=2), flush=True)
+    check_pooler_type(config.pooler)
+    if config.strategy not in ("default", "mirrored", "multiworker"):
+        raise ValueError(f"Unknown strategy {config.strategy!r}: expected default, mirrored or multiworker.")
     check_data_dir(config.data_dir, config.corpus)
     keras.utils.set_random_seed(config.seed)
 
@@ -264,6 +268,6 @@ def main_guard(fn):
 
     try:
         return fn()
-    except (TfEsimcseError, FileNotFoundError) as e:
+    except (TfEsimcseError, FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
