@@ -30,6 +30,17 @@ def tokenized_dataset(sentences, preprocessor):
     return ds.cache()
 
 
+def token_batches(sentences, preprocessor, batch_size, shuffle=True, seed=42, repeat=False):
+    """Cached token ids -> (shuffled each epoch) -> (repeated) -> ragged batches, remainder dropped."""
+    _check(sentences, batch_size)
+    ds = tokenized_dataset(sentences, preprocessor)
+    if shuffle:
+        ds = ds.shuffle(len(sentences), seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        ds = ds.repeat()
+    return ds.ragged_batch(batch_size, drop_remainder=True)
+
+
 def unsup_dataset(sentences, preprocessor, batch_size=64, shuffle=True, seed=42, dynamic_padding=False,
                   repeat=False):
     """Unsupervised SimCSE batches: `{"token_ids", "padding_mask"}` int32, (batch, length).
@@ -43,13 +54,7 @@ def unsup_dataset(sentences, preprocessor, batch_size=64, shuffle=True, seed=42,
             the max length (the loss is unchanged; the step is cheaper).
         repeat: bool. Repeat forever (use with `steps_per_epoch`).
     """
-    _check(sentences, batch_size)
-    ds = tokenized_dataset(sentences, preprocessor)
-    if shuffle:
-        ds = ds.shuffle(len(sentences), seed=seed, reshuffle_each_iteration=True)
-    if repeat:
-        ds = ds.repeat()
-    ds = ds.ragged_batch(batch_size, drop_remainder=True)
+    ds = token_batches(sentences, preprocessor, batch_size, shuffle=shuffle, seed=seed, repeat=repeat)
     ds = ds.map(preprocessor.pack, num_parallel_calls=tf.data.AUTOTUNE)
     if dynamic_padding:
         ds = ds.map(trim_to_longest, num_parallel_calls=tf.data.AUTOTUNE)
@@ -63,13 +68,7 @@ def paired_dataset(sentences, preprocessor, positive_fn, batch_size=64, shuffle=
     drawn anew every epoch. `seed` is an int64 (2,) tensor unique to the batch and the epoch, so
     the augmentation is reproducible whatever the parallelism.
     """
-    _check(sentences, batch_size)
-    ds = tokenized_dataset(sentences, preprocessor)
-    if shuffle:
-        ds = ds.shuffle(len(sentences), seed=seed, reshuffle_each_iteration=True)
-    if repeat:
-        ds = ds.repeat()
-    ds = ds.ragged_batch(batch_size, drop_remainder=True)
+    ds = token_batches(sentences, preprocessor, batch_size, shuffle=shuffle, seed=seed, repeat=repeat)
     # Each batch gets its own stateless seed: a random stream seeded by `seed` that is drawn
     # anew each time the dataset is iterated (each Keras epoch), reproducibly.
     batch_keys = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
