@@ -14,6 +14,7 @@ import time
 import keras
 import tensorflow as tf
 
+from tf_esimcse.backup import AtomicBackupAndRestore
 from tf_esimcse.data.corpus import load_sentences
 from tf_esimcse.data.senteval import resolve_senteval_dir
 from tf_esimcse.evaluation.callbacks import STSEvaluationCallback
@@ -53,7 +54,7 @@ class TrainConfig:
     dynamic_padding: bool = False  # trim batches to their longest sentence (same loss, faster)
     jit_compile: str = "auto"  # "auto" (XLA when no strategy forbids it), "true", "false"
     strategy: str = "default"  # "default" (one device), "mirrored" (all local GPUs/CPUs), "multiworker" (TF_CONFIG)
-    backup_steps: int = 200  # BackupAndRestore every N steps, to resume an interrupted run
+    backup_steps: int = 200  # back up every N steps; an interrupted run resumes from the last backup
     final_eval: bool = True  # evaluate the 7 STS tasks at the end
 
 
@@ -104,6 +105,18 @@ class WarmupThen(keras.optimizers.schedules.LearningRateSchedule):
     def get_config(self):
         return {"peak": self.peak, "warmup_steps": self.warmup_steps,
                 "after": keras.saving.serialize_keras_object(self.after)}
+
+
+class StopAtStep(keras.callbacks.Callback):
+    """Stop `fit` once the optimizer has taken `total_steps` steps (also after a resume)."""
+
+    def __init__(self, total_steps):
+        super().__init__()
+        self.total_steps = int(total_steps)
+
+    def on_train_batch_end(self, batch, logs=None):
+        if int(keras.ops.convert_to_numpy(self.model.optimizer.iterations)) >= self.total_steps:
+            self.model.stop_training = True
 
 
 def check_data_dir(data_dir, corpus):
@@ -231,20 +244,24 @@ def run_training(config, build_model, build_dataset, name="run"):
         restore_best_weights=True, on_new_best=save_best, initial_best=initial_best,
     )
     callbacks = [
-        keras.callbacks.BackupAndRestore(str(backup_dir), save_freq=config.backup_steps, delete_checkpoint=True),
+        # BackupAndRestore resumes at epoch boundaries, so Keras "epochs" here are chunks
+        # of `backup_steps` steps, backed up at the end of each; StopAtStep ends the run exactly.
+        AtomicBackupAndRestore(str(backup_dir), save_freq="epoch", delete_checkpoint=True),
+        StopAtStep(total_steps),
         keras.callbacks.TensorBoard(str(log_dir), update_freq=max(1, min(50, config.eval_steps))),
         sts_callback,
     ]
-    # Keras fits in epochs; we count training in steps (SimCSE evaluates every 125 steps).
-    per_epoch = min(steps_per_epoch, total_steps)
-    epochs = max(1, -(-total_steps // per_epoch))
+    per_epoch = max(1, min(config.backup_steps or total_steps, total_steps))
+    epochs = -(-total_steps // per_epoch)
+    if hasattr(model, "data_epoch_steps"):
+        model.data_epoch_steps = steps_per_epoch  # ESimCSE empties its queue once per data epoch
     start = time.time()
     model.fit(dataset, epochs=epochs, steps_per_epoch=per_epoch, callbacks=callbacks,
               verbose=1 if sys.stdout.isatty() else 2,  # no progress-bar spam in log files
               shuffle=False)
     seconds = time.time() - start
-    print(f"trained {epochs * per_epoch} steps in {seconds:.0f} s "
-          f"({epochs * per_epoch * config.batch_size / max(seconds, 1e-9):.1f} sentences/s incl. evaluation)")
+    done = int(keras.ops.convert_to_numpy(model.optimizer.iterations))
+    print(f"trained to step {done} of {total_steps}; this session ran {seconds:.0f} s")
     if not model_dir.is_dir():  # no evaluation improved anything (e.g. NaN): keep the last weights
         encoder.save_pretrained(model_dir)
 

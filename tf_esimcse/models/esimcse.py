@@ -28,14 +28,29 @@ from tf_esimcse.momentum import clone_frozen, ema_update
 
 
 class QueueResetCallback(keras.callbacks.Callback):
-    """Empties the momentum queue at the start of each epoch, as the official code does."""
+    """Empties the momentum queue at the start of each data epoch, as the official code does.
 
-    def __init__(self, queue):
+    Args:
+        queue: the `MomentumQueue`.
+        steps_per_epoch: int or None. `None`: reset at each Keras epoch. An int: reset whenever
+            the optimizer's step count is a multiple of it (for runs whose Keras "epochs" are
+            shorter chunks of one pass over the data, as the recipes' resumable runs are).
+    """
+
+    def __init__(self, queue, steps_per_epoch=None):
         super().__init__()
         self.queue = queue
+        self.steps_per_epoch = steps_per_epoch
 
     def on_epoch_begin(self, epoch, logs=None):
-        self.queue.reset()
+        if self.steps_per_epoch is None:
+            self.queue.reset()
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if self.steps_per_epoch is not None:
+            step = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
+            if step % self.steps_per_epoch == 0:
+                self.queue.reset()
 
 
 @tf_esimcse_export("models.ESimCSE")
@@ -77,6 +92,8 @@ class ESimCSE(SimCSE):
         self.reset_queue_each_epoch = bool(reset_queue_each_epoch)
         self.momentum_backbone = None
         self.queue = None
+        # Set by code whose Keras epochs are not data epochs (see QueueResetCallback).
+        self.data_epoch_steps = None
         if self.use_momentum_queue:
             # A frozen copy of the (pretrained) backbone: dropout off, never in the tape.
             self.momentum_backbone = clone_frozen(encoder.backbone)
@@ -125,7 +142,7 @@ class ESimCSE(SimCSE):
     def fit(self, *args, callbacks=None, **kwargs):
         callbacks = list(callbacks or [])
         if self.queue is not None and self.reset_queue_each_epoch:
-            callbacks.append(QueueResetCallback(self.queue))
+            callbacks.append(QueueResetCallback(self.queue, steps_per_epoch=self.data_epoch_steps))
         return super().fit(*args, callbacks=callbacks, **kwargs)
 
     def get_config(self):

@@ -1,0 +1,36 @@
+"""Resumable training that survives SIGKILL: Keras' BackupAndRestore with atomic writes.
+
+Keras' `BackupAndRestore` writes `latest.weights.h5` and `training_metadata.json` in place; a
+process killed in the middle (SIGKILL, OOM killer, a pre-empted VM) leaves a truncated HDF5 file
+and the next run cannot resume ("bad object header version number"). This subclass writes each
+file next to its final name and moves it into place with `os.replace`, which is atomic on POSIX
+filesystems: at any instant the backup folder holds a complete previous or a complete new backup.
+The weights (model, optimizer step and slots, ESimCSE's momentum encoder and queue) are written
+before the metadata, so the metadata never points past the weights.
+"""
+import json
+import os
+
+import keras
+
+
+def _fsync_replace(tmp, final):
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, final)
+
+
+class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
+    """`keras.callbacks.BackupAndRestore` whose backups are written atomically (local paths)."""
+
+    def _save_model(self):
+        if "://" in str(self.backup_dir):  # remote filesystems: Keras' own behaviour
+            return super()._save_model()
+        os.makedirs(self.backup_dir, exist_ok=True)
+        tmp_weights = os.path.join(self.backup_dir, "incomplete.weights.h5")
+        self.model.save_weights(filepath=tmp_weights, overwrite=True)
+        _fsync_replace(tmp_weights, self._weights_path)
+        tmp_meta = os.path.join(self.backup_dir, "incomplete_training_metadata.json")
+        with open(tmp_meta, "w") as f:
+            f.write(json.dumps({"epoch": self._current_epoch, "batch": self._last_batch_seen}))
+        _fsync_replace(tmp_meta, self._training_metadata_path)
