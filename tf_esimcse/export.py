@@ -118,7 +118,7 @@ def serving_functions(encoder, text_ops=True):
     if not text_ops:
         return {SERVING_DEFAULT: encode_tokens, ENCODE_TOKENS: encode_tokens}
 
-    preprocessor = encoder.preprocessor
+    preprocessor = encoder.inference_preprocessor
 
     def embed_sentences(sentences):
         batch = _trim_padding(preprocessor(sentences))

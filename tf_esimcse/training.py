@@ -50,7 +50,8 @@ class TrainConfig:
     max_sentences: int = 0  # use only the first N sentences of the corpus (0 = all)
     seed: int = 42
     warmup_ratio: float = 0.0
-    weight_decay: float = 0.0
+    weight_decay: float = 0.0  # AdamW; never applied to biases and LayerNorm (as HF Trainer)
+    max_grad_norm: float = 1.0  # clip the global gradient norm (HF Trainer's default, as the official runs)
     dynamic_padding: bool = False  # trim batches to their longest sentence (same loss, faster)
     jit_compile: str = "auto"  # "auto" (XLA when no strategy forbids it), "true", "false"
     strategy: str = "default"  # "default" (one device), "mirrored" (all local GPUs/CPUs), "multiworker" (TF_CONFIG)
@@ -211,6 +212,8 @@ def run_training(config, build_model, build_dataset, name="run"):
             learning_rate=linear_schedule(config.learning_rate, total_steps, config.warmup_ratio),
             weight_decay=config.weight_decay, beta_1=0.9, beta_2=0.999, epsilon=1e-8,
         )
+        optimizer.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
+        model.max_grad_norm = config.max_grad_norm or None
         model.compile(optimizer=optimizer, jit_compile=resolve_jit(config.jit_compile, strategy))
     dataset = build_dataset(sentences, encoder.preprocessor, config)
     chief = is_chief(strategy)
@@ -255,6 +258,13 @@ def run_training(config, build_model, build_dataset, name="run"):
     epochs = -(-total_steps // per_epoch)
     if hasattr(model, "data_epoch_steps"):
         model.data_epoch_steps = steps_per_epoch  # ESimCSE empties its queue once per data epoch
+    metadata = backup_dir / "training_metadata.json"
+    if metadata.is_file():
+        # The pipeline is deterministic for a seed: skip the batches the interrupted part used,
+        # so the resumed run sees the rest of the stream, not its beginning again.
+        done_steps = int(json.loads(metadata.read_text()).get("epoch", 0)) * per_epoch
+        dataset = dataset.skip(done_steps)
+        print(f"skipping the {done_steps} batches already trained on")
     start = time.time()
     model.fit(dataset, epochs=epochs, steps_per_epoch=per_epoch, callbacks=callbacks,
               verbose=1 if sys.stdout.isatty() else 2,  # no progress-bar spam in log files

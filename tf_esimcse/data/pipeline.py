@@ -62,7 +62,7 @@ def unsup_dataset(sentences, preprocessor, batch_size=64, shuffle=True, seed=42,
 
 
 def paired_dataset(sentences, preprocessor, positive_fn, batch_size=64, shuffle=True, seed=42,
-                   repeat=False):
+                   repeat=False, positive_length=None):
     """Batches of `{"anchor": view, "positive": view}` where the positive is
     `positive_fn(ragged token ids, seed)` of the anchor (e.g. ESimCSE's `WordRepetition`),
     drawn anew every epoch. `seed` is an int64 (2,) tensor unique to the batch and the epoch, so
@@ -78,7 +78,7 @@ def paired_dataset(sentences, preprocessor, positive_fn, batch_size=64, shuffle=
         batch_seed = tf.stack([tf.cast(seed, tf.int64), key])
         return {
             "anchor": preprocessor.pack(ids),
-            "positive": preprocessor.pack(positive_fn(ids, batch_seed)),
+            "positive": preprocessor.pack(positive_fn(ids, batch_seed), sequence_length=positive_length),
         }
 
     ds = ds.map(make_views, num_parallel_calls=tf.data.AUTOTUNE)
@@ -86,7 +86,7 @@ def paired_dataset(sentences, preprocessor, positive_fn, batch_size=64, shuffle=
 
 
 def esimcse_dataset(sentences, preprocessor, dup_rate=0.32, mode="paper", batch_size=64, shuffle=True, seed=42,
-                    repeat=False, word_repetition=None):
+                    repeat=False, word_repetition=None, positive_length=None):
     """ESimCSE batches: `{"anchor": original, "positive": word-repeated}` int32 views.
 
     Repetition acts on the sub-word ids after truncation to `max_len - 2` and before
@@ -99,6 +99,11 @@ def esimcse_dataset(sentences, preprocessor, dup_rate=0.32, mode="paper", batch_
         mode: str. `"paper"` (dup_len ~ U[0, max(2, int(rate * N))]) or `"official_subword"`
             (the official code's U{0 .. min(10, int(rate * (N + 2))) - 1}); see `WordRepetition`.
         word_repetition: a ready `WordRepetition` layer (overrides dup_rate and mode).
+        positive_length: int or None. Packed length of the repeated view. `None` (default)
+            re-truncates it to the anchor's max_len, as specified; then sentences that already
+            fill max_len lose their last repeated tokens and keep the anchor's length. The
+            official code does not re-truncate (up to max_len + 9 with its sub-word rule): pass
+            e.g. `max_len + 9` to do the same. Views of different widths are padded together.
     """
     from tf_esimcse.layers.word_repetition import WordRepetition
 
@@ -108,7 +113,7 @@ def esimcse_dataset(sentences, preprocessor, dup_rate=0.32, mode="paper", batch_
         return layer(ids, seed=batch_seed)
 
     return paired_dataset(sentences, preprocessor, positive_fn, batch_size=batch_size, shuffle=shuffle, seed=seed,
-                          repeat=repeat)
+                          repeat=repeat, positive_length=positive_length)
 
 
 def default_bucket_widths(max_len):

@@ -40,16 +40,17 @@ class Pooler(keras.layers.Layer):
     - `"cls_before_pooler"`: the [CLS] state as it is.
     - `"avg"`: the mean of the last layer over non-padding tokens.
     - `"avg_top2"`: the mean of the last two layers' states, averaged over non-padding tokens.
-    - `"avg_first_last"`: the same for the first and the last hidden states. `first_layer=0`
-      (the embedding output, `hidden_states[0]`) follows SimCSE's `models.py`; SimCSE's later
-      `evaluation.py` uses `hidden_states[1]` (the first transformer layer): `first_layer=1`.
+    - `"avg_first_last"`: the same for the first and the last hidden states. `first_layer=1`
+      (the first transformer layer's output, `hidden_states[1]`) is what SimCSE's `models.py`
+      and `evaluation.py` use since its "fix first-last avg" commit; `first_layer=0` (the
+      embedding output) is the older code, still in ESimCSE's copy.
 
     Args:
         pooler_type: str. One of the types above. Defaults to `"cls"`.
         hidden_dim: int or None. Size of the MLP head (the backbone's hidden size); only needed
             for `"cls"` and inferred from the input when `None`.
         mlp_only_train: bool. Use the MLP head in training only. Defaults to `False`.
-        first_layer: int. Which hidden state `avg_first_last` calls "first". Defaults to `0`.
+        first_layer: int. Which hidden state `avg_first_last` calls "first". Defaults to `1`.
 
     Call arguments:
         inputs: dict with `"sequence_output"` (batch, length, dim), `"padding_mask"`
@@ -68,7 +69,7 @@ class Pooler(keras.layers.Layer):
     ```
     """
 
-    def __init__(self, pooler_type="cls", hidden_dim=None, mlp_only_train=False, first_layer=0, **kwargs):
+    def __init__(self, pooler_type="cls", hidden_dim=None, mlp_only_train=False, first_layer=1, **kwargs):
         super().__init__(**kwargs)
         self.pooler_type = check_pooler_type(pooler_type)
         self.hidden_dim = hidden_dim
@@ -80,7 +81,11 @@ class Pooler(keras.layers.Layer):
 
     def _make_mlp(self, dim):
         self.hidden_dim = int(dim)
-        self.mlp = keras.layers.Dense(self.hidden_dim, activation="tanh", dtype=self.dtype_policy, name="mlp")
+        # SimCSE's MLPLayer is initialised like BERT (normal, std 0.02; zero bias).
+        self.mlp = keras.layers.Dense(
+            self.hidden_dim, activation="tanh", kernel_initializer=keras.initializers.RandomNormal(stddev=0.02),
+            dtype=self.dtype_policy, name="mlp",
+        )
 
     @property
     def uses_hidden_states(self):

@@ -124,8 +124,12 @@ class ESimCSE(SimCSE):
         anchor = split_views(x)[0]
         # 1-2: EMA update with the pre-update online weights, then this step's keys.
         ema_update(self.momentum_backbone.weights, self.encoder.backbone.weights, self.momentum)
-        # Under a strategy every replica enqueues the keys of the global batch (identical queues).
-        keys = self.gather(self.momentum_keys(anchor))
+        # Under a strategy every replica enqueues the keys of the global batch (identical queues;
+        # gathered even with cross_replica_negatives=False, since the queue is one shared state).
+        keys = self.momentum_keys(anchor)
+        ctx = tf.distribute.get_replica_context()
+        if ctx is not None and ctx.num_replicas_in_sync > 1:
+            keys = ctx.all_gather(keys, axis=0)
         negatives, filled = self.queue.negatives()
         # 3: online views and the loss against the queue as it was before this batch.
         with tf.GradientTape() as tape:
@@ -133,7 +137,7 @@ class ESimCSE(SimCSE):
             loss = self.compute_contrastive_loss(embeddings, extra_negatives=negatives, extra_mask=filled)
             scaled = self.scale_for_replicas(loss)
         gradients = tape.gradient(scaled, self.trainable_variables)
-        self.optimizer.apply(gradients, self.trainable_variables)
+        self.optimizer.apply(self.clip_gradients(gradients), self.trainable_variables)
         # 4: enqueue after the loss.
         self.queue.enqueue(keys)
         self.loss_tracker.update_state(loss)

@@ -49,9 +49,13 @@ class SentenceEncoder(keras.Model):
         backbone: a `tf_esimcse.BertEncoder` (keras-hub `BertBackbone` compatible).
         pooler_type: str. See `Pooler`. Defaults to `"cls_before_pooler"`.
         mlp_only_train: bool. With `pooler_type="cls"`, use the MLP head only in training.
-        first_layer: int. See `Pooler`. Defaults to `0`.
+        first_layer: int. See `Pooler`. Defaults to `1`.
         normalize: bool. L2-normalise the output. Defaults to `True`.
-        preprocessor: a `SentencePreprocessor`, needed by `encode()` on strings.
+        preprocessor: a `SentencePreprocessor`, needed by `encode()` on strings. Its
+            `sequence_length` is the TRAINING truncation (SimCSE's max_seq_length 32).
+        inference_length: int or None. Truncation used by `encode()`, evaluation and export.
+            `None` (default) uses the backbone's `max_sequence_length`, i.e. no truncation in
+            practice, as SimCSE's evaluation (`padding=True`, no `max_length`) does.
 
     Call arguments:
         inputs: dict of int32 `"token_ids"` and `"padding_mask"`, shape (batch, length).
@@ -72,9 +76,10 @@ class SentenceEncoder(keras.Model):
         backbone,
         pooler_type="cls_before_pooler",
         mlp_only_train=False,
-        first_layer=0,
+        first_layer=1,
         normalize=True,
         preprocessor=None,
+        inference_length=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -93,6 +98,14 @@ class SentenceEncoder(keras.Model):
         self.mlp_only_train = bool(mlp_only_train)
         self.first_layer = int(first_layer)
         self.normalize = bool(normalize)
+        self.inference_length = None if inference_length is None else int(inference_length)
+        # encode()/evaluation/export tokenizer: the same vocabulary, the inference length.
+        self._inference_preprocessor = None
+        length = self.inference_length or int(backbone.max_sequence_length)
+        if preprocessor is not None and preprocessor.sequence_length != length:
+            self._inference_preprocessor = SentencePreprocessor(
+                preprocessor.tokenizer, sequence_length=length, name="inference_preprocessor"
+            )
         self._predict_fn = None
         # Build eagerly so weights exist (for set_weights, checkpoints and clones).
         dummy = {"token_ids": tf.zeros((1, 2), tf.int32), "padding_mask": tf.ones((1, 2), tf.int32)}
@@ -101,6 +114,14 @@ class SentenceEncoder(keras.Model):
     @property
     def hidden_dim(self):
         return self.backbone.hidden_dim
+
+    @property
+    def inference_preprocessor(self):
+        """The preprocessor of `encode()`, evaluation and export: the training one's tokenizer
+        with `inference_length` (default: the backbone's max length) instead of max_len 32."""
+        if self._inference_preprocessor is not None:
+            return self._inference_preprocessor
+        return self.preprocessor
 
     def call(self, inputs, training=False):
         token_ids = inputs["token_ids"]
@@ -144,7 +165,7 @@ class SentenceEncoder(keras.Model):
             return out
         packed = []
         for start in range(0, n, 1024):
-            batch = self.preprocessor(tf.constant(sentences[start:start + 1024]))
+            batch = self.inference_preprocessor(tf.constant(sentences[start:start + 1024]))
             packed.append({k: v.numpy() for k, v in batch.items()})
         token_ids = np.concatenate([p["token_ids"] for p in packed])
         mask = np.concatenate([p["padding_mask"] for p in packed])
@@ -181,6 +202,7 @@ class SentenceEncoder(keras.Model):
             "preprocessor": (
                 keras.saving.serialize_keras_object(self.preprocessor) if self.preprocessor is not None else None
             ),
+            "inference_length": self.inference_length,
         }
         return config
 
@@ -244,7 +266,8 @@ class SentenceEncoder(keras.Model):
 
     @classmethod
     def from_pretrained(
-        cls, source="default", pooler_type=None, sequence_length=None, dropout=None, normalize=True, mlp_only_train=False
+        cls, source="default", pooler_type=None, sequence_length=None, dropout=None, normalize=True, mlp_only_train=False,
+        inference_length=None, first_layer=None,
     ):
         """Load an encoder from a local HF directory, a keras-hub preset (dir or name), or a
         directory written by `save_pretrained`.
@@ -256,6 +279,9 @@ class SentenceEncoder(keras.Model):
             sequence_length: int or None. Tokenizer truncation length; `None` uses the saved
                 one, else 32.
             dropout: float or None. Override the backbone's dropout.
+            inference_length: int or None. Truncation for `encode()`/evaluation/export; `None`
+                = the backbone's max length (no truncation in practice, as SimCSE evaluates).
+            first_layer: int or None. `avg_first_last`'s first hidden state (see `Pooler`).
         """
         kind, location = resolve_source(source)
         settings = {}
@@ -275,17 +301,18 @@ class SentenceEncoder(keras.Model):
             backbone,
             pooler_type=pooler_type,
             mlp_only_train=mlp_only_train,
-            first_layer=settings.get("first_layer", 0),
+            first_layer=first_layer if first_layer is not None else settings.get("first_layer", 1),
             normalize=normalize,
             preprocessor=SentencePreprocessor(tokenizer, sequence_length=sequence_length),
+            inference_length=inference_length,
         )
         weights = pathlib.Path(location) / POOLER_WEIGHTS_FILE
         if pooler_type == "cls":
             if kind != "preset_name" and weights.is_file():
                 keras.saving.load_weights(encoder.pooler, str(weights))
-            elif settings:
+            elif settings and not mlp_only_train:
                 raise ModelLoadError(f"{location}: pooler 'cls' needs {POOLER_WEIGHTS_FILE}, which is missing.")
-            elif not mlp_only_train:
+            elif not mlp_only_train and not settings:
                 # A Hugging Face / keras-hub checkpoint: its BERT pooler (dense + tanh on [CLS]) is
                 # the "cls" head; released SimCSE models store their MLP there. Training with
                 # mlp_only_train keeps SimCSE's freshly initialised MLP instead.

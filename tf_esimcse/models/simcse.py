@@ -71,6 +71,9 @@ class SimCSE(keras.Model):
         cross_replica_negatives: bool. Under a `tf.distribute` strategy, all-gather the
             positives (and hard negatives) of every replica, so that negatives span the global
             batch, as a single device would see it. Defaults to `True`.
+        max_grad_norm: float or None. Clip the GLOBAL gradient (summed over replicas) to this
+            norm, as the Hugging Face Trainer behind the official code does (`max_grad_norm`
+            1.0). `None` (default) does not clip; the recipes pass 1.0.
 
     Distribution: `train_step` runs once per replica. Each replica keeps its own anchors z1 and
     all-gathers z2 (the gather's gradient hands each replica its own slice of the summed
@@ -91,7 +94,8 @@ class SimCSE(keras.Model):
     ```
     """
 
-    def __init__(self, encoder, temperature=0.05, hard_negative_weight=1.0, cross_replica_negatives=True, **kwargs):
+    def __init__(self, encoder, temperature=0.05, hard_negative_weight=1.0, cross_replica_negatives=True,
+                 max_grad_norm=None, **kwargs):
         super().__init__(**kwargs)
         if not temperature > 0:
             raise ValueError(f"temperature must be > 0, got {temperature!r}.")
@@ -105,6 +109,9 @@ class SimCSE(keras.Model):
         self.temperature = float(temperature)
         self.hard_negative_weight = float(hard_negative_weight)
         self.cross_replica_negatives = bool(cross_replica_negatives)
+        if max_grad_norm is not None and not max_grad_norm > 0:
+            raise ValueError(f"max_grad_norm must be > 0 or None, got {max_grad_norm!r}.")
+        self.max_grad_norm = None if max_grad_norm is None else float(max_grad_norm)
         self.loss_tracker = keras.metrics.Mean(name="loss")
         # The encoder is built on construction, so this model is too (BackupAndRestore needs it).
         self.built = True
@@ -154,6 +161,22 @@ class SimCSE(keras.Model):
         replicas = ctx.num_replicas_in_sync if ctx is not None else 1
         return loss / replicas if replicas > 1 else loss
 
+    def clip_gradients(self, gradients):
+        """Clip by the norm of the global gradient. Keras' own `global_clipnorm` would clip each
+        replica's partial gradient before the optimizer sums them; here the replicas' gradients
+        are summed first, clipped, and handed back divided by the replica count so that the
+        optimizer's sum is the clipped global gradient."""
+        if self.max_grad_norm is None:
+            return gradients
+        ctx = tf.distribute.get_replica_context()
+        replicas = ctx.num_replicas_in_sync if ctx is not None else 1
+        if replicas > 1:
+            gradients = ctx.all_reduce(tf.distribute.ReduceOp.SUM, gradients)
+        gradients, _ = tf.clip_by_global_norm(gradients, self.max_grad_norm)
+        if replicas > 1:
+            gradients = [g / replicas for g in gradients]
+        return gradients
+
     def train_step(self, data):
         x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
         with tf.GradientTape() as tape:
@@ -161,7 +184,7 @@ class SimCSE(keras.Model):
             loss = self.compute_contrastive_loss(embeddings)
             scaled = self.scale_for_replicas(loss)
         gradients = tape.gradient(scaled, self.trainable_variables)
-        self.optimizer.apply(gradients, self.trainable_variables)
+        self.optimizer.apply(self.clip_gradients(gradients), self.trainable_variables)
         self.loss_tracker.update_state(loss)
         return self._logs()
 
@@ -198,6 +221,7 @@ class SimCSE(keras.Model):
             "temperature": self.temperature,
             "hard_negative_weight": self.hard_negative_weight,
             "cross_replica_negatives": self.cross_replica_negatives,
+            "max_grad_norm": self.max_grad_norm,
         }
 
     @classmethod
