@@ -137,3 +137,15 @@ def test_multi_worker_equals_single_process(kind, tmp_path):
     for k in weight_keys:
         np.testing.assert_array_equal(w0[k], w1[k])  # identical on both workers
         np.testing.assert_allclose(w0[k], one[k], atol=1e-5)
+
+
+def test_gradient_clipping_is_of_the_global_gradient(mirrored_strategy):
+    """max_grad_norm clips the summed gradient: two replicas equal one device, and the small norm
+    really clips (the weights differ from an unclipped run)."""
+    single, _ = _train("simcse", tf.distribute.get_strategy(), max_grad_norm=1e-3)
+    mirrored, _ = _train("simcse", mirrored_strategy, max_grad_norm=1e-3)
+    unclipped, _ = _train("simcse", tf.distribute.get_strategy())
+    for a, b in zip(single.encoder.get_weights(), mirrored.encoder.get_weights()):
+        np.testing.assert_allclose(b, a, atol=1e-5)
+    differences = [np.abs(a - b).max() for a, b in zip(single.encoder.get_weights(), unclipped.encoder.get_weights())]
+    assert max(differences) > 1e-4

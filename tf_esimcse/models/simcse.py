@@ -27,6 +27,14 @@ def _reducible(logs):
     return {k: tf.reshape(tf.cast(v, tf.float32), [1]) for k, v in logs.items()}
 
 
+def _scale(gradient, factor):
+    if gradient is None:
+        return None
+    if isinstance(gradient, tf.IndexedSlices):  # embedding gradients
+        return tf.IndexedSlices(gradient.values * factor, gradient.indices, gradient.dense_shape)
+    return gradient * factor
+
+
 def concat_views(views):
     """Concatenate several {token_ids, padding_mask} batches along the batch axis, padding
     them to a common length first (padding changes nothing for the encoder)."""
@@ -168,13 +176,17 @@ class SimCSE(keras.Model):
         optimizer's sum is the clipped global gradient."""
         if self.max_grad_norm is None:
             return gradients
+        # Dense first: an embedding's IndexedSlices repeat an index once per occurrence of a
+        # token (and once per replica after the all-reduce), so their `values` norm is not the
+        # gradient's norm.
+        gradients = [None if g is None else tf.convert_to_tensor(g) for g in gradients]
         ctx = tf.distribute.get_replica_context()
         replicas = ctx.num_replicas_in_sync if ctx is not None else 1
         if replicas > 1:
             gradients = ctx.all_reduce(tf.distribute.ReduceOp.SUM, gradients)
         gradients, _ = tf.clip_by_global_norm(gradients, self.max_grad_norm)
         if replicas > 1:
-            gradients = [g / replicas for g in gradients]
+            gradients = [_scale(g, 1.0 / replicas) for g in gradients]
         return gradients
 
     def train_step(self, data):
