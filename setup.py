@@ -27,6 +27,8 @@ setup(
     extras_require={
         "test": ["pytest==9.0.3"],
         "serving": ["tensorflow-serving-api==2.21.0"],
+        # benchmarks/compare.py only (never a dependency): install torch==2.13.0 first, from the CPU wheel.
+        "bench": ["sentence-transformers==6.2.0", "torch==2.13.0"],
     },
     entry_points={"console_scripts": ["tf-esimcse=tf_esimcse.cli:main"]},
     license="Apache-2.0",

@@ -132,7 +132,8 @@ def main(argv=None):
     print(f"ceiling:     {common.format_ceiling(ceiling_before)} (before)", flush=True)
 
     t0 = time.perf_counter()
-    encoder = SentenceEncoder.from_pretrained(args.model, pooler_type=args.pooler, sequence_length=args.max_len)
+    encoder = SentenceEncoder.from_pretrained(args.model, pooler_type=args.pooler, sequence_length=args.max_len,
+                                              inference_length=args.max_len)
     print(f"load:        {time.perf_counter() - t0:.1f} s", flush=True)
     dims = common.BertDims(encoder.backbone)
     print(f"encoder:     {dims}")
