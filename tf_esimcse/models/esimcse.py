@@ -23,7 +23,7 @@ import tensorflow as tf
 
 from tf_esimcse.api_export import tf_esimcse_export
 from tf_esimcse.layers.momentum_queue import MomentumQueue
-from tf_esimcse.models.simcse import SimCSE, split_views
+from tf_esimcse.models.simcse import SimCSE, gather_replicas, split_views
 from tf_esimcse.momentum import clone_frozen, ema_update
 
 
@@ -126,10 +126,7 @@ class ESimCSE(SimCSE):
         ema_update(self.momentum_backbone.weights, self.encoder.backbone.weights, self.momentum)
         # Under a strategy every replica enqueues the keys of the global batch (identical queues;
         # gathered even with cross_replica_negatives=False, since the queue is one shared state).
-        keys = self.momentum_keys(anchor)
-        ctx = tf.distribute.get_replica_context()
-        if ctx is not None and ctx.num_replicas_in_sync > 1:
-            keys = ctx.all_gather(keys, axis=0)
+        keys = gather_replicas(self.momentum_keys(anchor))
         negatives, filled = self.queue.negatives()
         # 3: online views and the loss against the queue as it was before this batch.
         with tf.GradientTape() as tape:

@@ -27,6 +27,15 @@ def _reducible(logs):
     return {k: tf.reshape(tf.cast(v, tf.float32), [1]) for k, v in logs.items()}
 
 
+def gather_replicas(tensor):
+    """All-gather `tensor` over the replicas in sync (concatenated in replica order; the gather's
+    gradient hands each replica its slice of the summed upstream gradient); identity on one."""
+    ctx = tf.distribute.get_replica_context()
+    if ctx is None or ctx.num_replicas_in_sync == 1:
+        return tensor
+    return ctx.all_gather(tensor, axis=0)
+
+
 def _scale(gradient, factor):
     if gradient is None:
         return None
@@ -139,22 +148,15 @@ class SimCSE(keras.Model):
         embeddings = self.encoder(concat_views(views), training=training)
         return tf.split(embeddings, sizes, axis=0)
 
-    def gather(self, tensor):
-        """All-gather `tensor` over replicas (concatenated in replica order); identity on one."""
-        ctx = tf.distribute.get_replica_context()
-        if ctx is None or ctx.num_replicas_in_sync == 1 or not self.cross_replica_negatives:
-            return tensor
-        return ctx.all_gather(tensor, axis=0)
-
     def compute_contrastive_loss(self, embeddings, extra_negatives=None, extra_mask=None):
         z1, z2 = embeddings[0], embeddings[1]
         hard = embeddings[2] if len(embeddings) > 2 else None
         offset = 0
         ctx = tf.distribute.get_replica_context()
-        if ctx is not None and ctx.num_replicas_in_sync > 1 and self.cross_replica_negatives:
-            z2 = ctx.all_gather(z2, axis=0)
+        if self.cross_replica_negatives and ctx is not None and ctx.num_replicas_in_sync > 1:
+            z2 = gather_replicas(z2)
             if hard is not None:
-                hard = ctx.all_gather(hard, axis=0)
+                hard = gather_replicas(hard)
             offset = tf.cast(ctx.replica_id_in_sync_group, tf.int32) * tf.shape(z1)[0]
         return losses.info_nce(
             z1, z2, temperature=self.temperature, hard_negatives=hard,
