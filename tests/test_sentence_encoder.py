@@ -282,3 +282,35 @@ def test_keras_model_with_backbone_only(tmp_path):
     assert restored.preprocessor is None
     assert isinstance(keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(encoder)),
                       SentenceEncoder)
+
+
+def test_first_token_path_is_the_full_forward_at_cls(model_dir):
+    """cls poolers skip the last layer's non-[CLS] positions: same outputs and gradients."""
+    encoder = tiny_encoder(model_dir, pooler_type="cls", mlp_only_train=False, dropout=0.0)
+    assert encoder.uses_first_token_only
+    assert not tiny_encoder(model_dir, pooler_type="avg").uses_first_token_only
+    batch = _batch(encoder)  # mixed lengths: padding inside the batch
+    inputs = dict(batch, segment_ids=np.zeros_like(batch["token_ids"]))
+    backbone = encoder.backbone
+    full = to_numpy(backbone(inputs, training=False)["sequence_output"])[:, :1]
+    short = to_numpy(backbone.first_token_output(inputs, training=False))
+    assert short.shape == (len(TINY_SENTENCES), 1, TINY_HIDDEN)
+    np.testing.assert_allclose(short, full, atol=1e-5)
+
+    def grads(first_token_only):
+        with tf.GradientTape() as tape:
+            if first_token_only:
+                seq = backbone.first_token_output(inputs, training=True)
+            else:
+                seq = backbone(inputs, training=True)["sequence_output"]
+            pooled = encoder.pooler({"sequence_output": seq, "padding_mask": batch["padding_mask"]}, training=True)
+            loss = tf.reduce_sum(tf.sin(pooled))
+        variables = encoder.trainable_variables
+        return [tf.convert_to_tensor(g) if g is not None else tf.zeros_like(v) for g, v in
+                zip(tape.gradient(loss, variables), variables)]
+
+    for a, b in zip(grads(True), grads(False)):
+        np.testing.assert_allclose(to_numpy(a), to_numpy(b), atol=1e-5)
+    # and under XLA, as SimCSE's train step runs it
+    xla = tf.function(lambda x: encoder(x, training=False), jit_compile=True)
+    np.testing.assert_allclose(to_numpy(xla(batch)), to_numpy(encoder(batch, training=False)), atol=1e-5)

