@@ -181,17 +181,32 @@ FORWARD_FORMULA = (
 )
 
 
-def forward_flops(dims, sequences, length):
-    """FLOPs of one forward pass of `sequences` sequences padded to `length` tokens."""
-    per_seq = 2.0 * dims.matmul_params_per_token * length + 4.0 * dims.layers * length ** 2 * dims.hidden
+FIRST_TOKEN_FORMULA = (
+    "with cls poolers our last layer computes only the [CLS] query (BertEncoder.first_token_output): "
+    "its FLOPs are K and V for all T tokens (4*H^2*T), Q, O and the feed-forward for 1 token "
+    "(4*H^2 + 4*H*I) and attention for 1 query (4*T*H), instead of a full layer; FLOPs counted accordingly"
+)
+
+
+def forward_flops(dims, sequences, length, first_token_only=False):
+    """FLOPs of one forward pass of `sequences` sequences padded to `length` tokens.
+
+    `first_token_only`: the last layer computes only the first query (see FIRST_TOKEN_FORMULA).
+    """
+    t, h = length, dims.hidden
+    per_seq = 2.0 * dims.matmul_params_per_token * t + 4.0 * dims.layers * t ** 2 * h
+    if first_token_only:
+        full_layer = 2.0 * (4 * h ** 2 + 2 * h * dims.intermediate) * t + 4.0 * t ** 2 * h
+        cls_layer = 4.0 * h ** 2 * t + 4.0 * h ** 2 + 4.0 * h * dims.intermediate + 4.0 * t * h
+        per_seq += cls_layer - full_layer
     return sequences * per_seq
 
 
-def training_flops(dims, sequences, length, head_rows=0, head_dim=0):
+def training_flops(dims, sequences, length, head_rows=0, head_dim=0, first_token_only=False):
     """Forward + backward (3x forward: backward = grads w.r.t. activations and weights, each
     as large as the forward) of `sequences` x `length`, plus an optional dense head (head_dim^2
     weights) on `head_rows` pooled vectors."""
-    return 3.0 * (forward_flops(dims, sequences, length) + 2.0 * head_rows * head_dim ** 2)
+    return 3.0 * (forward_flops(dims, sequences, length, first_token_only) + 2.0 * head_rows * head_dim ** 2)
 
 
 # ---------------------------------------------------------------------------------- stats/table

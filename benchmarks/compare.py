@@ -34,7 +34,11 @@ Sections:
             loaded with inference_length = max_len where the encoder has that setting, so both
             truncate at 32). With --saved-model also our `export_for_serving` SavedModel's
             `serving_default` (client sorts by characters, as sentence-transformers does, batches
-            of 64). With --encode-xla also "ours-xla8", an EXPERIMENT that is not library code:
+            of 64). With --encode-bf16 also bfloat16 matrix products: ours-bf16
+            (`encode(precision="bfloat16")`: products in bfloat16 via oneDNN, the rest float32),
+            saved-model-bf16 (with --saved-model) and sentence-transformers-bf16 (its model cast
+            to torch.bfloat16, i.e. everything in bfloat16), each against float32 theirs, plus
+            ours-bf16 against theirs-bf16. With --encode-xla also "ours-xla8", an EXPERIMENT that is not library code:
             sorted batches padded up to a multiple of 8 tokens through a jit_compile=True
             tf.function (a handful of shapes, compiled in the warm-up pass).
 
@@ -113,6 +117,10 @@ def parse_args(argv=None):
                         help="encode: also time an experimental variant (not the library's encode()): "
                              "sorted batches padded up to a multiple of 8 tokens, through a jit_compile=True "
                              "tf.function (one XLA compilation per shape, done in the warm-up pass)")
+    parser.add_argument("--encode-bf16", action="store_true",
+                        help="encode also with bfloat16 products: ours `encode(precision='bfloat16')` (and the "
+                             "bfloat16 SavedModel with --saved-model) and sentence-transformers with its model in "
+                             "torch.bfloat16")
     parser.add_argument("--jit", default="auto", choices=["auto", "true", "false"],
                         help="ours: model.compile(jit_compile=...) (default: %(default)s)")
     parser.add_argument("--torch-threads", type=int, default=2, help="torch.set_num_threads (default: %(default)s)")
@@ -227,7 +235,8 @@ class Ours:
     def train_flops(self, batch):
         n, t = (int(d) for d in batch["token_ids"].shape)
         head = self.encoder.hidden_dim if self.encoder.pooler_type == "cls" else 0
-        return common.training_flops(self.dims, 2 * n, t, head_rows=2 * n, head_dim=head)
+        return common.training_flops(self.dims, 2 * n, t, head_rows=2 * n, head_dim=head,
+                                     first_token_only=self.encoder.uses_first_token_only)
 
 
 class Theirs:
@@ -426,6 +435,33 @@ def encode_section(args):
 
         if serve is not None:
             systems["saved-model"] = saved_pass
+            if args.encode_bf16:
+                path16 = export_for_serving(ours.encoder, tmp.name, precision="bfloat16")
+                serve16 = tf.saved_model.load(str(path16)).signatures["serving_default"]
+
+                def saved16_pass(_=0):
+                    order = np.argsort([-len(s) for s in sentences], kind="stable")
+                    out = np.zeros((n, ours.encoder.hidden_dim), np.float32)
+                    for start in range(0, n, bs):
+                        idx = order[start:start + bs]
+                        out[idx] = serve16(sentences=tf.constant([sentences[i] for i in idx]))["embeddings"].numpy()
+                    outputs["saved-model-bf16"] = out
+
+                systems["saved-model-bf16"] = saved16_pass
+    if args.encode_bf16:
+        def ours16_pass(_=0):
+            outputs["ours-bf16"] = ours.encoder.encode(sentences, batch_size=bs, verbose=0, precision="bfloat16")
+
+        st16 = Theirs(args, train=False).model.to(theirs.torch.bfloat16)
+        st16.eval()
+
+        def theirs16_pass(_=0):
+            with theirs.torch.inference_mode():
+                e = st16.encode(sentences, batch_size=bs, show_progress_bar=False, convert_to_tensor=True)
+            outputs["sentence-transformers-bf16"] = e.float().numpy()
+
+        systems["ours-bf16"] = ours16_pass
+        systems["sentence-transformers-bf16"] = theirs16_pass
     if args.encode_xla:
         @tf.function(jit_compile=True, reduce_retracing=False)
         @tf.autograph.experimental.do_not_convert
@@ -469,6 +505,8 @@ def encode_section(args):
         "saved-model": flops_sorted(our_len, np.argsort([-len(s) for s in sentences], kind="stable")),
         "sentence-transformers": flops_sorted(their_len, np.argsort([-len(s) for s in sentences], kind="stable")),
     }
+    for name in ("ours", "saved-model", "sentence-transformers"):
+        flops[name + "-bf16"] = flops[name]
     ref = outputs["sentence-transformers"]
     rows = []
     t_med = statistics.median(flat(per["sentence-transformers"]))
@@ -488,6 +526,13 @@ def encode_section(args):
                   f"x{t_med / med:.2f} (per-pass ratios " + ", ".join(f"{r:.2f}" for r in ratios) + "); "
                   f"cosine to theirs: min {cos.min():.5f}, mean {cos.mean():.6f}", flush=True)
         rows.append(row)
+    if "ours-bf16" in per:
+        o16, t16 = flat(per["ours-bf16"]), flat(per["sentence-transformers-bf16"])
+        ratios = round_ratios(per, "ours-bf16", "sentence-transformers-bf16")
+        print(f"encode, both in bfloat16: ours-bf16 {n / statistics.median(o16):.1f} sentences/s vs "
+              f"sentence-transformers-bf16 {n / statistics.median(t16):.1f}: ratio "
+              f"x{statistics.median(t16) / statistics.median(o16):.2f} (per-pass ratios "
+              + ", ".join(f"{r:.2f}" for r in ratios) + ")", flush=True)
     if tmp is not None:
         tmp.cleanup()
     return rows
@@ -536,6 +581,7 @@ def main(argv=None):
     print(f"\nmatmul ceiling (best median above): {ceiling:.1f} GFLOP/s; probes ranged {min(values):.0f}-"
           f"{max(values):.0f}" + (" (the CPU was shared: '% of ceiling' is indicative only)"
                                   if max(values) > 1.25 * min(values) else ""))
+    print("FLOP model:  " + common.FIRST_TOKEN_FORMULA + " (ours, training)")
     print("FLOP model:  " + common.FORWARD_FORMULA + "; training = 3 x forward of 2N sequences (+ our MLP head)")
     print(f"load average at the end: {common.load_average()}; peak RSS {common.peak_rss_mib():.0f} MiB")
     table = []

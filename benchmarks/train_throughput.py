@@ -66,9 +66,11 @@ def build_simcse(encoder, sentences, args):
     dims = common.BertDims(encoder.backbone)
     head_dim = encoder.hidden_dim if encoder.pooler_type == "cls" else 0
 
+    first = encoder.uses_first_token_only
+
     def flops(batch):
         n, t = _view_shape(batch)
-        return common.training_flops(dims, 2 * n, t, head_rows=2 * n, head_dim=head_dim)
+        return common.training_flops(dims, 2 * n, t, head_rows=2 * n, head_dim=head_dim, first_token_only=first)
 
     formula = ("3 x forward(2N sequences x T)" + (" + 3 x 2*(2N)*H^2 MLP head" if head_dim else "")
                + "; the N x N similarity/softmax loss (2*N^2*H) is ignored")
@@ -87,12 +89,14 @@ def build_esimcse(encoder, sentences, args):
     dims = common.BertDims(encoder.backbone)
     head_dim = encoder.hidden_dim if encoder.pooler_type == "cls" else 0
 
+    first = encoder.uses_first_token_only
+
     def flops(batch):
         n, t_anchor = _view_shape(batch["anchor"])
         _, t_pos = _view_shape(batch["positive"])
         t = max(t_anchor, t_pos)  # both views are padded to a common width in one forward
-        online = common.training_flops(dims, 2 * n, t, head_rows=2 * n, head_dim=head_dim)
-        momentum = common.forward_flops(dims, n, t_anchor) + 2.0 * n * head_dim ** 2
+        online = common.training_flops(dims, 2 * n, t, head_rows=2 * n, head_dim=head_dim, first_token_only=first)
+        momentum = common.forward_flops(dims, n, t_anchor, first_token_only=first) + 2.0 * n * head_dim ** 2
         return online + momentum
 
     formula = ("3 x forward(2N x T) + MLP head, plus 1 x forward(N x T) of the momentum encoder "
@@ -275,6 +279,7 @@ def main(argv=None):
     print(f"\nceiling:     {common.format_ceiling(ceiling_after)} (after training)")
     ceiling = common.ceiling_value(ceiling_before, ceiling_after)
 
+    print("FLOP model:  " + common.FIRST_TOKEN_FORMULA)
     print("FLOP model:  " + common.FORWARD_FORMULA + "; training = 3 x forward; unsupervised SimCSE encodes "
           "2N sequences per step (N = batch size)")
     print(f"% of ceiling uses the best matmul median above: {ceiling:.1f} GFLOP/s")

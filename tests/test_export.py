@@ -326,10 +326,14 @@ def test_only_inference_weights_and_no_tf_text_ops_in_tokens_only_export(tokens_
     assert set(read_signatures(path)) == {"serving_default", "encode_tokens"}
     assert not _graph_ops(path) & TF_TEXT_OPS
     assert _graph_ops(exported) >= TF_TEXT_OPS  # the default export tokenizes in the graph
-    # The training-only MLP head (cls + mlp_only_train) is not exported; everything else once.
+    # The training-only MLP head (cls + mlp_only_train) is not exported, nor BERT's own tanh
+    # pooler (cls poolers read [CLS] of the last layer: BertEncoder.first_token_output);
+    # everything else once.
     head = {id(v) for v in enc.pooler.weights}
     assert head and len(enc.pooler.weights) == 2
-    assert _saved_variable_shapes(path) == sorted(tuple(v.shape) for v in enc.weights if id(v) not in head)
+    assert enc.uses_first_token_only
+    unused = head | {id(v) for v in enc.backbone.pooled_dense.weights}
+    assert _saved_variable_shapes(path) == sorted(tuple(v.shape) for v in enc.weights if id(v) not in unused)
     assert _saved_variable_shapes(exported) == sorted(tuple(v.shape) for v in encoder.weights)
 
 
@@ -541,3 +545,29 @@ def test_cli_export_bad_model_path_exit_status(tmp_path):
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines()[-1].startswith("error: ")  # TF's own C++ start-up logs may precede it
+
+
+def test_bfloat16_precision_export(encoder, expected, tmp_path):
+    """precision='bfloat16': the saved graph multiplies in bfloat16, takes and returns the same
+    dtypes, and reloads to embeddings within bfloat16 rounding of the float32 ones."""
+    path = export_for_serving(encoder, tmp_path / MODEL_NAME, text_ops=False, precision="bfloat16")
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    proto = saved_model_pb2.SavedModel()
+    proto.ParseFromString((path / "saved_model.pb").read_bytes())
+    matmul_dtypes = {
+        node.attr["T"].type
+        for fn in proto.meta_graphs[0].graph_def.library.function
+        for node in fn.node_def
+        if node.op in ("MatMul", "BatchMatMulV2")
+    }
+    assert tf.bfloat16.as_datatype_enum in matmul_dtypes
+    assert read_signatures(path) == read_signatures(export_for_serving(encoder, tmp_path / "f32", text_ops=False))
+    loaded = tf.saved_model.load(str(path))
+    packed = encoder.inference_preprocessor(tf.constant(SENTENCES))
+    out = loaded.signatures["encode_tokens"](
+        token_ids=packed["token_ids"], padding_mask=packed["padding_mask"])["embeddings"].numpy()
+    assert out.dtype == np.float32
+    assert _cosine(out, expected["embeddings"]).min() > 0.999
+    with pytest.raises(ValueError, match="precision"):
+        export_for_serving(encoder, tmp_path / "bad", precision="float16")

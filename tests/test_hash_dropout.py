@@ -144,3 +144,17 @@ def test_bert_encoder_dropout_statistics_under_xla():
         tf.function(lambda x: no_dropout(x, training=True)["sequence_output"], jit_compile=True)(inputs).numpy(),
         clean, atol=1e-5,
     )
+
+
+def test_from_pretrained_fast_dropout_flag(tmp_path):
+    from test_case import tiny_encoder, write_tiny_model_dir
+
+    model_dir = write_tiny_model_dir(tmp_path / "tiny")
+    fast = tiny_encoder(model_dir, pooler_type="cls", mlp_only_train=True)
+    plain = tiny_encoder(model_dir, pooler_type="cls", mlp_only_train=True, fast_dropout=False)
+    assert fast.backbone.fast_dropout and not plain.backbone.fast_dropout
+    assert any(isinstance(layer, HashDropout) for layer in fast.backbone._flatten_layers())
+    assert not any(isinstance(layer, HashDropout) for layer in plain.backbone._flatten_layers())
+    # the same weights and, without dropout, the same embeddings
+    batch = {k: v for k, v in fast.preprocessor(tf.constant(["the cat sat .", "hello world"])).items()}
+    np.testing.assert_allclose(fast(batch, training=False).numpy(), plain(batch, training=False).numpy(), atol=1e-6)

@@ -137,6 +137,26 @@ def test_esimcse_recipe_ablation_flags(workspace):
                                                                                             "padding_mask"}
 
 
+def test_simcse_recipe_length_buckets_flag(workspace, tmp_path):
+    recipe = load_recipe("unsup_simcse")
+    encoder = SentenceEncoder.from_pretrained(str(workspace["model"]), pooler_type="cls", mlp_only_train=True,
+                                              sequence_length=16)
+    sentences = [" ".join(_WORDS[: 1 + i % 12]) for i in range(96)]
+    assert recipe.parse_config(recipe.SimCSEConfig, []).length_buckets is False
+    config = recipe.parse_config(recipe.SimCSEConfig, ["--length-buckets", "--batch-size", "8"])
+    batches = list(recipe.build_dataset(sentences, encoder.preprocessor, config).take(12))
+    widths = {int(b["token_ids"].shape[1]) for b in batches}
+    assert len(widths) > 1 and all(b["token_ids"].shape[0] == 8 for b in batches)
+    for b in batches:  # every sentence of a batch fits its bucket, and the bucket is needed
+        lengths = b["padding_mask"].numpy().sum(axis=1)
+        assert lengths.max() <= b["token_ids"].shape[1]
+    # and a run trains with it end to end
+    results = recipe.main(_argv(workspace, tmp_path / "out") + ["--length-buckets"])
+    saved = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert saved["config"]["length_buckets"] is True
+    assert (tmp_path / "out" / "model").is_dir() and results is not None
+
+
 def _bad(workspace, tmp_path, problem):
     if problem == "empty_corpus":
         empty = tmp_path / "empty.txt"

@@ -314,3 +314,15 @@ def test_first_token_path_is_the_full_forward_at_cls(model_dir):
     # and under XLA, as SimCSE's train step runs it
     xla = tf.function(lambda x: encoder(x, training=False), jit_compile=True)
     np.testing.assert_allclose(to_numpy(xla(batch)), to_numpy(encoder(batch, training=False)), atol=1e-5)
+
+
+def test_encode_bfloat16_precision(avg_encoder):
+    exact = avg_encoder.encode(TINY_SENTENCES, verbose=0)
+    fast = avg_encoder.encode(TINY_SENTENCES, verbose=0, precision="bfloat16")
+    assert fast.dtype == np.float32 and fast.shape == exact.shape
+    assert not np.array_equal(fast, exact)
+    np.testing.assert_allclose(np.sum(fast * exact, axis=1), 1.0, atol=1e-3)  # unit vectors
+    # the float32 function is unchanged by having traced the bfloat16 one
+    np.testing.assert_array_equal(avg_encoder.encode(TINY_SENTENCES, verbose=0), exact)
+    with pytest.raises(ValueError, match="matmul precision"):
+        avg_encoder.encode(TINY_SENTENCES, precision="float16")

@@ -2,8 +2,9 @@
 
     tf-esimcse evaluate --model M [--pooler P] [--data-dir D] [--output results.json] [--length-split]
     tf-esimcse encode   --model M [--pooler P] --input sentences.txt --output embeddings.npy
+                        [--precision bfloat16]
     tf-esimcse export   --model M [--pooler P] [--max-len L] --output saved_models/NAME [--version N]
-                        [--tokens-only]
+                        [--tokens-only] [--precision bfloat16]
 
 M is a directory written by this package, a Hugging Face BERT directory, a keras-hub preset
 directory or name, or "default" (the offline all-MiniLM-L6-v2).
@@ -89,7 +90,7 @@ def cmd_encode(args):
 
         raise DataError("no lines to encode", path=args.input)
     encoder = _load_encoder(args)
-    embeddings = encoder.encode(sentences, batch_size=args.batch_size)
+    embeddings = encoder.encode(sentences, batch_size=args.batch_size, precision=args.precision)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp.npy")
     np.save(tmp, embeddings)
@@ -104,11 +105,18 @@ def cmd_export(args):
     base = pathlib.Path(args.output).expanduser().resolve()
     resolve_version(base, args.version)  # a version conflict fails before the model loads
     encoder = _load_encoder(args)
-    path = export_for_serving(encoder, base, version=args.version, text_ops=not args.tokens_only)
+    path = export_for_serving(encoder, base, version=args.version, text_ops=not args.tokens_only,
+                              precision=args.precision)
     print(f"wrote SavedModel version {path.name} to {path}")
     print(describe_signatures(path))
     print(f"serve: tensorflow_model_server --model_base_path={base} --model_name={base.name} --rest_api_port=8501")
     return 0
+
+
+def _add_precision_flag(p):
+    p.add_argument("--precision", default="float32", choices=["float32", "bfloat16"],
+                   help="matrix products in float32 (default) or bfloat16, the rest float32; bfloat16 is "
+                        "faster on CPUs with AMX units (Sapphire Rapids and later), slower elsewhere")
 
 
 def build_parser():
@@ -130,6 +138,7 @@ def build_parser():
     _add_model_flags(en)
     en.add_argument("--input", required=True, help="text file, one sentence per line")
     en.add_argument("--output", required=True, help="output .npy path")
+    _add_precision_flag(en)
     en.set_defaults(fn=cmd_encode)
 
     ex = sub.add_parser("export", help="a TF Serving SavedModel (strings in, embeddings out) at OUTPUT/<version>")
@@ -142,6 +151,7 @@ def build_parser():
                     help="version to write (default: 1 + the largest existing); never overwrites")
     ex.add_argument("--tokens-only", action="store_true",
                     help="token ids in only (encode_tokens, also as serving_default): no TF-Text ops in the graph")
+    _add_precision_flag(ex)
     ex.set_defaults(fn=cmd_export)
     return parser
 

@@ -44,6 +44,7 @@ class TrainConfig:
     pooler: str = "cls"
     mlp_only_train: bool = True
     dropout: float = 0.1
+    fast_dropout: bool = True  # dropout masks from a counter hash under XLA (Keras' Philox is slow there)
     epochs: int = 1
     steps: int = 0  # total training steps; 0 = `epochs` passes over the corpus
     eval_steps: int = 125  # STS-B dev every N steps; the best weights are kept
@@ -205,7 +206,7 @@ def run_training(config, build_model, build_dataset, name="run"):
     with strategy.scope():
         encoder = SentenceEncoder.from_pretrained(
             config.model, pooler_type=config.pooler, sequence_length=config.max_len,
-            dropout=config.dropout, mlp_only_train=config.mlp_only_train,
+            dropout=config.dropout, mlp_only_train=config.mlp_only_train, fast_dropout=config.fast_dropout,
         )
         model = build_model(encoder, config)
         optimizer = keras.optimizers.AdamW(

@@ -17,6 +17,7 @@ import tensorflow as tf
 from tf_esimcse.api_export import tf_esimcse_export
 from tf_esimcse.backbones import ENCODER_CONFIG_FILE, load_backbone, resolve_source
 from tf_esimcse.errors import ModelLoadError
+from tf_esimcse.layers.matmul_precision import check_precision, matmul_precision
 from tf_esimcse.layers.pooler import Pooler, check_pooler_type, pooler_needs_hidden_states
 from tf_esimcse.layers.sentence_preprocessor import SentencePreprocessor, trim_to_longest
 
@@ -106,7 +107,7 @@ class SentenceEncoder(keras.Model):
             self._inference_preprocessor = SentencePreprocessor(
                 preprocessor.tokenizer, sequence_length=length, name="inference_preprocessor"
             )
-        self._predict_fn = None
+        self._predict_fns = {}
         # Build eagerly so weights exist (for set_weights, checkpoints and clones).
         dummy = {"token_ids": tf.zeros((1, 2), tf.int32), "padding_mask": tf.ones((1, 2), tf.int32)}
         self(dummy, training=False)
@@ -145,23 +146,30 @@ class SentenceEncoder(keras.Model):
         return pooled
 
     # ------------------------------------------------------------------ inference
-    def _predict_step(self):
-        if self._predict_fn is None:
+    def _predict_step(self, precision="float32"):
+        check_precision(precision)
+        if precision not in self._predict_fns:
             spec = tf.TensorSpec([None, None], tf.int32)
 
             @tf.function(input_signature=[spec, spec])
             def fn(token_ids, padding_mask):
                 return self({"token_ids": token_ids, "padding_mask": padding_mask}, training=False)
 
-            self._predict_fn = fn
-        return self._predict_fn
+            with matmul_precision(precision):  # read while tracing
+                fn.get_concrete_function()
+            self._predict_fns[precision] = fn
+        return self._predict_fns[precision]
 
-    def encode(self, sentences, batch_size=64, verbose="auto", sort_by_length=True):
+    def encode(self, sentences, batch_size=64, verbose="auto", sort_by_length=True, precision="float32"):
         """Encode strings into a float32 NumPy array of shape (len(sentences), dim), in order.
 
         Sentences are tokenized once, sorted by length and padded per batch to the longest
         sentence (padding does not change the result). A progress bar shows for more than
         `10 * batch_size` sentences (`verbose=1` forces it, `0` hides it).
+
+        `precision="bfloat16"` runs the encoder's matrix products in bfloat16 (everything else in
+        float32): faster on CPUs with AMX units, embeddings within ~1e-4 of float32 (see
+        `tf_esimcse.layers.matmul_precision`). Defaults to `"float32"`.
         """
         if self.preprocessor is None:
             raise ValueError("This SentenceEncoder has no preprocessor: encode() needs one to read strings.")
@@ -182,7 +190,7 @@ class SentenceEncoder(keras.Model):
         order = np.argsort(-lengths, kind="stable") if sort_by_length else np.arange(n)
         show = verbose == 1 or (verbose == "auto" and n > 10 * batch_size)
         progbar = keras.utils.Progbar(n, unit_name="sentence") if show else None
-        fn = self._predict_step()
+        fn = self._predict_step(precision)
         for start in range(0, n, batch_size):
             idx = order[start:start + batch_size]
             batch = trim_to_longest({"token_ids": token_ids[idx], "padding_mask": mask[idx]})
@@ -276,7 +284,7 @@ class SentenceEncoder(keras.Model):
     @classmethod
     def from_pretrained(
         cls, source="default", pooler_type=None, sequence_length=None, dropout=None, normalize=True, mlp_only_train=False,
-        inference_length=None, first_layer=None,
+        inference_length=None, first_layer=None, fast_dropout=True,
     ):
         """Load an encoder from a local HF directory, a keras-hub preset (dir or name), or a
         directory written by `save_pretrained`.
@@ -291,6 +299,8 @@ class SentenceEncoder(keras.Model):
             inference_length: int or None. Truncation for `encode()`/evaluation/export; `None`
                 = the backbone's max length (no truncation in practice, as SimCSE evaluates).
             first_layer: int or None. `avg_first_last`'s first hidden state (see `Pooler`).
+            fast_dropout: bool. Dropout masks from a counter hash inside XLA-compiled steps
+                (`BertEncoder`'s default) or Keras' Philox everywhere (`False`).
         """
         kind, location = resolve_source(source)
         settings = {}
@@ -305,6 +315,7 @@ class SentenceEncoder(keras.Model):
             location if kind != "preset_name" else source,
             dropout=dropout,
             output_hidden_states=pooler_needs_hidden_states(pooler_type),
+            fast_dropout=fast_dropout,
         )
         encoder = cls(
             backbone,

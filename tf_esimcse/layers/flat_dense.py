@@ -1,4 +1,4 @@
-"""`FlatEinsumDense`: an `EinsumDense` whose kernel gradient is one matrix product.
+"""Dense projections computed as one 2-D matmul: `FlatEinsumDense` and `FlatDense`.
 
 keras-hub's attention projections are `keras.layers.EinsumDense` layers with the equations
 ``"abc,cde->abde"`` (query, key, value: `(batch, length, hidden) x (hidden, heads, head_dim)`) and
@@ -17,12 +17,17 @@ fwd+bwd step of all-MiniLM-L6-v2 at 128 x 32 under XLA drops from ~1.61 s to ~1.
 
 Equations it does not recognise (anything but "leading axes kept, trailing axes contracted with
 the kernel's leading axes"), LoRA and quantized layers fall back to `EinsumDense.call`.
+
+`FlatDense` does the same for `keras.layers.Dense` (the feed-forward blocks). Both multiply
+through `matmul_precision.projection_matmul`, so inference can run the products in bfloat16 on
+CPUs with bfloat16 matrix units (see `tf_esimcse.layers.matmul_precision`).
 """
 import math
 
 import keras
 
 from tf_esimcse.api_export import tf_esimcse_export
+from tf_esimcse.layers.matmul_precision import projection_matmul
 
 
 def _flat_plan(equation):
@@ -62,7 +67,7 @@ class FlatEinsumDense(keras.layers.EinsumDense):
         contracted = math.prod(kernel.shape[:n_contract])
         out_tail = tuple(kernel.shape[n_contract:])
         x = keras.ops.reshape(inputs, (-1, contracted))
-        y = keras.ops.matmul(x, keras.ops.reshape(kernel, (contracted, -1)))
+        y = projection_matmul(x, keras.ops.reshape(kernel, (contracted, -1)))
         lead = keras.ops.shape(inputs)[:n_batch]
         y = keras.ops.reshape(y, (*lead, *out_tail))
         if self.bias is not None:
@@ -72,16 +77,44 @@ class FlatEinsumDense(keras.layers.EinsumDense):
         return y
 
 
-def flatten_einsum_dense(layer):
-    """Make every plain `EinsumDense` under `layer` a `FlatEinsumDense` in place; returns how many.
+@tf_esimcse_export("FlatDense")
+class FlatDense(keras.layers.Dense):
+    """`keras.layers.Dense` on inputs of any rank as one 2-D matmul in the current matmul precision.
+
+    Same arguments, weights and config as `Dense`; LoRA layers fall back to `Dense.call`.
+    """
+
+    def call(self, inputs, training=None):
+        if getattr(self, "lora_enabled", False):
+            return super().call(inputs, training=training)
+        kernel = self.kernel
+        units = kernel.shape[-1]
+        x = keras.ops.reshape(inputs, (-1, kernel.shape[0]))
+        y = projection_matmul(x, kernel)
+        lead = keras.ops.shape(inputs)[:-1]
+        y = keras.ops.reshape(y, (*lead, units))
+        if self.bias is not None:
+            y = keras.ops.add(y, self.bias)
+        if self.activation is not None:
+            y = self.activation(y)
+        return y
+
+
+_FLAT = {keras.layers.EinsumDense: FlatEinsumDense, keras.layers.Dense: FlatDense}
+
+
+def flatten_projections(layer):
+    """Make every plain `EinsumDense` / `Dense` under `layer` a `FlatEinsumDense` / `FlatDense`
+    in place; returns how many.
 
     Only the class changes: the variables, their names and their order stay, so checkpoints and
-    presets load unchanged. Used by `BertEncoder` on its attention projections, which keras-hub's
-    attention layer creates itself (they cannot be passed in).
+    presets load unchanged. Used by `BertEncoder` on its transformer layers, whose attention and
+    feed-forward projections keras-hub creates itself (they cannot be passed in).
     """
     count = 0
     for sub in layer._flatten_layers(include_self=True, recursive=True):
-        if type(sub) is keras.layers.EinsumDense:
-            sub.__class__ = FlatEinsumDense
+        flat = _FLAT.get(type(sub))
+        if flat is not None:
+            sub.__class__ = flat
             count += 1
     return count

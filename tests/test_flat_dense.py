@@ -1,4 +1,5 @@
-"""FlatEinsumDense: the same numbers as EinsumDense, with a one-matmul kernel gradient."""
+"""FlatEinsumDense / FlatDense: the same numbers as EinsumDense / Dense as one 2-D matmul
+(one-matmul kernel gradients), and bfloat16 products under `matmul_precision`."""
 import re
 
 import keras
@@ -8,8 +9,11 @@ import tensorflow as tf
 
 from test_case import run_serialization_test
 from test_case import tiny_backbone
-from tf_esimcse.layers.flat_einsum_dense import FlatEinsumDense
-from tf_esimcse.layers.flat_einsum_dense import _flat_plan
+from tf_esimcse.layers.flat_dense import FlatDense
+from tf_esimcse.layers.flat_dense import FlatEinsumDense
+from tf_esimcse.layers.flat_dense import _flat_plan
+from tf_esimcse.layers.matmul_precision import current_matmul_precision
+from tf_esimcse.layers.matmul_precision import matmul_precision
 
 # (equation, output_shape, bias_axes, input shape): keras-hub's query/key/value and output
 # projections, a plain dense, and an equation the flat path must leave to EinsumDense.
@@ -72,15 +76,67 @@ def test_serialization():
     assert type(restored) is FlatEinsumDense
 
 
-def test_bert_encoder_uses_flat_attention_projections():
+def test_flat_dense_matches_dense():
+    rng = np.random.default_rng(1)
+    x = tf.constant(rng.normal(size=(3, 5, 16)), tf.float32)
+    ref, flat = keras.layers.Dense(24, activation="gelu"), FlatDense(24, activation="gelu")
+    ref.build(x.shape)
+    flat.build(x.shape)
+    flat.set_weights(ref.get_weights())
+    for layer_input in (x, x[0], tf.reshape(x, (3, 5, 1, 16))):
+        np.testing.assert_allclose(flat(layer_input), ref(layer_input), rtol=1e-5, atol=1e-5)
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(x)
+        a, b = tf.reduce_sum(tf.sin(ref(x))), tf.reduce_sum(tf.sin(flat(x)))
+    for g_ref, g_flat in zip(tape.gradient(a, [x] + ref.trainable_weights), tape.gradient(b, [x] + flat.trainable_weights)):
+        np.testing.assert_allclose(g_flat, g_ref, rtol=1e-4, atol=1e-4)
+    assert type(run_serialization_test(flat)) is FlatDense
+
+
+def test_bert_encoder_uses_flat_projections():
     backbone = tiny_backbone()
-    einsum_layers = [
-        layer for layer in backbone._flatten_layers(include_self=False)
-        if isinstance(layer, keras.layers.EinsumDense)
-    ]
-    # query, key, value and output of each of the 2 layers
+    inner = [layer for t in backbone.transformer_layers for layer in t._flatten_layers(include_self=False)]
+    einsum_layers = [layer for layer in inner if isinstance(layer, keras.layers.EinsumDense)]
+    dense_layers = [layer for layer in inner if isinstance(layer, keras.layers.Dense)]
+    # query, key, value and output; feed-forward intermediate and output; in each of the 2 layers
     assert len(einsum_layers) == 4 * backbone.num_layers
+    assert len(dense_layers) == 2 * backbone.num_layers
     assert all(type(layer) is FlatEinsumDense for layer in einsum_layers)
+    assert all(type(layer) is FlatDense for layer in dense_layers)
+
+
+def test_matmul_precision_context():
+    assert current_matmul_precision() == "float32"
+    with matmul_precision("bfloat16"):
+        assert current_matmul_precision() == "bfloat16"
+        with matmul_precision("float32"):
+            assert current_matmul_precision() == "float32"
+        assert current_matmul_precision() == "bfloat16"
+    assert current_matmul_precision() == "float32"
+    with pytest.raises(ValueError, match="float16"):
+        with matmul_precision("float16"):
+            pass
+
+
+def test_bfloat16_products_only():
+    """Under matmul_precision('bfloat16') the traced graph multiplies in bfloat16, returns
+    float32, and stays within bfloat16 rounding of the float32 result."""
+    rng = np.random.default_rng(2)
+    x = tf.constant(rng.normal(size=(4, 6, 32)), tf.float32)
+    layer = FlatEinsumDense("abc,cde->abde", output_shape=(None, 2, 16), bias_axes="de")
+    layer.build(x.shape)
+    exact = layer(x).numpy()
+    with matmul_precision("bfloat16"):
+        fn = tf.function(layer)
+        concrete = fn.get_concrete_function(x)
+    out = fn(x).numpy()
+    assert out.dtype == np.float32
+    matmuls = [op for op in concrete.graph.get_operations() if op.type in ("MatMul", "BatchMatMulV2")]
+    assert matmuls and all(op.inputs[0].dtype == tf.bfloat16 for op in matmuls)
+    assert not np.array_equal(out, exact)
+    # bfloat16 keeps 8 significand bits: relative error of a 32-term dot product ~ 2^-8
+    scale = np.abs(exact).mean()
+    assert np.abs(out - exact).max() < 0.05 * scale
 
 
 def test_kernel_gradient_is_not_a_per_example_product():
