@@ -5,6 +5,10 @@
 - `bucketed_unsup_dataset`: batches of exactly batch_size, width = longest in the batch (or the
   bucket's width), every sentence once per epoch when each bucket's size is a multiple of the
   batch size, and the same loss as the same sentences padded to max_len.
+- `FlatEinsumDense`/`FlatDense` projections and the [CLS]-only last layer (cls poolers) vs
+  keras' `EinsumDense`/`Dense` and the full last layer: the same loss and gradients.
+  (`HashDropout` draws different masks from Keras' dropout by design: its distribution is tested
+  in test_hash_dropout.py, and its training effect by A/B runs in benchmarks/README.md.)
 """
 import collections
 
@@ -154,3 +158,50 @@ def test_bucketed_batches_give_the_fixed_padding_loss(simcse):
         same = [vocab[tuple(r[m.astype(bool)])] for r, m in zip(ids, mask)]
         np.testing.assert_allclose(_eager_loss(simcse, batch), _eager_loss(simcse, _fixed(simcse, same)),
                                    rtol=1e-5, atol=1e-6)
+
+
+def test_flat_projections_and_cls_only_last_layer_give_the_plain_loss_and_gradients(simcse):
+    """The encoder's own speed paths (`FlatEinsumDense`/`FlatDense` projections, the [CLS]-only
+    last layer of `BertEncoder.first_token_output`) against keras' `EinsumDense`/`Dense` and the
+    full last layer: the same SimCSE loss and the same gradients on a fixed batch."""
+    from tf_esimcse.layers.flat_dense import FlatDense, FlatEinsumDense
+
+    encoder = simcse.encoder
+    assert encoder.uses_first_token_only
+    plain_backbone = encoder.backbone.with_settings(fast_dropout=False)
+    restored = 0
+    for layer in plain_backbone._flatten_layers():
+        if type(layer) is FlatEinsumDense:
+            layer.__class__ = keras.layers.EinsumDense
+            restored += 1
+        elif type(layer) is FlatDense:
+            layer.__class__ = keras.layers.Dense
+            restored += 1
+    assert restored == 6 * plain_backbone.num_layers
+    batch = trim_to_longest(_fixed(simcse, TINY_SENTENCES))
+    ids = tf.concat([batch["token_ids"]] * 2, axis=0)
+    mask = tf.concat([batch["padding_mask"]] * 2, axis=0)
+    variables = encoder.trainable_variables
+
+    def loss_and_grads(plain):
+        with tf.GradientTape() as tape:
+            if plain:  # the full forward through keras' layers, then the pooler
+                seq = plain_backbone({"token_ids": ids, "segment_ids": tf.zeros_like(ids), "padding_mask": mask},
+                                     training=True)["sequence_output"]
+                pooled = encoder.pooler({"sequence_output": seq, "padding_mask": mask}, training=True)
+                emb = tf.math.l2_normalize(pooled, axis=-1)
+            else:
+                emb = encoder({"token_ids": ids, "padding_mask": mask}, training=True)
+            loss = simcse.compute_contrastive_loss(tf.split(emb, 2, axis=0))
+        watched = plain_backbone.trainable_variables + encoder.pooler.trainable_variables if plain else variables
+        grads = tape.gradient(loss, watched)
+        return float(loss), {v.path.split("/", 1)[-1]: g for v, g in zip(watched, grads) if g is not None}
+
+    fast_loss, fast_grads = loss_and_grads(plain=False)
+    plain_loss, plain_grads = loss_and_grads(plain=True)
+    np.testing.assert_allclose(fast_loss, plain_loss, rtol=1e-5, atol=1e-6)
+    common = set(fast_grads) & set(plain_grads)
+    assert len(common) >= len(plain_grads) - 2  # all but BERT's unused tanh pooler
+    for name in common:
+        np.testing.assert_allclose(to_numpy(fast_grads[name]), to_numpy(plain_grads[name]), rtol=1e-4, atol=1e-5,
+                                   err_msg=name)
