@@ -47,6 +47,17 @@ def test_neighbours_and_seeds_are_uncorrelated():
         assert (u == v).mean() < 1e-3
 
 
+def test_the_two_views_of_a_simcse_batch_get_independent_masks():
+    """SimCSE feeds both views of a sentence in one batch (rows i and i + N): their keep
+    decisions must be independent (a shared mask would make the positive pair trivial)."""
+    n, length, hidden = 32, 16, 64
+    for seed in ([12345, 7], [5, 0]):
+        keep = _bits(seed, shape=(2 * n, length, hidden)) >= np.uint32(round(0.1 * 2**32))
+        first, second = keep[:n].ravel(), keep[n:].ravel()
+        assert abs((first & second).mean() - first.mean() * second.mean()) < 5 * 0.09 / np.sqrt(first.size)
+        assert abs(np.corrcoef(first, second)[0, 1]) < 5 / np.sqrt(first.size)
+
+
 def test_deterministic_and_the_same_under_xla_and_graph():
     x = tf.random.stateless_normal(SHAPE, seed=[1, 2])
     seed = tf.constant([9, 4], tf.int64)
