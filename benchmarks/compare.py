@@ -425,29 +425,23 @@ def encode_section(args):
             serve = None
             print(f"  SavedModel SKIPPED: export_for_serving failed: {type(e).__name__}: {e}", flush=True)
 
-        def saved_pass(_=0):
-            order = np.argsort([-len(s) for s in sentences], kind="stable")
-            out = np.zeros((n, ours.encoder.hidden_dim), np.float32)
-            for start in range(0, n, bs):
-                idx = order[start:start + bs]
-                out[idx] = serve(sentences=tf.constant([sentences[i] for i in idx]))["embeddings"].numpy()
-            outputs["saved-model"] = out
+        char_order = np.argsort([-len(s) for s in sentences], kind="stable")  # as sentence-transformers sorts
+
+        def saved_model_pass(signature, name):
+            def run(_=0):
+                out = np.zeros((n, ours.encoder.hidden_dim), np.float32)
+                for start in range(0, n, bs):
+                    idx = char_order[start:start + bs]
+                    out[idx] = signature(sentences=tf.constant([sentences[i] for i in idx]))["embeddings"].numpy()
+                outputs[name] = out
+            return run
 
         if serve is not None:
-            systems["saved-model"] = saved_pass
+            systems["saved-model"] = saved_model_pass(serve, "saved-model")
             if args.encode_bf16:
                 path16 = export_for_serving(ours.encoder, tmp.name, precision="bfloat16")
                 serve16 = tf.saved_model.load(str(path16)).signatures["serving_default"]
-
-                def saved16_pass(_=0):
-                    order = np.argsort([-len(s) for s in sentences], kind="stable")
-                    out = np.zeros((n, ours.encoder.hidden_dim), np.float32)
-                    for start in range(0, n, bs):
-                        idx = order[start:start + bs]
-                        out[idx] = serve16(sentences=tf.constant([sentences[i] for i in idx]))["embeddings"].numpy()
-                    outputs["saved-model-bf16"] = out
-
-                systems["saved-model-bf16"] = saved16_pass
+                systems["saved-model-bf16"] = saved_model_pass(serve16, "saved-model-bf16")
     if args.encode_bf16:
         def ours16_pass(_=0):
             outputs["ours-bf16"] = ours.encoder.encode(sentences, batch_size=bs, verbose=0, precision="bfloat16")

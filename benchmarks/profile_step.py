@@ -85,10 +85,9 @@ def main(argv=None):
                                               sequence_length=args.max_len, dropout=args.dropout)
     if not args.fast_dropout:  # back to Keras' Philox dropout (BertEncoder(fast_dropout=False) does the same)
         from tf_esimcse.layers.hash_dropout import HashDropout
+        from tf_esimcse.layers.layer_classes import swap_layer_classes
 
-        for layer in encoder.backbone._flatten_layers():
-            if type(layer) is HashDropout:
-                layer.__class__ = keras.layers.Dropout
+        swap_layer_classes(encoder.backbone, {HashDropout: keras.layers.Dropout})
     model = SimCSE(encoder, temperature=0.05)
     model.compile(optimizer=keras.optimizers.AdamW(3e-5, weight_decay=0.0), jit_compile=args.jit == "true")
     sentences = load_sentences("brown", args.data_dir)[: args.batch_size]

@@ -164,19 +164,13 @@ def test_flat_projections_and_cls_only_last_layer_give_the_plain_loss_and_gradie
     """The encoder's own speed paths (`FlatEinsumDense`/`FlatDense` projections, the [CLS]-only
     last layer of `BertEncoder.first_token_output`) against keras' `EinsumDense`/`Dense` and the
     full last layer: the same SimCSE loss and the same gradients on a fixed batch."""
-    from tf_esimcse.layers.flat_dense import FlatDense, FlatEinsumDense
+    from tf_esimcse.layers.flat_dense import FLAT_CLASSES
+    from tf_esimcse.layers.layer_classes import swap_layer_classes
 
     encoder = simcse.encoder
     assert encoder.uses_first_token_only
     plain_backbone = encoder.backbone.with_settings(fast_dropout=False)
-    restored = 0
-    for layer in plain_backbone._flatten_layers():
-        if type(layer) is FlatEinsumDense:
-            layer.__class__ = keras.layers.EinsumDense
-            restored += 1
-        elif type(layer) is FlatDense:
-            layer.__class__ = keras.layers.Dense
-            restored += 1
+    restored = swap_layer_classes(plain_backbone, {flat: plain for plain, flat in FLAT_CLASSES.items()})
     assert restored == 6 * plain_backbone.num_layers
     batch = trim_to_longest(_fixed(simcse, TINY_SENTENCES))
     ids = tf.concat([batch["token_ids"]] * 2, axis=0)

@@ -28,6 +28,7 @@ import math
 import keras
 
 from tf_esimcse.api_export import tf_esimcse_export
+from tf_esimcse.layers.layer_classes import swap_layer_classes
 from tf_esimcse.layers.matmul_precision import projection
 
 
@@ -100,21 +101,15 @@ class FlatDense(keras.layers.Dense):
         return keras.ops.reshape(y, (*keras.ops.shape(inputs)[:-1], kernel.shape[-1]))
 
 
-_FLAT = {keras.layers.EinsumDense: FlatEinsumDense, keras.layers.Dense: FlatDense}
+FLAT_CLASSES = {keras.layers.EinsumDense: FlatEinsumDense, keras.layers.Dense: FlatDense}
 
 
 def flatten_projections(layer):
     """Make every plain `EinsumDense` / `Dense` under `layer` a `FlatEinsumDense` / `FlatDense`
-    in place; returns how many.
+    in place (`layer_classes.swap_layer_classes`); returns how many.
 
     Only the class changes: the variables, their names and their order stay, so checkpoints and
     presets load unchanged. Used by `BertEncoder` on its transformer layers, whose attention and
     feed-forward projections keras-hub creates itself (they cannot be passed in).
     """
-    count = 0
-    for sub in layer._flatten_layers(include_self=True, recursive=True):
-        flat = _FLAT.get(type(sub))
-        if flat is not None:
-            sub.__class__ = flat
-            count += 1
-    return count
+    return swap_layer_classes(layer, FLAT_CLASSES)

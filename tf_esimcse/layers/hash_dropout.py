@@ -27,6 +27,7 @@ from tensorflow.python.framework import ops as tf_ops
 from tensorflow.python.ops import control_flow_util
 
 from tf_esimcse.api_export import tf_esimcse_export
+from tf_esimcse.layers.layer_classes import swap_layer_classes
 
 _GOLDEN = 0x9E3779B9
 _M1 = 0x21F0AAAD
@@ -102,15 +103,11 @@ class HashDropout(keras.layers.Dropout):
 
 
 def use_hash_dropout(layer):
-    """Make every plain `keras.layers.Dropout` under `layer` a `HashDropout` in place.
+    """Make every plain `keras.layers.Dropout` under `layer` a `HashDropout` in place
+    (`layer_classes.swap_layer_classes`).
 
     Only the class changes (rate, seed and the seed generator's state stay). Returns how many.
     Used by `BertEncoder` (``fast_dropout=True``) on the dropout layers keras-hub creates inside
     its embedding, attention and feed-forward blocks.
     """
-    count = 0
-    for sub in layer._flatten_layers(include_self=True, recursive=True):
-        if type(sub) is keras.layers.Dropout:
-            sub.__class__ = HashDropout
-            count += 1
-    return count
+    return swap_layer_classes(layer, {keras.layers.Dropout: HashDropout})

@@ -109,13 +109,8 @@ class ESimCSE(SimCSE):
 
     def momentum_keys(self, view):
         """Momentum embeddings of `view`: EMA backbone (dropout off) + the live pooler head."""
-        token_ids, padding_mask = view["token_ids"], view["padding_mask"]
-        inputs = {"token_ids": token_ids, "segment_ids": tf.zeros_like(token_ids), "padding_mask": padding_mask}
-        if self.encoder.uses_first_token_only:  # the same [CLS] vectors, without the rest of the last layer
-            outputs = {"sequence_output": self.momentum_backbone.first_token_output(inputs, training=False)}
-        else:
-            outputs = self.momentum_backbone(inputs, training=False)
-        keys = self.encoder.pooler(dict(outputs, padding_mask=padding_mask), training=True)
+        outputs = self.encoder.backbone_outputs(view, training=False, backbone=self.momentum_backbone)
+        keys = self.encoder.pooler(dict(outputs, padding_mask=view["padding_mask"]), training=True)
         return tf.stop_gradient(keys)
 
     def train_step(self, data):

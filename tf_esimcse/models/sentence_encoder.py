@@ -17,7 +17,7 @@ import tensorflow as tf
 from tf_esimcse.api_export import tf_esimcse_export
 from tf_esimcse.backbones import ENCODER_CONFIG_FILE, load_backbone, resolve_source
 from tf_esimcse.errors import ModelLoadError
-from tf_esimcse.layers.matmul_precision import check_precision, matmul_precision
+from tf_esimcse.layers.matmul_precision import matmul_precision
 from tf_esimcse.layers.pooler import Pooler, check_pooler_type, pooler_needs_hidden_states
 from tf_esimcse.layers.sentence_preprocessor import SentencePreprocessor, trim_to_longest
 
@@ -130,16 +130,23 @@ class SentenceEncoder(keras.Model):
         positions (`BertEncoder.first_token_output`: the same numbers, ~14 % fewer FLOPs)."""
         return self.pooler_type in ("cls", "cls_before_pooler") and hasattr(self.backbone, "first_token_output")
 
-    def call(self, inputs, training=False):
+    def backbone_outputs(self, inputs, training=False, backbone=None):
+        """What the pooler reads: `backbone` (default: this encoder's; ESimCSE passes its momentum
+        copy) on `inputs` (`token_ids`, `padding_mask`), with the [CLS]-only last layer when
+        `uses_first_token_only`."""
+        backbone = backbone if backbone is not None else self.backbone
         token_ids = inputs["token_ids"]
-        padding_mask = inputs["padding_mask"]
         backbone_inputs = {
-            "token_ids": token_ids, "segment_ids": keras.ops.zeros_like(token_ids), "padding_mask": padding_mask,
+            "token_ids": token_ids, "segment_ids": keras.ops.zeros_like(token_ids),
+            "padding_mask": inputs["padding_mask"],
         }
         if self.uses_first_token_only:
-            outputs = {"sequence_output": self.backbone.first_token_output(backbone_inputs, training=training)}
-        else:
-            outputs = self.backbone(backbone_inputs, training=training)
+            return {"sequence_output": backbone.first_token_output(backbone_inputs, training=training)}
+        return backbone(backbone_inputs, training=training)
+
+    def call(self, inputs, training=False):
+        padding_mask = inputs["padding_mask"]
+        outputs = self.backbone_outputs(inputs, training=training)
         pooled = self.pooler(dict(outputs, padding_mask=padding_mask), training=training)
         if self.normalize:
             pooled = keras.ops.normalize(pooled, axis=-1, order=2)
@@ -147,7 +154,6 @@ class SentenceEncoder(keras.Model):
 
     # ------------------------------------------------------------------ inference
     def _predict_step(self, precision="float32"):
-        check_precision(precision)
         if precision not in self._predict_fns:
             spec = tf.TensorSpec([None, None], tf.int32)
 
