@@ -23,11 +23,10 @@ distribution; tests check the keep rate, independence between calls and between 
 """
 import keras
 import tensorflow as tf
-from tensorflow.python.framework import ops as tf_ops
-from tensorflow.python.ops import control_flow_util
 
 from tf_esimcse.api_export import tf_esimcse_export
 from tf_esimcse.layers.layer_classes import swap_layer_classes
+from tf_esimcse.private_apis import in_xla_context  # noqa: F401 (re-exported)
 
 _GOLDEN = 0x9E3779B9
 _M1 = 0x21F0AAAD
@@ -76,14 +75,6 @@ def hash_dropout(inputs, rate, seed):
     keep = hash_random_bits(tf.shape(inputs), seed) >= tf.constant(threshold, tf.uint32)
     scale = tf.cast(1.0 / (1.0 - rate), inputs.dtype)
     return tf.where(keep, inputs * scale, tf.zeros_like(inputs))
-
-
-def in_xla_context():
-    """True while tracing inside a `jit_compile=True` function (or a function it calls)."""
-    try:
-        return bool(control_flow_util.GraphOrParentsInXlaContext(tf_ops.get_default_graph()))
-    except Exception:  # a private TF helper: if it ever moves, assume XLA (the hash is correct anywhere)
-        return True
 
 
 @tf_esimcse_export("HashDropout")

@@ -1,0 +1,59 @@
+"""Every private Keras / TensorFlow API this package still relies on, in one place.
+
+Each entry says why no public API does the job and what breaks if it changes;
+`tests/test_private_apis.py` checks each one against the installed versions, so an upgrade of
+keras or tensorflow that moves or changes one fails that test loudly instead of silently changing
+training behaviour.
+
+1. `in_xla_context()`: TensorFlow's `control_flow_util.GraphOrParentsInXlaContext`. `HashDropout`
+   draws counter-hash masks only inside XLA-compiled functions (where XLA's Philox expansion is
+   slow) and Keras' Philox dropout elsewhere. TensorFlow has no public "am I being compiled by
+   XLA" query.
+2. `symbolic_build_without_reduce(model, base_method, ...)`: Keras' TF trainer calls
+   `Model._maybe_symbolic_build(iterator, data_batch)` at the start of `fit`; it peeks at the first
+   batch and `strategy.reduce`s it, which fails for dict batches under
+   `MultiWorkerMirroredStrategy`. Our training models are built at construction, so under a
+   strategy only the optimizer needs building. A model opts in by overriding the private method
+   and calling this function.
+3. `in_multi_worker_mode(strategy)`: `strategy.extended._in_multi_worker_mode()`. Keras reduces
+   step logs with `reduce(MEAN, axis=0)` across workers, which rejects scalars under
+   `MultiWorkerMirroredStrategy`; the training step gives its logs a leading axis there only.
+"""
+import tensorflow as tf
+
+# Names checked by tests/test_private_apis.py.
+KERAS_SYMBOLIC_BUILD_METHOD = "_maybe_symbolic_build"
+KERAS_SYMBOLIC_BUILD_ARGS = ("iterator", "data_batch")
+
+
+def in_xla_context():
+    """True while tracing inside a `jit_compile=True` function (or a function it calls)."""
+    from tensorflow.python.framework import ops as tf_ops
+    from tensorflow.python.ops import control_flow_util
+
+    try:
+        return bool(control_flow_util.GraphOrParentsInXlaContext(tf_ops.get_default_graph()))
+    except Exception:  # if the helper ever moves, assume XLA (the hash is correct anywhere)
+        return True
+
+
+def in_multi_worker_mode(strategy=None):
+    """Whether `strategy` (default: the current one) is a multi-worker strategy with several workers."""
+    strategy = strategy or tf.distribute.get_strategy()
+    extended = getattr(strategy, "extended", None)
+    in_multi = getattr(extended, "_in_multi_worker_mode", None)
+    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and bool(in_multi and in_multi())
+
+
+def symbolic_build_without_reduce(model, base_method, iterator=None, data_batch=None):
+    """The body of a `Model._maybe_symbolic_build` override for models built at construction.
+
+    Without a distribution strategy Keras' own method runs (`base_method`, the parent's bound
+    method); under one, only the optimizer's slots are built (in the strategy's scope).
+    """
+    if getattr(model, "_distribute_strategy", None) is None:
+        return base_method(iterator=iterator, data_batch=data_batch)
+    with model.distribute_strategy.scope():
+        if model.optimizer is not None and not model.optimizer.built:
+            model.optimizer.build(model.trainable_variables)
+    return None
