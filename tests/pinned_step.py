@@ -59,7 +59,14 @@ def optimizer():
 
 
 def encoder_weights(encoder):
-    return [w for w in encoder.backbone.get_weights()] + [w for w in encoder.pooler.get_weights()]
+    """Backbone weights in keras-hub `BertBackbone` order, then the pooler's."""
+    try:
+        from tf_esimcse.backbones import to_keras_hub_backbone
+    except ImportError:  # the code before the reshaped core: BertEncoder had keras-hub's order
+        backbone_weights = encoder.backbone.get_weights()
+    else:
+        backbone_weights = to_keras_hub_backbone(encoder.backbone).get_weights()
+    return list(backbone_weights) + list(encoder.pooler.get_weights())
 
 
 def run_method(method, model_dir, make_model):
@@ -105,6 +112,17 @@ def legacy_models(encoder, method):
         return SimCSE(encoder, temperature=0.05, max_grad_norm=1.0)
     if method == "supervised":
         return SimCSE(encoder, temperature=0.05, hard_negative_weight=2.0, max_grad_norm=1.0)
+    return ESimCSE(encoder, temperature=0.05, queue_size=12, momentum=0.9, max_grad_norm=1.0)
+
+
+def current_models(encoder, method):
+    """Today's API for the same three models."""
+    from tf_esimcse import ESimCSE, SimCSE, SupervisedSimCSE
+
+    if method == "simcse":
+        return SimCSE(encoder, temperature=0.05, max_grad_norm=1.0)
+    if method == "supervised":
+        return SupervisedSimCSE(encoder, temperature=0.05, alpha=2.0, max_grad_norm=1.0)
     return ESimCSE(encoder, temperature=0.05, queue_size=12, momentum=0.9, max_grad_norm=1.0)
 
 

@@ -124,7 +124,7 @@ def l2_normalize_np(x):
     return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
 
 
-def numpy_info_nce(z1, z2, temperature=0.05, hard_negatives=None, hard_negative_weight=1.0, queue=None,
+def numpy_info_nce(z1, z2, temperature=0.05, hard_negatives=None, alpha=1.0, queue=None,
                    queue_mask=None, label_offset=0):
     """Independent NumPy (float64) InfoNCE: mean over anchors of
     `-log softmax(cos(z1_i, [z2 | hard | queue]) / temperature)[label_offset + i]`, with
@@ -136,7 +136,7 @@ def numpy_info_nce(z1, z2, temperature=0.05, hard_negatives=None, hard_negative_
     labels = np.arange(n) + int(label_offset)
     if hard_negatives is not None:
         hard = a @ l2_normalize_np(hard_negatives).T / temperature
-        hard[np.arange(n), labels] += np.log(hard_negative_weight)
+        hard[np.arange(n), labels] += np.log(alpha)
         columns.append(hard)
     if queue is not None:
         queue = np.asarray(queue, dtype=np.float64)

@@ -22,6 +22,7 @@ from tf_esimcse.backbones import BertEncoder
 from tf_esimcse.models.esimcse import ESimCSE
 from tf_esimcse.models.sentence_encoder import SentenceEncoder
 from tf_esimcse.models.simcse import SimCSE
+from tf_esimcse.models.simcse import SupervisedSimCSE
 
 HERE = pathlib.Path(__file__).resolve().parent
 GLOBAL_BATCH = 8
@@ -54,7 +55,7 @@ def _build(kind, **kwargs):
     if kind == "simcse":
         model = SimCSE(encoder, **kwargs)
     elif kind == "supervised":
-        model = SimCSE(encoder, hard_negative_weight=2.0, **kwargs)
+        model = SupervisedSimCSE(encoder, alpha=2.0, **kwargs)
     else:
         model = ESimCSE(encoder, queue_size=12, **kwargs)
     model.compile(optimizer=keras.optimizers.AdamW(1e-3), jit_compile=False)

@@ -22,7 +22,6 @@ from tf_esimcse.backbones import load_tokenizer
 from tf_esimcse.data.pipeline import esimcse_dataset
 from tf_esimcse.layers.sentence_preprocessor import SentencePreprocessor
 from tf_esimcse.models.esimcse import ESimCSE
-from tf_esimcse.models.esimcse import QueueResetCallback
 from tf_esimcse.models.simcse import SimCSE
 
 SEQ_LEN = 16
@@ -318,7 +317,8 @@ def _two_batch_dataset(batches):
 
 @pytest.mark.parametrize("reset", [True, False])
 def test_fit_empties_the_queue_at_each_epoch_start(model_dir, batches, reset):
-    model = _esimcse(model_dir, queue_size=64, momentum=0.9, reset_queue_each_epoch=reset)
+    # The data epoch is the two batches: the model empties its queue when the step counter says so.
+    model = _esimcse(model_dir, queue_size=64, momentum=0.9, reset_queue_each_epoch=reset, steps_per_data_epoch=2)
     recorder = _CountRecorder(model.queue)
     history = model.fit(_two_batch_dataset(batches), epochs=2, steps_per_epoch=2, callbacks=[recorder], verbose=0,
                         shuffle=False)
@@ -332,11 +332,13 @@ def test_fit_empties_the_queue_at_each_epoch_start(model_dir, batches, reset):
         assert history.history["queue_fill"] == pytest.approx([16 / 64, 32 / 64])
 
 
-def test_queue_reset_callback_empties_the_queue(model_dir, batches):
+def test_queue_reset_empties_the_queue(model_dir, batches):
     model = _esimcse(model_dir, queue_size=16)
     _step(model, batches[0])
     assert int(to_numpy(model.queue.count)) == BATCH
-    QueueResetCallback(model.queue).on_epoch_begin(1)
+    model.queue.reset_if(False)
+    assert int(to_numpy(model.queue.count)) == BATCH
+    model.queue.reset_if(True)
     embeddings, mask = (to_numpy(t) for t in model.queue.negatives())
     assert int(to_numpy(model.queue.count)) == 0 and int(to_numpy(model.queue.pointer)) == 0
     assert not mask.any() and not embeddings.any()

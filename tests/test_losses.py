@@ -62,15 +62,15 @@ def test_logits_and_labels():
 @pytest.mark.parametrize("alpha", [1.0, 2.0, 0.5])
 def test_hard_negatives_with_weight_match_numpy(alpha):
     z1, z2, zh = _embeddings((N, D), (N, D), (N, D), seed=1)
-    expected = numpy_info_nce(z1, z2, temperature=T, hard_negatives=zh, hard_negative_weight=alpha)
-    got = _loss(z1, z2, temperature=T, hard_negatives=zh, hard_negative_weight=alpha)
+    expected = numpy_info_nce(z1, z2, temperature=T, hard_negatives=zh, alpha=alpha)
+    got = _loss(z1, z2, temperature=T, hard_negatives=zh, hard_negative_offset=np.log(alpha))
     assert got == _approx(expected, rel=1e-5)
 
 
 def test_hard_negative_weight_only_on_matching_column():
     z1, z2, zh = _embeddings((N, D), (N, D), (N, D), seed=1)
     plain, _ = contrastive_logits(z1, z2, temperature=T, hard_negatives=zh)
-    weighted, _ = contrastive_logits(z1, z2, temperature=T, hard_negatives=zh, hard_negative_weight=3.0)
+    weighted, _ = contrastive_logits(z1, z2, temperature=T, hard_negatives=zh, hard_negative_offset=np.log(3.0))
     diff = to_numpy(weighted) - to_numpy(plain)
     expected = np.zeros((N, 2 * N))
     expected[np.arange(N), N + np.arange(N)] = np.log(3.0)
@@ -107,9 +107,9 @@ def test_queue_mask_excludes_unfilled_slots():
 def test_hard_negatives_and_queue_together():
     z1, z2, zh, queue = _embeddings((N, D), (N, D), (N, D), (5, D), seed=5)
     mask = np.array([True, True, False, True, False])
-    expected = numpy_info_nce(z1, z2, temperature=T, hard_negatives=zh, hard_negative_weight=2.0, queue=queue,
+    expected = numpy_info_nce(z1, z2, temperature=T, hard_negatives=zh, alpha=2.0, queue=queue,
                               queue_mask=mask)
-    got = _loss(z1, z2, temperature=T, hard_negatives=zh, hard_negative_weight=2.0, queue=queue,
+    got = _loss(z1, z2, temperature=T, hard_negatives=zh, hard_negative_offset=np.log(2.0), queue=queue,
                 queue_mask=tf.constant(mask))
     assert got == _approx(expected, rel=1e-5)
 
@@ -129,8 +129,8 @@ def test_label_offset_with_larger_positive_set(offset):
 def test_label_offset_with_hard_negatives():
     (z2,) = _embeddings((12, D), seed=8)
     z1, zh = _embeddings((N, D), (12, D), seed=9)
-    expected = numpy_info_nce(z1, z2, temperature=T, hard_negatives=zh, hard_negative_weight=2.0, label_offset=4)
-    got = _loss(z1, z2, temperature=T, hard_negatives=zh, hard_negative_weight=2.0, label_offset=4)
+    expected = numpy_info_nce(z1, z2, temperature=T, hard_negatives=zh, alpha=2.0, label_offset=4)
+    got = _loss(z1, z2, temperature=T, hard_negatives=zh, hard_negative_offset=np.log(2.0), label_offset=4)
     assert got == _approx(expected, rel=1e-5)
 
 

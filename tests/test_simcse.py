@@ -13,6 +13,7 @@ from test_case import write_tiny_model_dir
 from tf_esimcse.data.pipeline import unsup_dataset
 from tf_esimcse.layers.sentence_preprocessor import trim_to_longest
 from tf_esimcse.models.simcse import SimCSE
+from tf_esimcse.models.simcse import SupervisedSimCSE
 
 # Keras warns for datasets of unknown length (ours: tokenized once, then unbatched); harmless here.
 pytestmark = [
@@ -32,7 +33,8 @@ def model_dir(tmp_path_factory):
 def _simcse(model_dir, dropout=0.1, pooler_type="cls", mlp_only_train=True, **kwargs):
     encoder = tiny_encoder(model_dir, pooler_type=pooler_type, mlp_only_train=mlp_only_train, dropout=dropout,
                            sequence_length=SEQ_LEN)
-    return SimCSE(encoder, **kwargs)
+    # Hard negatives (alpha) belong to supervised SimCSE, its own model class.
+    return (SupervisedSimCSE if "alpha" in kwargs else SimCSE)(encoder, **kwargs)
 
 
 def _batch(model, sentences=TINY_SENTENCES):
@@ -79,7 +81,7 @@ def test_test_step_loss_matches_numpy(simcse):
 
 
 def test_supervised_test_step_matches_numpy(model_dir):
-    model = _simcse(model_dir, temperature=0.1, hard_negative_weight=2.0)
+    model = _simcse(model_dir, temperature=0.1, alpha=2.0)
     model.compile(optimizer="adam")
     # Three views of different widths: concat_views pads them to one length.
     views = {
@@ -90,7 +92,7 @@ def test_supervised_test_step_matches_numpy(model_dir):
     assert len({int(v["token_ids"].shape[1]) for v in views.values()}) > 1
     loss = float(to_numpy(model.test_step(views)["loss"]))
     za, zp, zn = (_embed(model, views[k]) for k in ("anchor", "positive", "negative"))
-    expected = numpy_info_nce(za, zp, temperature=0.1, hard_negatives=zn, hard_negative_weight=2.0)
+    expected = numpy_info_nce(za, zp, temperature=0.1, hard_negatives=zn, alpha=2.0)
     assert loss == pytest.approx(expected, rel=1e-4, abs=1e-5)
 
 
@@ -141,7 +143,7 @@ def test_fit_on_unsup_dataset(model_dir):
 
 
 def test_supervised_triplets_train(model_dir):
-    model = _simcse(model_dir, hard_negative_weight=1.5)
+    model = _simcse(model_dir, alpha=1.5)
     model.compile(optimizer=keras.optimizers.Adam(1e-4))
     pre = model.encoder.preprocessor
     triplets = {
@@ -171,13 +173,13 @@ def test_bad_batch_format_raises(simcse):
 def test_invalid_settings_raise(simcse):
     with pytest.raises(ValueError, match="temperature must be > 0, got 0"):
         SimCSE(simcse.encoder, temperature=0)
-    with pytest.raises(ValueError, match="hard_negative_weight must be > 0, got -1"):
-        SimCSE(simcse.encoder, hard_negative_weight=-1)
+    with pytest.raises(ValueError, match="alpha must be > 0, got -1"):
+        SupervisedSimCSE(simcse.encoder, alpha=-1)
 
 
 def test_serialization(model_dir):
-    model = _simcse(model_dir, temperature=0.07, hard_negative_weight=2.0)
+    model = _simcse(model_dir, temperature=0.07, alpha=2.0)
     revived = run_serialization_test(model)
-    assert revived.temperature == 0.07 and revived.hard_negative_weight == 2.0
+    assert revived.temperature == 0.07 and revived.alpha == 2.0
     assert revived.encoder.pooler_type == "cls" and revived.encoder.mlp_only_train
     assert not revived.encoder.backbone.pooled_dense.trainable

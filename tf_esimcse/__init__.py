@@ -26,5 +26,7 @@ from tf_esimcse.layers.pooler import Pooler  # noqa: E402,F401
 from tf_esimcse.layers.sentence_preprocessor import SentencePreprocessor  # noqa: E402,F401
 from tf_esimcse.models.esimcse import ESimCSE  # noqa: E402,F401
 from tf_esimcse.models.sentence_encoder import SentenceEncoder  # noqa: E402,F401
-from tf_esimcse.models.simcse import SimCSE  # noqa: E402,F401
+from tf_esimcse.models.simcse import SimCSE, SupervisedSimCSE  # noqa: E402,F401
+from tf_esimcse.models.contrastive_model import ContrastiveModel  # noqa: E402,F401
+from tf_esimcse.objectives import ESimCSEObjective, Objective, SimCSEObjective, SupervisedSimCSEObjective  # noqa: E402,F401
 from tf_esimcse.layers.word_repetition import WordRepetition  # noqa: E402,F401

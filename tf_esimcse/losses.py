@@ -2,11 +2,10 @@
 
 `info_nce` is SimCSE's objective: for anchors z1 and positives z2 (row i of each is a pair),
 logits[i, j] = cos(z1_i, z2_j) / temperature, cross-entropy against the diagonal. Extra negative
-columns come from supervised SimCSE's hard negatives (with weight alpha entering as log(alpha),
-as the official code's "logits of weights") and from ESimCSE's momentum queue.
+columns come from supervised SimCSE's hard negatives (each anchor's own hard-negative logit can
+be shifted by an offset: log(alpha) in the paper, `hard_negative_weight` in the official code)
+and from ESimCSE's momentum queue.
 """
-import math
-
 import tensorflow as tf
 
 
@@ -14,7 +13,7 @@ def l2_normalize(x):
     return tf.math.l2_normalize(x, axis=-1, epsilon=1e-12)
 
 
-def contrastive_logits(z1, z2, temperature=0.05, hard_negatives=None, hard_negative_weight=1.0,
+def contrastive_logits(z1, z2, temperature=0.05, hard_negatives=None, hard_negative_offset=0.0,
                        queue=None, queue_mask=None, label_offset=0):
     """Build the logits matrix and labels.
 
@@ -22,8 +21,9 @@ def contrastive_logits(z1, z2, temperature=0.05, hard_negatives=None, hard_negat
         z1: (n, d) anchors. z2: (m, d) positives and in-batch negatives (m >= n; anchor i's
             positive is row `label_offset + i`, e.g. a replica's offset into the global batch).
         hard_negatives: (m, d) or None. Supervised SimCSE's contradiction sentences.
-        hard_negative_weight: float. alpha; log(alpha) is added to the hard-negative block's
-            matching column (i, i), as SimCSE's `--hard_negative_weight` does.
+        hard_negative_offset: float. Added to each anchor's own hard-negative logit (column
+            `label_offset + i` of the hard block): log(alpha) for the paper's alpha, or the
+            official code's `--hard_negative_weight`. Defaults to `0.0`.
         queue: (q, d) or None. ESimCSE's queued negatives. queue_mask: (q,) bool, filled slots.
         label_offset: int or scalar tensor.
 
@@ -38,8 +38,8 @@ def contrastive_logits(z1, z2, temperature=0.05, hard_negatives=None, hard_negat
     if hard_negatives is not None:
         zh = l2_normalize(tf.cast(hard_negatives, tf.float32))
         hard = tf.matmul(z1, zh, transpose_b=True) / temperature
-        if hard_negative_weight != 1.0:
-            weight = tf.one_hot(labels, tf.shape(zh)[0], on_value=math.log(hard_negative_weight), off_value=0.0)
+        if hard_negative_offset != 0.0:
+            weight = tf.one_hot(labels, tf.shape(zh)[0], on_value=float(hard_negative_offset), off_value=0.0)
             hard = hard + weight
         blocks.append(hard)
     if queue is not None:

@@ -202,6 +202,18 @@ class MomentumQueue(keras.layers.Layer):
         self.pointer.assign(tf.constant(0, tf.int64))
         self.count.assign(tf.constant(0, tf.int64))
 
+    def reset_if(self, condition):
+        """`reset()` where the scalar bool tensor `condition` is True, else nothing; written with
+        `tf.where` (no control flow), so it runs the same eagerly, in graph mode, under XLA and
+        in a `tf.distribute` replica context."""
+        if not self.built:
+            return
+        condition = tf.convert_to_tensor(condition, tf.bool)
+        self.queue.assign(tf.where(condition, tf.zeros((self.size, self.dim), tf.float32),
+                                   tf.convert_to_tensor(self.queue)))
+        self.pointer.assign(tf.where(condition, tf.constant(0, tf.int64), tf.convert_to_tensor(self.pointer)))
+        self.count.assign(tf.where(condition, tf.constant(0, tf.int64), tf.convert_to_tensor(self.count)))
+
     @property
     def fill(self):
         """The filled fraction `count / size`, a float32 scalar tensor (for TensorBoard)."""

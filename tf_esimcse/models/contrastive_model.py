@@ -1,0 +1,170 @@
+"""`ContrastiveModel`: the one training step of every method, around a `SentenceEncoder`.
+
+The data flows one way: tf.data views -> this step -> the objective's loss terms -> callbacks.
+A method (SimCSE, supervised SimCSE, ESimCSE, ...) is an `Objective` plugged in here; the step
+itself (tape, gradients, global clipping, the optimizer update, logs) is written once.
+"""
+import keras
+import tensorflow as tf
+
+from tf_esimcse import private_apis
+from tf_esimcse.api_export import tf_esimcse_export
+from tf_esimcse.distribution import clip_global_norm, reducible_logs, scale_for_replicas
+
+
+def concat_views(views):
+    """Concatenate several {token_ids, padding_mask} batches along the batch axis, padding
+    them to a common length first (padding changes nothing for the encoder)."""
+    if len(views) == 1:
+        return views[0]
+    length = tf.reduce_max([tf.shape(v["token_ids"])[1] for v in views])
+    out = {}
+    for key in ("token_ids", "padding_mask"):
+        parts = [tf.pad(v[key], [[0, 0], [0, length - tf.shape(v[key])[1]]]) for v in views]
+        out[key] = tf.concat(parts, axis=0)
+    return out
+
+
+@tf_esimcse_export("models.ContrastiveModel")
+class ContrastiveModel(keras.Model):
+    """A `SentenceEncoder` trained by an `Objective` with `model.fit`.
+
+    Args:
+        encoder: a `tf_esimcse.SentenceEncoder`; its pooler is the training pooler (SimCSE's
+            unsupervised recipe uses `pooler_type="cls", mlp_only_train=True`).
+        objective: a `tf_esimcse.objectives.Objective` (e.g. `SimCSEObjective()`).
+        max_grad_norm: float or None. Clip the GLOBAL gradient (summed over replicas) to this
+            norm, as the Hugging Face Trainer behind the official code does (1.0). `None`
+            (default) does not clip; the recipes pass 1.0.
+        steps_per_data_epoch: int or None. Optimizer steps per pass over the training data; the
+            objective is told when a data epoch begins (ESimCSE empties its queue then), read
+            from the optimizer's step counter, so it holds across resumed runs whose Keras epochs
+            are shorter chunks. `None` (default): no data-epoch boundaries.
+
+    Distribution: `train_step` runs once per replica. Objectives all-gather what must span the
+    global batch (`tf_esimcse.distribution.gather_replicas`); each replica's loss is divided by the
+    number of replicas before the gradient, because the optimizer sums replica gradients.
+
+    Logs: `loss` (the weighted total), `<term>_loss` for each of the objective's terms,
+    `learning_rate`, and the objective's own values (e.g. `queue_fill`).
+
+    Examples:
+    ```python
+    encoder = SentenceEncoder.from_pretrained("default", pooler_type="cls", mlp_only_train=True)
+    model = ContrastiveModel(encoder, SimCSEObjective(temperature=0.05), max_grad_norm=1.0)
+    model.compile(optimizer=keras.optimizers.AdamW(3e-5, weight_decay=0.0))
+    model.fit(unsup_dataset(sentences, encoder.preprocessor, repeat=True), steps_per_epoch=100)
+    ```
+    """
+
+    def __init__(self, encoder, objective, max_grad_norm=None, steps_per_data_epoch=None, **kwargs):
+        super().__init__(**kwargs)
+        if max_grad_norm is not None and not max_grad_norm > 0:
+            raise ValueError(f"max_grad_norm must be > 0 or None, got {max_grad_norm!r}.")
+        if steps_per_data_epoch is not None and (isinstance(steps_per_data_epoch, bool)
+                                                 or int(steps_per_data_epoch) != steps_per_data_epoch
+                                                 or int(steps_per_data_epoch) < 1):
+            raise ValueError(f"steps_per_data_epoch must be a positive integer or None, got {steps_per_data_epoch!r}.")
+        # === Layers ===
+        self.encoder = encoder
+        # BERT's own pretraining pooler (dense+tanh on [CLS]) is not part of any SimCSE pooler.
+        pooled_dense = getattr(encoder.backbone, "pooled_dense", None)
+        if pooled_dense is not None:
+            pooled_dense.trainable = False
+        self.objective = objective
+        objective.setup(encoder)
+        # === Config ===
+        self.max_grad_norm = None if max_grad_norm is None else float(max_grad_norm)
+        self.steps_per_data_epoch = None if steps_per_data_epoch is None else int(steps_per_data_epoch)
+        # === Metrics ===
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+        self.term_trackers = {name: keras.metrics.Mean(name=f"{name}_loss") for name in objective.term_names}
+        # The encoder is built on construction, so this model is too (BackupAndRestore needs it).
+        self.built = True
+
+    @property
+    def metrics(self):
+        return [self.loss_tracker, *self.term_trackers.values(), *getattr(self.objective, "metrics", [])]
+
+    def call(self, inputs, training=False):
+        return self.encoder(inputs, training=training)
+
+    # --- the step ---------------------------------------------------------------------------
+    def embed_views(self, x, training=True):
+        """Encode the objective's views of `x` in ONE forward pass (dropout masks differ per row)
+        and split them back: a list of (batch, dim) embeddings."""
+        views = self.objective.views(x)
+        sizes = [tf.shape(v["token_ids"])[0] for v in views]
+        embeddings = self.encoder(concat_views(views), training=training)
+        return tf.split(embeddings, sizes, axis=0)
+
+    def _total(self, terms):
+        total = None
+        for name in self.objective.term_names:
+            weighted = terms[name] * self.objective.weight_of(name)
+            total = weighted if total is None else total + weighted
+        return total
+
+    def _new_data_epoch(self):
+        if self.steps_per_data_epoch is None:
+            return tf.constant(False)
+        step = tf.convert_to_tensor(self.optimizer.iterations)
+        return tf.equal(step % self.steps_per_data_epoch, 0)
+
+    def train_step(self, data):
+        x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
+        context = self.objective.before_step(self.encoder, x, self._new_data_epoch())
+        with tf.GradientTape() as tape:
+            embeddings = self.embed_views(x, training=True)
+            terms = self.objective.loss_terms(self.encoder, x, embeddings, context, training=True)
+            loss = self._total(terms)
+            scaled = scale_for_replicas(loss)
+        variables = self.trainable_variables
+        gradients = tape.gradient(scaled, variables)
+        self.optimizer.apply(clip_global_norm(gradients, self.max_grad_norm), variables)
+        self.objective.after_step(context)
+        self._track(loss, terms)
+        logs = self._logs()
+        logs["learning_rate"] = self.optimizer.learning_rate
+        return reducible_logs(logs)
+
+    def test_step(self, data):
+        x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
+        embeddings = self.embed_views(x, training=False)
+        terms = self.objective.loss_terms(self.encoder, x, embeddings, None, training=False)
+        self._track(self._total(terms), terms)
+        return reducible_logs({m.name: m.result() for m in self.metrics})
+
+    def _track(self, loss, terms):
+        self.loss_tracker.update_state(loss)
+        for name, tracker in self.term_trackers.items():
+            tracker.update_state(terms[name])
+
+    def _logs(self):
+        logs = {m.name: m.result() for m in self.metrics}
+        logs.update(self.objective.step_logs())
+        return logs
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # See tf_esimcse.private_apis: Keras' symbolic build fails on dict batches under
+        # MultiWorkerMirroredStrategy; this model is built at construction.
+        return private_apis.symbolic_build_without_reduce(
+            self, super()._maybe_symbolic_build, iterator=iterator, data_batch=data_batch)
+
+    # --- config -----------------------------------------------------------------------------
+    def get_config(self):
+        return {
+            "name": self.name,
+            "encoder": keras.saving.serialize_keras_object(self.encoder),
+            "objective": keras.saving.serialize_keras_object(self.objective),
+            "max_grad_norm": self.max_grad_norm,
+            "steps_per_data_epoch": self.steps_per_data_epoch,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        for key in ("encoder", "objective"):
+            if isinstance(config.get(key), dict):
+                config[key] = keras.saving.deserialize_keras_object(config[key])
+        return cls(**config)
