@@ -2,6 +2,7 @@
 
     python recipes/unsup_esimcse.py                     # default encoder, Brown corpus
     python recipes/unsup_esimcse.py --steps 20          # a smoke run
+    python recipes/unsup_esimcse.py --steps 500 --seeds 1,2,3   # 3 seeds, mean ± std in summary.md
     python recipes/unsup_esimcse.py --no-use-repetition # ablation: momentum queue only
     python recipes/unsup_esimcse.py --no-use-momentum-queue  # ablation: repetition only
 
@@ -13,9 +14,10 @@ best encoder in <output-dir>/model, the 7-task table printed and in <output-dir>
 """
 import dataclasses
 
+from tf_esimcse.config import TrainConfig, parse_config
 from tf_esimcse.data.pipeline import esimcse_dataset, unsup_dataset
-from tf_esimcse.models.esimcse import ESimCSE
-from tf_esimcse.training import TrainConfig, main_guard, parse_config, run_training
+from tf_esimcse.objectives import ESimCSEObjective
+from tf_esimcse.training import main_guard, run_seeds
 
 
 @dataclasses.dataclass
@@ -30,9 +32,9 @@ class ESimCSEConfig(TrainConfig):
     use_momentum_queue: bool = True
 
 
-def build_model(encoder, config):
-    return ESimCSE(encoder, temperature=config.temperature, queue_size=config.queue_size,
-                   momentum=config.momentum, use_momentum_queue=config.use_momentum_queue)
+def build_objective(config):
+    return ESimCSEObjective(temperature=config.temperature, queue_size=config.queue_size,
+                            momentum=config.momentum, use_momentum_queue=config.use_momentum_queue)
 
 
 def build_dataset(sentences, preprocessor, config):
@@ -45,7 +47,7 @@ def build_dataset(sentences, preprocessor, config):
 
 def main(argv=None):
     config = parse_config(ESimCSEConfig, argv, description=__doc__.split("\n")[0])
-    return run_training(config, build_model, build_dataset, name="unsup_esimcse")
+    return run_seeds(config, build_objective, build_dataset, name="unsup_esimcse")
 
 
 if __name__ == "__main__":

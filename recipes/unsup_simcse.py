@@ -2,6 +2,7 @@
 
     python recipes/unsup_simcse.py                      # default encoder, Brown corpus
     python recipes/unsup_simcse.py --steps 20           # a smoke run
+    python recipes/unsup_simcse.py --steps 500 --seeds 1,2,3   # 3 seeds, mean ± std in summary.md
     python recipes/unsup_simcse.py --corpus wiki1m_for_simcse.txt --model /path/to/bert
 
 Every setting is a flag (`--help`); the run prints its config, logs to TensorBoard
@@ -10,9 +11,10 @@ saves the encoder to <output-dir>/model and prints the 7-task STS table.
 """
 import dataclasses
 
+from tf_esimcse.config import TrainConfig, parse_config
 from tf_esimcse.data.pipeline import bucketed_unsup_dataset, unsup_dataset
-from tf_esimcse.models.simcse import SimCSE
-from tf_esimcse.training import TrainConfig, main_guard, parse_config, run_training
+from tf_esimcse.objectives import SimCSEObjective
+from tf_esimcse.training import main_guard, run_seeds
 
 
 @dataclasses.dataclass
@@ -23,8 +25,8 @@ class SimCSEConfig(TrainConfig):
     length_buckets: bool = False
 
 
-def build_model(encoder, config):
-    return SimCSE(encoder, temperature=config.temperature)
+def build_objective(config):
+    return SimCSEObjective(temperature=config.temperature)
 
 
 def build_dataset(sentences, preprocessor, config):
@@ -37,7 +39,7 @@ def build_dataset(sentences, preprocessor, config):
 
 def main(argv=None):
     config = parse_config(SimCSEConfig, argv, description=__doc__.split("\n")[0])
-    return run_training(config, build_model, build_dataset, name="unsup_simcse")
+    return run_seeds(config, build_objective, build_dataset, name="unsup_simcse")
 
 
 if __name__ == "__main__":

@@ -313,6 +313,88 @@ def test_encode_output_is_a_directory(capsys, tmp_path, model_dir):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.txt", "outdir"]  # no temporary file left
 
 
+# --- a training run folder as --model --------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory, model_dir):
+    """A run folder as `run_training` leaves it: `model/` (a `save_pretrained` directory),
+    `results.json`, `best_step.json`, `logs/`."""
+    run = tmp_path_factory.mktemp("runs") / "unsup_esimcse"
+    SentenceEncoder.from_pretrained(str(model_dir)).save_pretrained(run / "model")
+    (run / "results.json").write_text(json.dumps({"best_step": 125, "model_dir": str(run / "model")}))
+    (run / "best_step.json").write_text(json.dumps({"step": 125, "stsb_dev": 80.0}))
+    (run / "logs").mkdir()
+    return run
+
+
+def test_resolve_model_path(tmp_path, run_dir, model_dir):
+    assert cli.resolve_model_path(str(run_dir)) == str(run_dir / "model")
+    assert cli.resolve_model_path(run_dir) == str(run_dir / "model")
+    assert cli.resolve_model_path(str(run_dir / "model")) == str(run_dir / "model")  # a model dir stays
+    assert cli.resolve_model_path(str(model_dir)) == str(model_dir)  # a Hugging Face dir stays
+    for unchanged in ("default", "bert_base_en_uncased", str(tmp_path / "missing"), None):
+        assert cli.resolve_model_path(unchanged) == unchanged
+    (tmp_path / "not_a_run" / "model").mkdir(parents=True)  # a model/ subfolder that is not a model
+    assert cli.resolve_model_path(str(tmp_path / "not_a_run")) == str(tmp_path / "not_a_run")
+
+
+def test_default_aliases_match_the_loader():
+    from tf_esimcse import backbones
+
+    assert set(cli._DEFAULT_MODEL_ALIASES) == set(backbones._DEFAULT_ALIASES)
+
+
+def test_encode_from_a_run_folder(capsys, tmp_path, run_dir):
+    src = tmp_path / "sentences.txt"
+    src.write_text("\n".join(LINES) + "\n")
+    rows = {}
+    for name, model in (("run", run_dir), ("model", run_dir / "model")):
+        code, stdout, err = _run(capsys, "encode", "--model", model, "--input", src, "--output", tmp_path / f"{name}.npy")
+        assert code == 0, err
+        rows[name] = np.load(tmp_path / f"{name}.npy")
+    np.testing.assert_array_equal(rows["run"], rows["model"])
+    assert rows["run"].shape == (len(LINES), 32)
+
+
+def test_evaluate_from_a_run_folder_records_the_model_dir(capsys, tmp_path, run_dir, data_root):
+    output = tmp_path / "results.json"
+    code, out, err = _run(capsys, "evaluate", "--model", run_dir, "--data-dir", data_root, "--output", output)
+    assert code == 0, err
+    results = json.loads(output.read_text())
+    assert results["model"] == str(run_dir / "model")
+    assert np.isfinite(results["avg"])
+
+
+@pytest.mark.parametrize("command", ["evaluate", "encode", "export"])
+def test_every_subcommand_resolves_a_run_folder(capsys, tmp_path, monkeypatch, run_dir, data_root, command):
+    seen = []
+
+    def fake_from_pretrained(source, **kwargs):
+        seen.append(source)
+        raise ValueError("stop here")
+
+    monkeypatch.setattr(SentenceEncoder, "from_pretrained", staticmethod(fake_from_pretrained))
+    src = tmp_path / "in.txt"
+    src.write_text("hello world\n")
+    argv = {"evaluate": ["evaluate", "--data-dir", data_root],
+            "encode": ["encode", "--input", src, "--output", tmp_path / "o.npy"],
+            "export": ["export", "--output", tmp_path / "export"]}[command]
+    code, out, err = _run(capsys, *argv, "--model", run_dir)
+    _assert_one_line_error(code, err, "stop here")
+    assert seen == [str(run_dir / "model")]
+
+
+def test_folder_with_results_but_no_model_keeps_the_error(capsys, tmp_path):
+    run = tmp_path / "interrupted_run"
+    (run / "logs").mkdir(parents=True)
+    (run / "results.json").write_text("{}")
+    src = tmp_path / "in.txt"
+    src.write_text("hello world\n")
+    code, out, err = _run(capsys, "encode", "--model", run, "--input", src, "--output", tmp_path / "o.npy")
+    _assert_one_line_error(code, err, "interrupted_run", "not a model directory")
+
+
 # --- the console script ----------------------------------------------------------------------------
 
 

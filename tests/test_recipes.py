@@ -18,7 +18,8 @@ import tensorflow as tf
 from test_case import write_tiny_model_dir
 from test_cli import RESULT_KEYS
 from test_cli import write_tiny_senteval
-from tf_esimcse.models.esimcse import ESimCSE
+from tf_esimcse.models.contrastive_model import ContrastiveModel
+from tf_esimcse.objectives import ESimCSEObjective
 from tf_esimcse.models.sentence_encoder import SentenceEncoder
 from tf_esimcse.training import main_guard
 
@@ -124,15 +125,15 @@ def test_esimcse_recipe_ablation_flags(workspace):
     sentences = [f"the cat sat on mat {w}" for w in _WORDS[:16]]
 
     config = recipe.parse_config(recipe.ESimCSEConfig, ["--queue-size", "24", "--momentum", "0.9", "--batch-size", "8"])
-    model = recipe.build_model(encoder, config)
-    assert isinstance(model, ESimCSE)
-    assert (model.queue_size, model.momentum, model.use_momentum_queue) == (24, 0.9, True)
+    model = ContrastiveModel(encoder, recipe.build_objective(config))
+    assert isinstance(model.objective, ESimCSEObjective)
+    assert (model.objective.queue_size, model.objective.momentum, model.objective.use_momentum_queue) == (24, 0.9, True)
     assert set(recipe.build_dataset(sentences, encoder.preprocessor, config).element_spec) == {"anchor", "positive"}
 
     config = recipe.parse_config(recipe.ESimCSEConfig, ["--no-use-momentum-queue", "--no-use-repetition",
                                                         "--batch-size", "8"])
-    model = recipe.build_model(encoder, config)
-    assert model.queue is None and model.momentum_backbone is None
+    model = ContrastiveModel(encoder, recipe.build_objective(config))
+    assert model.objective.queue is None and model.objective.momentum_backbone is None
     assert set(recipe.build_dataset(sentences, encoder.preprocessor, config).element_spec) == {"token_ids",
                                                                                             "padding_mask"}
 

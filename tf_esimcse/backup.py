@@ -21,9 +21,29 @@ def _fsync_replace(tmp, final):
 
 
 class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
-    """`keras.callbacks.BackupAndRestore` whose backups are written atomically (local paths)."""
+    """`keras.callbacks.BackupAndRestore` whose backups are written atomically (local paths).
+
+    Args:
+        skip_if: callable or None. While it returns True (e.g. training has diverged) no backup
+            is written and the last one is not deleted at the end, so it stays for inspection.
+        Other arguments: those of `keras.callbacks.BackupAndRestore`.
+    """
+
+    def __init__(self, *args, skip_if=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.skip_if = skip_if
+
+    def _skipping(self):
+        return self.skip_if is not None and bool(self.skip_if())
+
+    def on_train_end(self, logs=None):
+        if self._skipping():
+            return  # keep the last good backup
+        return super().on_train_end(logs)
 
     def _save_model(self):
+        if self._skipping():
+            return None
         if "://" in str(self.backup_dir):  # remote filesystems: Keras' own behaviour
             return super()._save_model()
         os.makedirs(self.backup_dir, exist_ok=True)

@@ -6,8 +6,9 @@
     tf-esimcse export   --model M [--pooler P] [--max-len L] --output saved_models/NAME [--version N]
                         [--tokens-only] [--precision bfloat16]
 
-M is a directory written by this package, a Hugging Face BERT directory, a keras-hub preset
-directory or name, or "default" (the offline all-MiniLM-L6-v2).
+M is a directory written by this package, a training run folder (the `output_dir` of a recipe,
+holding `model/` and `results.json`: its `model/` is used), a Hugging Face BERT directory, a
+keras-hub preset directory or name, or "default" (the offline all-MiniLM-L6-v2).
 """
 import argparse
 import json
@@ -15,9 +16,46 @@ import os
 import pathlib
 import sys
 
+# Names `tf_esimcse.backbones.resolve_source` maps to the default encoder before looking at paths.
+_DEFAULT_MODEL_ALIASES = ("default", "all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2")
+MODEL_HELP = "model directory, training run folder (uses its model/), preset, or 'default'"
+RUN_MODEL_SUBDIR = "model"  # where `tf_esimcse.training.run_training` saves the best encoder
+
+
+def _is_model_dir(path):
+    # What `tf_esimcse.backbones.resolve_source` accepts as a model directory.
+    return (path / "config.json").is_file() or (path / "metadata.json").is_file()
+
+
+def resolve_model_path(model):
+    """Map a training run folder to the model saved in it; leave anything else unchanged.
+
+    A run folder is what a recipe's `--output-dir` holds: `model/` (the best encoder, written by
+    `SentenceEncoder.save_pretrained`), `results.json`, logs. Model directories, preset names,
+    "default" and paths that do not exist are returned as given, for
+    `SentenceEncoder.from_pretrained` to load or to reject with its own error.
+
+    Args:
+        model: str or path-like. The `--model` value.
+
+    Returns:
+        `str(model / "model")` if `model` is a directory that is not itself a model directory
+        (no config.json, no metadata.json) and holds a `model/` subfolder that is one; else
+        `model` unchanged.
+    """
+    if model is None or str(model) in _DEFAULT_MODEL_ALIASES:
+        return model
+    path = pathlib.Path(os.path.expanduser(str(model)))
+    if not path.is_dir() or _is_model_dir(path):
+        return model
+    saved = path / RUN_MODEL_SUBDIR
+    if saved.is_dir() and _is_model_dir(saved):
+        return str(saved)
+    return model
+
 
 def _add_model_flags(p):
-    p.add_argument("--model", default="default", help="model directory, preset, or 'default'")
+    p.add_argument("--model", default="default", help=MODEL_HELP)
     p.add_argument("--pooler", default=None,
                    help="cls | cls_before_pooler | avg | avg_top2 | avg_first_last "
                         "(default: the model's own; SimCSE releases use cls_before_pooler)")
@@ -142,7 +180,7 @@ def build_parser():
     en.set_defaults(fn=cmd_encode)
 
     ex = sub.add_parser("export", help="a TF Serving SavedModel (strings in, embeddings out) at OUTPUT/<version>")
-    ex.add_argument("--model", default="default", help="model directory, preset, or 'default'")
+    ex.add_argument("--model", default="default", help=MODEL_HELP)
     ex.add_argument("--pooler", default=None, help="as for evaluate (default: the model's own)")
     ex.add_argument("--max-len", type=int, default=None, help="tokenizer truncation (default: the model's, else 32)")
     ex.add_argument("--output", required=True,
@@ -162,6 +200,8 @@ def main(argv=None):
 
     args = build_parser().parse_args(argv)
     try:
+        if getattr(args, "model", None) is not None:  # every subcommand: a run folder -> its model/
+            args.model = resolve_model_path(args.model)
         return args.fn(args)
     except (TfEsimcseError, ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)

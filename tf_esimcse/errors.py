@@ -22,3 +22,8 @@ class DataError(TfEsimcseError, ValueError):
 
 class ModelLoadError(TfEsimcseError, ValueError):
     """A model path or preset that cannot be loaded; the message says what was expected."""
+
+
+class TrainingDiverged(TfEsimcseError):
+    """Training produced a non-finite loss or gradient, or no finite evaluation: no model is
+    presented as the result (exit code 3 from the recipes)."""

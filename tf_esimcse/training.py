@@ -1,112 +1,36 @@
-"""The training flow shared by the recipes: config -> data -> model -> fit -> evaluate -> save.
+"""The run loop shared by the recipes: examples -> views -> `ContrastiveModel.fit` -> evaluate -> save.
 
-Library code never reads flags: recipes turn flags into a `TrainConfig`, print it (so a run can
-be reproduced from its log) and call `run_training(config, build_model)`.
+A recipe supplies a `TrainConfig` (`tf_esimcse.config`), a function building its objective and a
+function building its tf.data views; `run_training` does the rest: the strategy, the encoder, the
+model and optimizer, resumable backups, STS-B dev model selection, TensorBoard, the saved encoder,
+the 7-task evaluation and `results.json` (with the environment it ran in). `run_seeds` repeats
+it for each seed of `--seeds` and writes the mean ± std summary.
 """
-import argparse
 import dataclasses
 import json
+import math
 import os
 import pathlib
 import sys
 import time
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from tf_esimcse.backup import AtomicBackupAndRestore
+from tf_esimcse.config import TrainConfig, add_config_flags, default_data_dir, parse_config  # noqa: F401
 from tf_esimcse.data.corpus import load_sentences
 from tf_esimcse.data.senteval import resolve_senteval_dir
+from tf_esimcse.environment import environment_info
+from tf_esimcse.errors import TfEsimcseError, TrainingDiverged
 from tf_esimcse.evaluation.callbacks import STSEvaluationCallback
 from tf_esimcse.evaluation.sts import evaluate_sts, format_table
 from tf_esimcse.layers.pooler import check_pooler_type
+from tf_esimcse.models.contrastive_model import ContrastiveModel
 from tf_esimcse.models.sentence_encoder import SentenceEncoder
-
-
-def default_data_dir():
-    """`$TF_ESIMCSE_DATA_DIR`, else `./data` (which `make setup` links to the shared data)."""
-    return os.environ.get("TF_ESIMCSE_DATA_DIR", "data")
-
-
-@dataclasses.dataclass
-class TrainConfig:
-    """Settings of a training run. Defaults are SimCSE's unsupervised BERT-base recipe."""
-
-    model: str = "default"  # encoder to start from (HF dir, keras-hub preset dir or name, our save)
-    corpus: str = "brown"  # "brown", a text file (one sentence per line) or a folder of them
-    data_dir: str = dataclasses.field(default_factory=default_data_dir)  # holds senteval/ and brown/
-    output_dir: str = "saved_models/unsup_simcse"  # best encoder + results.json land here
-    log_dir: str = ""  # TensorBoard logs; default <output_dir>/logs
-    batch_size: int = 64
-    learning_rate: float = 3e-5
-    max_len: int = 32
-    temperature: float = 0.05
-    pooler: str = "cls"
-    mlp_only_train: bool = True
-    dropout: float = 0.1
-    fast_dropout: bool = True  # dropout masks from a counter hash under XLA (Keras' Philox is slow there)
-    epochs: int = 1
-    steps: int = 0  # total training steps; 0 = `epochs` passes over the corpus
-    eval_steps: int = 125  # STS-B dev every N steps; the best weights are kept
-    max_sentences: int = 0  # use only the first N sentences of the corpus (0 = all)
-    seed: int = 42
-    warmup_ratio: float = 0.0
-    weight_decay: float = 0.0  # AdamW; never applied to biases and LayerNorm (as HF Trainer)
-    max_grad_norm: float = 1.0  # clip the global gradient norm (HF Trainer's default, as the official runs)
-    dynamic_padding: bool = False  # trim batches to their longest sentence (same loss, faster)
-    jit_compile: str = "auto"  # "auto" (XLA when no strategy forbids it), "true", "false"
-    strategy: str = "default"  # "default" (one device), "mirrored" (all local GPUs/CPUs), "multiworker" (TF_CONFIG)
-    backup_steps: int = 200  # back up every N steps; an interrupted run resumes from the last backup
-    final_eval: bool = True  # evaluate the 7 STS tasks at the end
-
-
-def add_config_flags(parser, config_cls, defaults=None):
-    """Add one `--flag` per dataclass field (booleans as `--flag/--no-flag`)."""
-    defaults = defaults or {}
-    for field in dataclasses.fields(config_cls):
-        default = defaults.get(field.name, field.default if field.default is not dataclasses.MISSING else field.default_factory())
-        flag = "--" + field.name.replace("_", "-")
-        if field.type in (bool, "bool"):
-            parser.add_argument(flag, default=default, action=argparse.BooleanOptionalAction)
-        else:
-            typ = {"int": int, "float": float, "str": str}.get(field.type, field.type)
-            parser.add_argument(flag, type=typ, default=default, help=f"default: {default!r}")
-    return parser
-
-
-def parse_config(config_cls, argv=None, defaults=None, description=None):
-    parser = argparse.ArgumentParser(description=description)
-    add_config_flags(parser, config_cls, defaults)
-    args = parser.parse_args(argv)
-    return config_cls(**vars(args))
-
-
-def linear_schedule(learning_rate, total_steps, warmup_ratio=0.0):
-    """HF Trainer's default: linear warm-up (none by default) then linear decay to 0."""
-    warmup = int(total_steps * warmup_ratio)
-    decay = keras.optimizers.schedules.PolynomialDecay(
-        learning_rate, decay_steps=max(total_steps - warmup, 1), end_learning_rate=0.0, power=1.0
-    )
-    if warmup == 0:
-        return decay
-    return WarmupThen(learning_rate, warmup, decay)
-
-
-@keras.saving.register_keras_serializable(package="tf_esimcse")
-class WarmupThen(keras.optimizers.schedules.LearningRateSchedule):
-    """Linear warm-up from 0 to `peak` over `warmup_steps`, then the `after` schedule."""
-
-    def __init__(self, peak, warmup_steps, after):
-        self.peak, self.warmup_steps, self.after = peak, warmup_steps, after
-
-    def __call__(self, step):
-        step = tf.cast(step, tf.float32)
-        warm = self.peak * step / float(self.warmup_steps)
-        return tf.where(step < self.warmup_steps, warm, self.after(step - self.warmup_steps))
-
-    def get_config(self):
-        return {"peak": self.peak, "warmup_steps": self.warmup_steps,
-                "after": keras.saving.serialize_keras_object(self.after)}
+from tf_esimcse.run_summary import write_summary
+from tf_esimcse.schedules import WarmupThen, linear_schedule  # noqa: F401
 
 
 class StopAtStep(keras.callbacks.Callback):
@@ -119,6 +43,26 @@ class StopAtStep(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         if int(keras.ops.convert_to_numpy(self.model.optimizer.iterations)) >= self.total_steps:
             self.model.stop_training = True
+
+
+class NonFiniteGuard(keras.callbacks.Callback):
+    """Stops training at the first non-finite loss term (the gradients of a finite loss can still
+    overflow: the clipped global norm is then NaN and so is the loss of the next step), and records
+    the step and the term, so that no backup or model with NaN weights is written afterwards."""
+
+    def __init__(self):
+        super().__init__()
+        self.diverged = None  # (step, term) once a non-finite value was seen
+
+    def on_train_batch_end(self, batch, logs=None):
+        for name, value in (logs or {}).items():
+            if name == "loss" or name.endswith("_loss"):
+                number = float(np.asarray(keras.ops.convert_to_numpy(value)).reshape(-1)[0])
+                if not math.isfinite(number):
+                    step = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
+                    self.diverged = (step, name)
+                    self.model.stop_training = True
+                    return
 
 
 def check_data_dir(data_dir, corpus):
@@ -155,8 +99,6 @@ def make_strategy(name):
         return tf.distribute.MirroredStrategy()
     if name == "multiworker":
         if "TF_CONFIG" not in os.environ:
-            from tf_esimcse.errors import TfEsimcseError
-
             raise TfEsimcseError("--strategy multiworker needs the TF_CONFIG environment variable (see README)")
         return tf.distribute.MultiWorkerMirroredStrategy()
     raise ValueError(f"Unknown strategy {name!r}: expected default, mirrored or multiworker.")
@@ -173,16 +115,41 @@ def is_chief(strategy):
     return resolver.task_type == "worker" and resolver.task_id == 0 and not has_chief
 
 
-def run_training(config, build_model, build_dataset, name="run"):
+def load_corpus(config):
+    """The default examples: the sentences of `config.corpus` (one field)."""
+    return load_sentences(config.corpus, config.data_dir, max_sentences=config.max_sentences or None)
+
+
+def _num_examples(examples):
+    if isinstance(examples, dict):
+        return len(next(iter(examples.values()))) if examples else 0
+    return len(examples)
+
+
+def tensorboard_update_freq(config, total_steps):
+    """Batch-level TensorBoard logging often enough that even a short run has its loss and
+    learning-rate curves: every 10 steps, or every step for runs of 10 steps or fewer."""
+    return max(1, min(10, int(total_steps) // 2 or 1, int(config.eval_steps) or 10))
+
+
+def run_training(config, build_objective, build_dataset, load_examples=load_corpus, name="run"):
     """Train, keep the best STS-B dev weights, save the encoder, evaluate, write results.json.
 
     Args:
         config: a `TrainConfig` (or subclass).
-        build_model: `fn(encoder, config) -> keras.Model` (a SimCSE-family training model).
-        build_dataset: `fn(sentences, preprocessor, config) -> tf.data.Dataset` (repeating).
+        build_objective: `fn(config) -> tf_esimcse.objectives.Objective`.
+        build_dataset: `fn(examples, preprocessor, config) -> tf.data.Dataset` (repeating) of the
+            views the objective reads (`tf_esimcse.data.views.views_dataset` builds any of them).
+        load_examples: `fn(config) -> examples`: a list of sentences (default: the corpus), of
+            tuples (pairs, triplets), or a dict of equal-length lists.
 
     Returns:
         dict with the results and the saved model path.
+
+    Raises:
+        TrainingDiverged: a non-finite loss, or no finite STS-B dev evaluation. `results.json`
+            then says `"status": "diverged"`, the last good backup is kept, and no model is
+            saved as the run's result.
     """
     print(f"== {name} config ==\n" + json.dumps(dataclasses.asdict(config), indent=2), flush=True)
     check_pooler_type(config.pooler)
@@ -191,10 +158,10 @@ def run_training(config, build_model, build_dataset, name="run"):
     check_data_dir(config.data_dir, config.corpus)
     keras.utils.set_random_seed(config.seed)
 
-    sentences = load_sentences(config.corpus, config.data_dir, max_sentences=config.max_sentences or None)
-    steps_per_epoch = len(sentences) // config.batch_size
+    examples = load_examples(config)
+    steps_per_epoch = _num_examples(examples) // config.batch_size
     total_steps = config.steps or steps_per_epoch * config.epochs
-    print(f"corpus: {len(sentences)} sentences, {steps_per_epoch} steps per epoch; training {total_steps} steps",
+    print(f"data: {_num_examples(examples)} examples, {steps_per_epoch} steps per epoch; training {total_steps} steps",
           flush=True)
 
     strategy = make_strategy(config.strategy)
@@ -208,15 +175,17 @@ def run_training(config, build_model, build_dataset, name="run"):
             config.model, pooler_type=config.pooler, sequence_length=config.max_len,
             dropout=config.dropout, mlp_only_train=config.mlp_only_train, fast_dropout=config.fast_dropout,
         )
-        model = build_model(encoder, config)
+        model = ContrastiveModel(
+            encoder, build_objective(config), max_grad_norm=config.max_grad_norm or None,
+            steps_per_data_epoch=max(1, steps_per_epoch),
+        )
         optimizer = keras.optimizers.AdamW(
             learning_rate=linear_schedule(config.learning_rate, total_steps, config.warmup_ratio),
             weight_decay=config.weight_decay, beta_1=0.9, beta_2=0.999, epsilon=1e-8,
         )
         optimizer.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
-        model.max_grad_norm = config.max_grad_norm or None
         model.compile(optimizer=optimizer, jit_compile=resolve_jit(config.jit_compile, strategy))
-    dataset = build_dataset(sentences, encoder.preprocessor, config)
+    dataset = build_dataset(examples, encoder.preprocessor, config)
     chief = is_chief(strategy)
 
     output_dir = pathlib.Path(config.output_dir)
@@ -237,28 +206,31 @@ def run_training(config, build_model, build_dataset, name="run"):
         initial_best = {"step": previous["step"], "score": previous["stsb_dev"]}
         print(f"resuming from {backup_dir}; best so far: STS-B dev {previous['stsb_dev']:.2f} at step {previous['step']}")
 
+    guard = NonFiniteGuard()
+
     def save_best(callback, step, score):
         # Written atomically (a new directory renamed into place), so an interrupted save never
         # destroys the previous best.
-        encoder.save_pretrained(model_dir)
-        write_json_atomic(best_file, {"step": step, "stsb_dev": score})
+        if guard.diverged is None:
+            encoder.save_pretrained(model_dir)
+            write_json_atomic(best_file, {"step": step, "stsb_dev": score})
 
     sts_callback = STSEvaluationCallback(
         encoder, config.data_dir, eval_every_n_steps=config.eval_steps, log_dir=str(log_dir),
         restore_best_weights=True, on_new_best=save_best, initial_best=initial_best,
     )
     callbacks = [
+        guard,  # first: a non-finite step stops training before anything is written
         # BackupAndRestore resumes at epoch boundaries, so Keras "epochs" here are chunks
         # of `backup_steps` steps, backed up at the end of each; StopAtStep ends the run exactly.
-        AtomicBackupAndRestore(str(backup_dir), save_freq="epoch", delete_checkpoint=True),
+        AtomicBackupAndRestore(str(backup_dir), save_freq="epoch", delete_checkpoint=True,
+                               skip_if=lambda: guard.diverged is not None),
         StopAtStep(total_steps),
-        keras.callbacks.TensorBoard(str(log_dir), update_freq=max(1, min(50, config.eval_steps))),
+        keras.callbacks.TensorBoard(str(log_dir), update_freq=tensorboard_update_freq(config, total_steps)),
         sts_callback,
     ]
     per_epoch = max(1, min(config.backup_steps or total_steps, total_steps))
     epochs = -(-total_steps // per_epoch)
-    if hasattr(model, "data_epoch_steps"):
-        model.data_epoch_steps = steps_per_epoch  # ESimCSE empties its queue once per data epoch
     metadata = backup_dir / "training_metadata.json"
     if metadata.is_file():
         # The pipeline is deterministic for a seed: skip the batches the interrupted part used,
@@ -273,12 +245,24 @@ def run_training(config, build_model, build_dataset, name="run"):
     seconds = time.time() - start
     done = int(keras.ops.convert_to_numpy(model.optimizer.iterations))
     print(f"trained to step {done} of {total_steps}; this session ran {seconds:.0f} s")
-    if not model_dir.is_dir():  # no evaluation improved anything (e.g. NaN): keep the last weights
-        encoder.save_pretrained(model_dir)
 
     results = {"config": dataclasses.asdict(config), "best_step": sts_callback.best_step,
                "best_stsb_dev": sts_callback.best_score, "train_seconds": seconds,
-               "model_dir": str(model_dir)}
+               "model_dir": str(model_dir), "environment": environment_info()}
+    best = sts_callback.best_score
+    if guard.diverged is not None or best is None or not math.isfinite(best):
+        if guard.diverged is not None:
+            step, term = guard.diverged
+            reason = f"non-finite {term} at step {step}"
+        else:
+            reason = "no finite STS-B dev evaluation (every evaluation was NaN: the embeddings collapsed)"
+        results.update({"status": "diverged", "reason": reason})
+        write_json_atomic(output_dir / "results.json", results)
+        kept = f"; the last good backup stays in {backup_dir}" if backup_dir.is_dir() else ""
+        earlier = f"; the best model before that stays in {model_dir}" if model_dir.is_dir() else ""
+        raise TrainingDiverged(f"training diverged: {reason}{kept}{earlier}; see {output_dir / 'results.json'}")
+
+    results["status"] = "ok"
     if config.final_eval:
         # Evaluate what was saved, reloaded as a user would load it (inference pooler).
         eval_encoder = SentenceEncoder.from_pretrained(model_dir)
@@ -290,12 +274,47 @@ def run_training(config, build_model, build_dataset, name="run"):
     return results
 
 
-def main_guard(fn):
-    """Run a recipe's main, turning our own errors into one-line messages (exit code 2)."""
-    from tf_esimcse.errors import TfEsimcseError
+def run_seeds(config, build_objective, build_dataset, load_examples=load_corpus, name="run"):
+    """`run_training` once per seed of `config.seeds` (or once, with `config.seed`).
 
+    With seeds, each run lives in `<output_dir>/seed_<n>` (resumable on its own; a seed whose
+    `results.json` says `"status": "ok"` is not trained again) and `summary.json` +
+    `summary.md` (mean ± std per task) are written to `output_dir` after each seed.
+
+    Returns:
+        The single run's results, or `{"runs": [...], "summary": ...}`.
+    """
+    seeds = config.seed_list()
+    if not seeds:
+        return run_training(config, build_objective, build_dataset, load_examples=load_examples, name=name)
+    root = pathlib.Path(config.output_dir)
+    runs = []
+    for seed in seeds:
+        seed_config = dataclasses.replace(config, seed=seed, seeds="", output_dir=str(root / f"seed_{seed}"),
+                                          log_dir=str(pathlib.Path(config.log_dir) / f"seed_{seed}") if config.log_dir else "")
+        done = pathlib.Path(seed_config.output_dir) / "results.json"
+        previous = json.loads(done.read_text()) if done.is_file() else {}
+        if previous.get("status") == "ok":
+            print(f"== seed {seed}: already trained ({done}), skipped ==", flush=True)
+            runs.append(previous)
+        else:
+            print(f"== seed {seed} ({len(runs) + 1} of {len(seeds)}) ==", flush=True)
+            runs.append(run_training(seed_config, build_objective, build_dataset, load_examples=load_examples,
+                                     name=f"{name} seed {seed}"))
+        summary = write_summary(root, runs, command=environment_info()["command"])
+    print(f"summary of {len(seeds)} seeds in {root / 'summary.md'}")
+    print((root / "summary.md").read_text())
+    return {"runs": runs, "summary": summary}
+
+
+def main_guard(fn):
+    """Run a recipe's main, turning our own errors into one-line messages (exit code 2; a
+    diverged run exits with 3)."""
     try:
         return fn()
+    except TrainingDiverged as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(3)
     except (TfEsimcseError, FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)

@@ -1,0 +1,72 @@
+"""The run loop: several seeds with one summary, the environment in results.json, TensorBoard
+curves on short runs, and a diverged run that fails loudly instead of passing as a model."""
+import json
+
+import numpy as np
+import pytest
+
+from test_recipes import _argv, _scalars, load_recipe, workspace  # noqa: F401  (fixture)
+from tf_esimcse.errors import TrainingDiverged
+from tf_esimcse.training import main_guard
+
+
+def test_two_seeds_give_two_runs_and_one_summary(workspace, tmp_path):  # noqa: F811
+    output_dir = tmp_path / "out"
+    recipe = load_recipe("unsup_simcse")
+    out = recipe.main(_argv(workspace, output_dir, **{"seeds": "3,4", "steps": 2}))
+    assert [run["config"]["seed"] for run in out["runs"]] == [3, 4]
+    for seed in (3, 4):
+        saved = json.loads((output_dir / f"seed_{seed}" / "results.json").read_text())
+        assert saved["status"] == "ok" and saved["config"]["seed"] == seed
+        assert (output_dir / f"seed_{seed}" / "model").is_dir()
+        env = saved["environment"]
+        assert {"packages", "cpu", "tensorflow", "git", "command"} <= set(env)
+        assert env["packages"]["tensorflow"] and env["command"]  # sys.argv of the process
+    summary = json.loads((output_dir / "summary.json").read_text())
+    assert summary["n_seeds"] == 2 and summary["seeds"] == [3, 4]
+    avg = [m for m in summary["metrics"].values() if m["label"] == "Avg."][0] if isinstance(
+        summary["metrics"], dict) else [m for m in summary["metrics"] if m["label"] == "Avg."][0]
+    per_seed = [json.loads((output_dir / f"seed_{s}" / "results.json").read_text())["test"]["avg"] for s in (3, 4)]
+    assert avg["mean"] == pytest.approx(np.mean(per_seed), abs=1e-6)
+    assert avg["std"] == pytest.approx(np.std(per_seed, ddof=1), abs=1e-6)
+    assert "Avg." in (output_dir / "summary.md").read_text()
+
+    # A second call skips the finished seeds and rewrites the same summary.
+    again = recipe.main(_argv(workspace, output_dir, **{"seeds": "3,4", "steps": 2}))
+    assert [run["best_stsb_dev"] for run in again["runs"]] == [run["best_stsb_dev"] for run in out["runs"]]
+
+
+@pytest.mark.parametrize("name", ["unsup_simcse", "unsup_esimcse"])
+def test_a_short_run_logs_loss_and_learning_rate(workspace, tmp_path, name):  # noqa: F811
+    output_dir = tmp_path / "out"
+    load_recipe(name).main(_argv(workspace, output_dir, **{"steps": 4, "eval-steps": 4}))
+    train = _scalars(output_dir / "logs" / "train")
+    for tag in ("batch_loss", "batch_learning_rate", "batch_contrastive_loss"):
+        assert tag in train and len(train[tag]) >= 2, (tag, sorted(train))
+    assert all(value >= 0 for _, value in train["batch_learning_rate"])
+
+
+def test_a_diverged_run_exits_non_zero_and_saves_no_model(workspace, tmp_path, capsys):  # noqa: F811
+    output_dir = tmp_path / "out"
+    argv = _argv(workspace, output_dir, **{"steps": 6, "eval-steps": 2, "learning-rate": 1e6,
+                                            "max-grad-norm": 1e12, "backup-steps": 2})
+    with pytest.raises(SystemExit) as info:
+        main_guard(lambda: load_recipe("unsup_simcse").main(argv))
+    assert info.value.code == 3
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error.startswith("error: training diverged: ")
+    saved = json.loads((output_dir / "results.json").read_text())
+    assert saved["status"] == "diverged" and saved["reason"]
+    assert "test" not in saved
+    if (output_dir / "model").is_dir():  # only a model saved before the divergence, never after
+        assert saved["best_stsb_dev"] is not None and np.isfinite(saved["best_stsb_dev"])
+    for path in (output_dir / "backup").glob("*.h5"):
+        import h5py
+
+        with h5py.File(path) as f:
+            def check(name, obj):
+                if isinstance(obj, h5py.Dataset) and obj.dtype.kind == "f":
+                    assert np.isfinite(obj[()]).all(), name
+            f.visititems(check)
+
+
