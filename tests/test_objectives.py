@@ -1,0 +1,98 @@
+"""Every objective through the shared training-model check (`training_test_case.run_objective_test`),
+each against its own independent NumPy loss."""
+import numpy as np
+import pytest
+
+from test_case import l2_normalize_np
+from test_case import numpy_info_nce
+from test_case import to_numpy
+from test_case import write_tiny_model_dir
+from tf_esimcse.objectives import ESimCSEObjective
+from tf_esimcse.objectives import Objective
+from tf_esimcse.objectives import SimCSEObjective
+from tf_esimcse.objectives import SupervisedSimCSEObjective
+from training_test_case import run_objective_test
+
+BATCH, LENGTH, STEPS = 8, 10, 3
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    return write_tiny_model_dir(tmp_path_factory.mktemp("tiny_hf"))
+
+
+def _view(rng, length=LENGTH):
+    ids = rng.integers(5, 30, size=(BATCH, length)).astype("int32")
+    lengths = rng.integers(3, length + 1, size=BATCH)
+    mask = (np.arange(length)[None, :] < lengths[:, None]).astype("int32")
+    ids[:, 0] = 2
+    ids[np.arange(BATCH), lengths - 1] = 3
+    return {"token_ids": ids * mask, "padding_mask": mask}
+
+
+def _batches(kind, seed=0):
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(STEPS):
+        if kind == "plain":
+            out.append(_view(rng))
+        elif kind == "pairs":
+            out.append({"anchor": _view(rng), "positive": _view(rng, LENGTH + 3)})
+        else:
+            out.append({"anchor": _view(rng), "positive": _view(rng), "negative": _view(rng, LENGTH - 2)})
+    return out
+
+
+@pytest.mark.parametrize("kind", ["plain", "pairs"])
+def test_simcse_objective(model_dir, mirrored_strategy, kind):
+    def numpy_loss(z, objective):
+        return numpy_info_nce(z[0], z[1], temperature=0.1)
+
+    logs = run_objective_test(model_dir, lambda: SimCSEObjective(temperature=0.1), _batches(kind), numpy_loss,
+                              mirrored_strategy)
+    assert logs[0]["contrastive_loss"] == pytest.approx(logs[0]["loss"])
+
+
+def test_supervised_simcse_objective(model_dir, mirrored_strategy):
+    """Paper's alpha and the official offset together: log(2) + 0.5 on each anchor's own hard negative."""
+
+    def numpy_loss(z, objective):
+        a, p, h = (l2_normalize_np(e) for e in z)
+        logits = np.concatenate([a @ p.T, a @ h.T], axis=1) / 0.05
+        logits[np.arange(BATCH), BATCH + np.arange(BATCH)] += np.log(2.0) + 0.5
+        logits -= logits.max(axis=1, keepdims=True)
+        log_softmax = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+        return float(-log_softmax[np.arange(BATCH), np.arange(BATCH)].mean())
+
+    run_objective_test(model_dir, lambda: SupervisedSimCSEObjective(alpha=2.0, hard_negative_weight=0.5),
+                       _batches("triplets"), numpy_loss, mirrored_strategy)
+
+
+def test_esimcse_objective(model_dir, mirrored_strategy):
+    """The queue (before the step) adds negatives; it fills across steps and is gathered globally."""
+
+    def numpy_loss(z, objective):
+        queue, filled = (to_numpy(t) for t in objective.queue.negatives())
+        return numpy_info_nce(z[0], z[1], temperature=0.05, queue=queue, queue_mask=filled)
+
+    logs = run_objective_test(model_dir, lambda: ESimCSEObjective(queue_size=12, momentum=0.9), _batches("pairs"),
+                              numpy_loss, mirrored_strategy)
+    assert [round(log["queue_fill"], 4) for log in logs] == [round(8 / 12, 4), 1.0, 1.0]
+
+
+def test_esimcse_queue_resets_at_each_data_epoch(model_dir, mirrored_strategy):
+    def numpy_loss(z, objective):
+        queue, filled = (to_numpy(t) for t in objective.queue.negatives())
+        return numpy_info_nce(z[0], z[1], temperature=0.05, queue=queue, queue_mask=filled)
+
+    logs = run_objective_test(model_dir, lambda: ESimCSEObjective(queue_size=32, momentum=0.9), _batches("pairs"),
+                              numpy_loss, mirrored_strategy, model_kwargs={"steps_per_data_epoch": 2})
+    assert [log["queue_fill"] for log in logs] == pytest.approx([8 / 32, 16 / 32, 8 / 32])
+
+
+def test_loss_weights_scale_the_differentiated_total():
+    with pytest.raises(ValueError, match="unknown terms \\['rtd'\\]"):
+        SimCSEObjective(loss_weights={"rtd": 1.0})
+    assert SimCSEObjective(loss_weights={"contrastive": 0.5}).weight_of("contrastive") == 0.5
+    with pytest.raises(NotImplementedError):
+        Objective().loss_terms(None, None, None, None, True)

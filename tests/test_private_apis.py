@@ -1,0 +1,48 @@
+"""The private Keras / TensorFlow APIs listed in `tf_esimcse/private_apis.py` still exist with
+the shapes we rely on. If this fails after an upgrade, read that module's notes before anything
+else: training behaviour (dropout under XLA, multi-worker fit, multi-worker logs) depends on it."""
+import inspect
+
+import keras
+import tensorflow as tf
+
+from tf_esimcse import private_apis
+
+
+def test_keras_symbolic_build_hook_is_still_there():
+    method = getattr(keras.Model, private_apis.KERAS_SYMBOLIC_BUILD_METHOD, None)
+    assert method is not None, "keras.Model._maybe_symbolic_build is gone: see tf_esimcse/private_apis.py"
+    params = list(inspect.signature(method).parameters)
+    assert params[1:] == list(private_apis.KERAS_SYMBOLIC_BUILD_ARGS), params
+    # Keras' TF trainer still calls it from fit (the reason we override it).
+    from keras.src.backend.tensorflow import trainer
+
+    assert private_apis.KERAS_SYMBOLIC_BUILD_METHOD in inspect.getsource(trainer.TensorFlowTrainer.fit)
+
+
+def test_xla_context_query_still_answers():
+    from tensorflow.python.ops import control_flow_util
+
+    assert hasattr(control_flow_util, "GraphOrParentsInXlaContext")
+    assert not private_apis.in_xla_context()
+    assert bool(tf.function(lambda: tf.constant(private_apis.in_xla_context()), jit_compile=True)())
+    assert not bool(tf.function(lambda: tf.constant(private_apis.in_xla_context()))())
+
+
+def test_multi_worker_query_still_answers():
+    assert private_apis.in_multi_worker_mode() is False
+    assert hasattr(tf.distribute.MultiWorkerMirroredStrategy, "extended")
+    from tensorflow.python.distribute import collective_all_reduce_strategy as cars
+
+    assert hasattr(cars.CollectiveAllReduceExtended, "_in_multi_worker_mode")
+
+
+def test_symbolic_build_without_reduce_builds_only_the_optimizer(mirrored_strategy):
+    with mirrored_strategy.scope():
+        inputs = keras.Input((3,))
+        model = keras.Model(inputs, keras.layers.Dense(2)(inputs))
+        model.compile(optimizer="adam", loss="mse")
+    model._distribute_strategy = mirrored_strategy
+    assert not model.optimizer.built
+    private_apis.symbolic_build_without_reduce(model, base_method=None)
+    assert model.optimizer.built
