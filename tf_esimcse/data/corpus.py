@@ -101,6 +101,65 @@ def read_nli_triplets(path):
     return rows
 
 
+SNLI_LABELS = ("entailment", "neutral", "contradiction")
+
+
+def read_snli_triplets(snli_dir, splits=("dev", "test")):
+    """SentEval's SNLI files (`s1.<split>`, `s2.<split>`, `labels.<split>`: one sentence or label
+    per line) -> (premise, entailment, contradiction) triplets, as SimCSE builds its NLI data:
+    the hypotheses are grouped by premise, and each premise with both an entailment and a
+    contradiction gives `min(#entailments, #contradictions)` triplets (paired in file order).
+    Neutral hypotheses are not used.
+
+    Raises `DataError` naming the file (and line) for a missing file, files of different lengths
+    or an unknown label.
+    """
+    snli_dir = pathlib.Path(snli_dir)
+    groups = {}
+    for split in splits:
+        files = [snli_dir / f"{name}.{split}" for name in ("s1", "s2", "labels")]
+        for f in files:
+            if not f.is_file():
+                raise DataError("no such file (SentEval's SNLI has s1/s2/labels.<split>)", path=f)
+        columns = [_read_text(f).splitlines() for f in files]
+        if len({len(c) for c in columns}) != 1:
+            sizes = ", ".join(f"{f.name}: {len(c)} lines" for f, c in zip(files, columns))
+            raise DataError(f"the three files differ in length ({sizes})", path=snli_dir)
+        for i, (premise, hypothesis, label) in enumerate(zip(*columns), start=1):
+            label = label.strip()
+            if label not in SNLI_LABELS:
+                raise DataError(f"unknown label {label!r} (expected one of {', '.join(SNLI_LABELS)})",
+                                path=files[2], line=i)
+            premise, hypothesis = premise.strip(), hypothesis.strip()
+            if not premise or not hypothesis:
+                continue
+            groups.setdefault(premise, {"entailment": [], "contradiction": [], "neutral": []})[label].append(hypothesis)
+    triplets = [(premise, e, c) for premise, g in groups.items() for e, c in zip(g["entailment"], g["contradiction"])]
+    if not triplets:
+        raise DataError("no premise has both an entailment and a contradiction", path=snli_dir)
+    return triplets
+
+
+def load_nli(source, data_dir=None, max_examples=None):
+    """NLI triplets from `source`: `"snli"` (SentEval's SNLI dev + test under
+    `<data_dir>/senteval/SNLI`, a small demo set), a SentEval-style SNLI folder, or SimCSE's
+    `nli_for_simcse.csv` (header sent0,sent1,hard_neg)."""
+    if source == "snli":
+        if data_dir is None:
+            raise DataError("corpus 'snli' needs --data-dir (the folder that holds senteval/SNLI)")
+        triplets = read_snli_triplets(pathlib.Path(data_dir) / "senteval" / "SNLI")
+    else:
+        path = pathlib.Path(os.path.expanduser(str(source)))
+        if path.is_dir():
+            triplets = read_snli_triplets(path)
+        elif path.is_file():
+            triplets = read_nli_triplets(path)
+        else:
+            raise DataError("no such file or folder (expected nli_for_simcse.csv, an SNLI folder or 'snli')",
+                            path=path)
+    return triplets[:max_examples] if max_examples else triplets
+
+
 def load_sentences(corpus, data_dir=None, max_sentences=None, min_words=None):
     """Resolve a corpus name or path to a list of sentences.
 
