@@ -16,7 +16,8 @@ so the step has finished). Step time = interval between consecutive batch ends. 
 the mean step time, achieved GFLOP/s (analytic FLOPs, formula printed), the same as a share of a
 measured float32 2048^3 matmul ceiling, and the process's peak RSS.
 
-Adding a model kind (e.g. ESimCSE): write `build_<kind>(encoder, sentences, args) -> Workload`
+Adding a model kind: write `build_<kind>(encoder, sentences, args) -> Workload` (through its
+recipe's `build_objective`/`build_dataset`, `_recipe_workload`)
 and register it in `MODELS`; `--models simcse,<kind>` then times both in one run, in the same
 process and conditions, and prints the ratios to the first.
 """
@@ -55,14 +56,26 @@ def _view_shape(view):
     return int(view["token_ids"].shape[0]), int(view["token_ids"].shape[1])
 
 
+def _recipe_workload(recipe_name, config_name, encoder, sentences, args):
+    """The training model and batches exactly as `recipes/<recipe_name>.py` builds them: its
+    config (defaults, with this benchmark's batch size, seed, temperature and padding), its
+    `build_objective` and `build_dataset`, and `ContrastiveModel` with the config's clipping
+    (`--max-grad-norm`, the recipes' 1.0 by default; 0 turns clipping off)."""
+    from tf_esimcse.models.contrastive_model import ContrastiveModel
+
+    recipe = common.load_recipe(recipe_name)
+    config = recipe.parse_config(getattr(recipe, config_name), [
+        "--batch-size", str(args.batch_size), "--seed", str(args.seed), "--temperature", str(args.temperature),
+        "--max-len", str(args.max_len), "--max-grad-norm", str(args.max_grad_norm),
+        "--dynamic-padding" if args.dynamic_padding else "--no-dynamic-padding",
+    ])
+    model = ContrastiveModel(encoder, recipe.build_objective(config), max_grad_norm=config.max_grad_norm or None)
+    return model, recipe.build_dataset(sentences, encoder.preprocessor, config)
+
+
 def build_simcse(encoder, sentences, args):
     """Unsupervised SimCSE: each sentence twice in one 2N-row forward (two dropout masks)."""
-    from tf_esimcse.data.pipeline import unsup_dataset
-    from tf_esimcse.models.simcse import SimCSE
-
-    model = SimCSE(encoder, temperature=args.temperature)
-    dataset = unsup_dataset(sentences, encoder.preprocessor, batch_size=args.batch_size, seed=args.seed,
-                            dynamic_padding=args.dynamic_padding, repeat=True)
+    model, dataset = _recipe_workload("unsup_simcse", "SimCSEConfig", encoder, sentences, args)
     dims = common.BertDims(encoder.backbone)
     head_dim = encoder.hidden_dim if encoder.pooler_type == "cls" else 0
 
@@ -80,12 +93,7 @@ def build_simcse(encoder, sentences, args):
 def build_esimcse(encoder, sentences, args):
     """ESimCSE: anchor + word-repeated positive in one 2N-row forward/backward, plus the momentum
     encoder's forward of the N anchors (no backward) and the queue's extra logits."""
-    from tf_esimcse.data.pipeline import esimcse_dataset
-    from tf_esimcse.models.esimcse import ESimCSE
-
-    model = ESimCSE(encoder, temperature=args.temperature, queue_size=int(2.5 * args.batch_size))
-    dataset = esimcse_dataset(sentences, encoder.preprocessor, batch_size=args.batch_size, seed=args.seed,
-                              repeat=True)
+    model, dataset = _recipe_workload("unsup_esimcse", "ESimCSEConfig", encoder, sentences, args)
     dims = common.BertDims(encoder.backbone)
     head_dim = encoder.hidden_dim if encoder.pooler_type == "cls" else 0
 
@@ -124,6 +132,8 @@ def parse_args(argv=None):
     parser.add_argument("--learning-rate", type=float, default=3e-5, help="AdamW (default: %(default)s)")
     parser.add_argument("--weight-decay", type=float, default=0.0, help="AdamW (default: %(default)s)")
     parser.add_argument("--temperature", type=float, default=0.05, help="default: %(default)s")
+    parser.add_argument("--max-grad-norm", type=float, default=1.0,
+                        help="global gradient clipping as the recipes (0: none) (default: %(default)s)")
     parser.add_argument("--pooler", default="cls", help="training pooler (default: %(default)s)")
     parser.add_argument("--mlp-only-train", default=True, action=argparse.BooleanOptionalAction,
                         help="cls pooler: MLP head in training only (default: on)")
