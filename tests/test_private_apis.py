@@ -46,3 +46,18 @@ def test_symbolic_build_without_reduce_builds_only_the_optimizer(mirrored_strate
     assert not model.optimizer.built
     private_apis.symbolic_build_without_reduce(model, base_method=None)
     assert model.optimizer.built
+
+
+def test_keras_still_reads_the_input_conversion_flags():
+    import inspect as _inspect
+
+    from keras.src.layers import layer as keras_layer
+
+    source = _inspect.getsource(keras_layer.Layer)
+    for flag in private_apis.KERAS_INPUT_FLAGS:
+        assert flag in source, f"keras.Layer no longer reads {flag}: see tf_esimcse/private_apis.py"
+    # And the effect we rely on: int ids and Python lists reach call() unconverted.
+    from tf_esimcse.layers.random_crop import RandomCrop
+
+    out = RandomCrop(rate=0.0, seed=1)([[5, 6, 7]])
+    assert out.dtype in (tf.int32, tf.int64)

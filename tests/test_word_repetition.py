@@ -402,6 +402,86 @@ def test_seeded_reproducibility_and_variation():
     assert len(set(s.tolist())) > 1
 
 
+# ----------------------------------------------------------------------------- pinned outputs
+
+# Outputs of WordRepetition before it became a TokenAugmentation (commit 6a03305, generated with
+# the code of `test_pinned_outputs`): the refactor must keep every mode, input kind and seed
+# path bit-identical.
+PIN_ROWS = [[5, 6, 7, 8, 9, 10, 11, 12], [13, 14], [], [15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26], [27]]
+PIN_SENTENCES = ["the quick brown fox jumps over the lazy dog", "hello world", "", "one"]
+PINNED = {'paper_ragged_seed34': [[5, 6, 6, 7, 8, 9, 9, 10, 11, 12], [13, 14, 14], [],
+                             [15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26], [27, 27]],
+     'paper_ragged_int64_scalar_seed': [[5, 6, 7, 8, 8, 9, 10, 10, 11, 12], [13, 14], [],
+                                        [15, 16, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26], [27]],
+     'official_subword_specials': [[101, 5, 6, 7, 8, 9, 9, 10, 11, 11, 12, 102], [101, 13, 14, 102], [101, 102],
+                                   [101, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 102], [101, 27, 102]],
+     'official_subword_rate1': [[5, 5, 6, 6, 7, 7, 8, 8, 9, 10, 11, 11, 12, 12], [13, 13, 14], [],
+                                [15, 16, 16, 17, 18, 19, 20, 21, 22, 23, 23, 24, 25, 26], [27, 27]],
+     'paper_1d': [15, 16, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26],
+     'paper_dense': [[5, 6, 7, 8, 9, 0, 0, 0], [10, 11, 0, 0, 0, 0, 0, 0], [12, 13, 14, 15, 16, 17, 18, 19]],
+     'paper_max_length': [[5, 5, 6, 6, 7, 8], [13, 14], [], [15, 16, 17, 18, 19, 20], [27]],
+     'stateful_calls': [[[5, 6, 6, 7, 8, 8, 9, 10, 10, 11, 12], [13, 14], [],
+                         [15, 16, 17, 17, 18, 19, 20, 20, 21, 21, 22, 23, 23, 24, 24, 25, 26, 26], [27]],
+                        [[5, 6, 7, 8, 9, 9, 10, 11, 12], [13, 13, 14, 14], [],
+                         [15, 15, 16, 17, 18, 19, 19, 20, 20, 21, 22, 22, 23, 24, 24, 25, 26, 26], [27]],
+                        [5, 6, 7, 8, 8, 9, 10, 11, 12]],
+     'strings_paper': ['the quick brown fox fox jumps jumps over the lazy lazy dog dog',
+                       'hello hello world world', '', 'one'],
+     'strings_official_word': ['the the quick brown fox jumps over the lazy lazy dog', 'hello world', '', 'one'],
+     'string_scalar_stateful': 'the quick brown fox fox jumps over',
+     'tf_data_batches': [[[5, 6, 7, 8, 8, 9, 10, 11, 11, 12], [13, 14], [],
+                          [15, 16, 16, 17, 18, 19, 20, 21, 22, 23, 24, 24, 25, 26], [27]],
+                         [[5, 5, 6, 7, 8, 9, 10, 10, 11, 12], [13, 14], [],
+                          [15, 15, 16, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 25, 26], [27, 27]],
+                         [[5, 6, 7, 8, 9, 10, 10, 11, 12, 12], [13, 14], [],
+                          [15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26], [27]],
+                         [[5, 6, 7, 8, 9, 10, 11, 12], [13, 13, 14, 14], [],
+                          [15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26], [27, 27]]]}
+
+
+def _plain(x):
+    if isinstance(x, tf.RaggedTensor):
+        return x.to_list()
+    if x.dtype == tf.string:
+        x = x.numpy()
+        return x.decode() if isinstance(x, bytes) else [s.decode() for s in x.tolist()]
+    return x.numpy().tolist()
+
+
+def test_pinned_outputs():
+    rows = PIN_ROWS
+    got = {}
+    got["paper_ragged_seed34"] = WordRepetition(dup_rate=0.5, seed=11)(tf.ragged.constant(rows, tf.int32), seed=(3, 4))
+    got["paper_ragged_int64_scalar_seed"] = WordRepetition(dup_rate=0.32, seed=12)(
+        tf.ragged.constant(rows, tf.int64), seed=tf.constant(9, tf.int64))
+    got["official_subword_specials"] = WordRepetition(
+        dup_rate=0.32, mode="official_subword", unselectable_token_ids=[CLS, SEP], seed=13
+    )(tf.ragged.constant([[CLS] + r + [SEP] for r in rows]), seed=(0, 7))
+    got["official_subword_rate1"] = WordRepetition(dup_rate=1.0, mode="official_subword", seed=14)(
+        tf.ragged.constant(rows), seed=[2])
+    got["paper_1d"] = WordRepetition(dup_rate=0.5, seed=15)(tf.constant(rows[3], tf.int32), seed=5)
+    dense = tf.constant([[5, 6, 7, 8, 9, 0, 0, 0], [10, 11, 0, 0, 0, 0, 0, 0], [12, 13, 14, 15, 16, 17, 18, 19]])
+    got["paper_dense"] = WordRepetition(dup_rate=0.6, seed=16)(dense, seed=(1, 2))
+    got["paper_max_length"] = WordRepetition(dup_rate=0.8, max_length=6, seed=17)(
+        tf.ragged.constant(rows), seed=(4, 4, 4))
+    stateful = WordRepetition(dup_rate=0.5, seed=18)
+    got["stateful_calls"] = [stateful(tf.ragged.constant(rows)) for _ in range(2)] + [stateful(tf.constant(rows[0]))]
+    got["strings_paper"] = WordRepetition(dup_rate=0.5, seed=19)(tf.constant(PIN_SENTENCES), seed=(5, 6))
+    got["strings_official_word"] = WordRepetition(dup_rate=0.5, mode="official_word", seed=20)(
+        tf.constant(PIN_SENTENCES), seed=3)
+    got["string_scalar_stateful"] = WordRepetition(dup_rate=0.5, seed=21, max_length=7)(PIN_SENTENCES[0])
+    layer = WordRepetition(dup_rate=0.32, seed=42)
+    ds = (
+        tf.data.Dataset.from_tensor_slices(tf.ragged.constant(rows * 4)).ragged_batch(5).enumerate()
+        .map(lambda i, x: layer(x, seed=tf.stack([tf.constant(42, tf.int64), i])))
+    )
+    got["tf_data_batches"] = list(ds)
+    got = {k: [_plain(x) for x in v] if isinstance(v, list) else _plain(v) for k, v in got.items()}
+    assert list(got) == list(PINNED)
+    for key in PINNED:
+        assert got[key] == PINNED[key], key
+
+
 # ----------------------------------------------------------------------------- config
 
 

@@ -15,6 +15,11 @@ training behaviour.
    `MultiWorkerMirroredStrategy`. Our training models are built at construction, so under a
    strategy only the optimizer needs building. A model opts in by overriding the private method
    and calling this function.
+4. `keep_input_tensors(layer)`: sets `Layer._convert_input_args = False` and
+   `Layer._allow_non_tensor_positional_args = True`, as keras-hub's own preprocessing layers do,
+   so that a preprocessing layer receives tf int/string/ragged tensors and Python lists as they
+   are (Keras would otherwise cast inputs to the layer's float dtype and reject lists). Used by
+   `SentencePreprocessor` and `TokenAugmentation`.
 3. `in_multi_worker_mode(strategy)`: `strategy.extended._in_multi_worker_mode()`. Keras reduces
    step logs with `reduce(MEAN, axis=0)` across workers, which rejects scalars under
    `MultiWorkerMirroredStrategy`; the training step gives its logs a leading axis there only.
@@ -57,3 +62,13 @@ def symbolic_build_without_reduce(model, base_method, iterator=None, data_batch=
         if model.optimizer is not None and not model.optimizer.built:
             model.optimizer.build(model.trainable_variables)
     return None
+
+
+KERAS_INPUT_FLAGS = ("_convert_input_args", "_allow_non_tensor_positional_args")
+
+
+def keep_input_tensors(layer):
+    """Let `layer` (a preprocessing layer) receive its inputs unconverted (see note 4)."""
+    layer._convert_input_args = False
+    layer._allow_non_tensor_positional_args = True
+    return layer

@@ -4,11 +4,23 @@ Strings are tokenized once (the token ids are cached), shuffled every epoch, bat
 `drop_remainder=True` (every contrastive batch has the same number of negatives) and packed as
 `[CLS] ... [SEP]` with padding. Only int32 tensors leave the pipeline, so the batches can be fed
 to a model under any `tf.distribute` strategy.
+
+`unsup_dataset`, `paired_dataset` and `esimcse_dataset` are fixed sets of views over
+`tf_esimcse.data.views.views_dataset` (which also serves pairs, triplets and named columns);
+`bucketed_unsup_dataset` groups sentences by length instead.
 """
 import tensorflow as tf
 
+from tf_esimcse.data.views import View
+from tf_esimcse.data.views import tokenized_dataset
+from tf_esimcse.data.views import views_dataset
 from tf_esimcse.errors import DataError
 from tf_esimcse.layers.sentence_preprocessor import trim_to_longest
+
+__all__ = [
+    "tokenized_dataset", "token_batches", "unsup_dataset", "paired_dataset", "esimcse_dataset",
+    "default_bucket_widths", "bucketed_unsup_dataset", "View", "views_dataset",
+]
 
 
 def _check(sentences, batch_size):
@@ -21,13 +33,6 @@ def _check(sentences, batch_size):
             f"the corpus has {len(sentences)} sentences, fewer than one batch of {batch_size} "
             "(batches drop the remainder)"
         )
-
-
-def tokenized_dataset(sentences, preprocessor):
-    """Sentences -> dataset of 1-D token-id tensors (no [CLS]/[SEP]), tokenized once and cached."""
-    ds = tf.data.Dataset.from_tensor_slices(tf.constant(list(sentences), dtype=tf.string))
-    ds = ds.batch(1024).map(preprocessor.tokenize, num_parallel_calls=tf.data.AUTOTUNE).unbatch()
-    return ds.cache()
 
 
 def token_batches(sentences, preprocessor, batch_size, shuffle=True, seed=42, repeat=False):
@@ -45,6 +50,9 @@ def unsup_dataset(sentences, preprocessor, batch_size=64, shuffle=True, seed=42,
                   repeat=False):
     """Unsupervised SimCSE batches: `{"token_ids", "padding_mask"}` int32, (batch, length).
 
+    `views_dataset(sentences, preprocessor, views=None, ...)`: each sentence once per batch
+    (the model encodes it twice; dropout is the augmentation).
+
     Args:
         sentences: list of str.
         preprocessor: a `SentencePreprocessor` (sets the max length, 32 by default).
@@ -54,11 +62,9 @@ def unsup_dataset(sentences, preprocessor, batch_size=64, shuffle=True, seed=42,
             the max length (the loss is unchanged; the step is cheaper).
         repeat: bool. Repeat forever (use with `steps_per_epoch`).
     """
-    ds = token_batches(sentences, preprocessor, batch_size, shuffle=shuffle, seed=seed, repeat=repeat)
-    ds = ds.map(preprocessor.pack, num_parallel_calls=tf.data.AUTOTUNE)
-    if dynamic_padding:
-        ds = ds.map(trim_to_longest, num_parallel_calls=tf.data.AUTOTUNE)
-    return ds.prefetch(tf.data.AUTOTUNE)
+    _check(sentences, batch_size)
+    return views_dataset(list(sentences), preprocessor, None, batch_size=batch_size, shuffle=shuffle, seed=seed,
+                         repeat=repeat, dynamic_padding=dynamic_padding)
 
 
 def paired_dataset(sentences, preprocessor, positive_fn, batch_size=64, shuffle=True, seed=42,
@@ -67,22 +73,14 @@ def paired_dataset(sentences, preprocessor, positive_fn, batch_size=64, shuffle=
     `positive_fn(ragged token ids, seed)` of the anchor (e.g. ESimCSE's `WordRepetition`),
     drawn anew every epoch. `seed` is an int64 (2,) tensor unique to the batch and the epoch, so
     the augmentation is reproducible whatever the parallelism.
+
+    `views_dataset(sentences, preprocessor, {"anchor": View(0), "positive": View(0,
+    positive_fn, positive_length)}, ...)`.
     """
-    ds = token_batches(sentences, preprocessor, batch_size, shuffle=shuffle, seed=seed, repeat=repeat)
-    # Each batch gets its own stateless seed: a random stream seeded by `seed` that is drawn
-    # anew each time the dataset is iterated (each Keras epoch), reproducibly.
-    batch_keys = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
-    ds = tf.data.Dataset.zip((batch_keys, ds))
-
-    def make_views(key, ids):
-        batch_seed = tf.stack([tf.cast(seed, tf.int64), key])
-        return {
-            "anchor": preprocessor.pack(ids),
-            "positive": preprocessor.pack(positive_fn(ids, batch_seed), sequence_length=positive_length),
-        }
-
-    ds = ds.map(make_views, num_parallel_calls=tf.data.AUTOTUNE)
-    return ds.prefetch(tf.data.AUTOTUNE)
+    _check(sentences, batch_size)
+    views = {"anchor": View(0), "positive": View(0, transform=positive_fn, sequence_length=positive_length)}
+    return views_dataset(list(sentences), preprocessor, views, batch_size=batch_size, shuffle=shuffle, seed=seed,
+                         repeat=repeat)
 
 
 def esimcse_dataset(sentences, preprocessor, dup_rate=0.32, mode="paper", batch_size=64, shuffle=True, seed=42,
@@ -107,13 +105,11 @@ def esimcse_dataset(sentences, preprocessor, dup_rate=0.32, mode="paper", batch_
     """
     from tf_esimcse.layers.word_repetition import WordRepetition
 
+    _check(sentences, batch_size)
     layer = word_repetition or WordRepetition(dup_rate=dup_rate, mode=mode, seed=seed)
-
-    def positive_fn(ids, batch_seed):
-        return layer(ids, seed=batch_seed)
-
-    return paired_dataset(sentences, preprocessor, positive_fn, batch_size=batch_size, shuffle=shuffle, seed=seed,
-                          repeat=repeat, positive_length=positive_length)
+    views = {"anchor": View(0), "positive": View(0, transform=layer, sequence_length=positive_length)}
+    return views_dataset(list(sentences), preprocessor, views, batch_size=batch_size, shuffle=shuffle, seed=seed,
+                         repeat=repeat)
 
 
 def default_bucket_widths(max_len):

@@ -2,8 +2,8 @@
 import keras
 import keras_hub
 import tensorflow as tf
-from keras_hub.src.utils.tensor_utils import no_convert_scope
 
+from tf_esimcse import private_apis
 from tf_esimcse.api_export import tf_esimcse_export
 
 
@@ -34,8 +34,7 @@ class SentencePreprocessor(keras.layers.Layer):
         if int(sequence_length) < 3:
             raise ValueError(f"sequence_length must be at least 3, got {sequence_length!r}.")
         # Like keras-hub preprocessing layers: accept Python strings and lists, keep tf tensors.
-        self._convert_input_args = False
-        self._allow_non_tensor_positional_args = True
+        private_apis.keep_input_tensors(self)
         self.tokenizer = tokenizer
         self.sequence_length = int(sequence_length)
         # Made on first use: when a saved model is loaded, the tokenizer's vocabulary (and so
@@ -72,8 +71,9 @@ class SentencePreprocessor(keras.layers.Layer):
         return self._tokenize(sentences)
 
     def _tokenize(self, sentences):
-        with no_convert_scope():
-            ids = self.tokenizer(sentences)
+        # Always traced (tf.data, or `_eager_tokenize` when called eagerly): keras-hub layers
+        # return TF (ragged) tensors in graph mode, unconverted.
+        ids = self.tokenizer(sentences)
         return ids[..., : self.sequence_length - 2]
 
     @tf.function(reduce_retracing=True)
@@ -82,9 +82,21 @@ class SentencePreprocessor(keras.layers.Layer):
 
     def pack(self, token_ids, sequence_length=None):
         """Token ids without specials -> int32 dict with [CLS]/[SEP] added and padding."""
-        with no_convert_scope():
-            token_ids, mask = self._get_packer()(token_ids, sequence_length=sequence_length)
+        if tf.executing_eagerly():
+            # As `tokenize`: keras-hub's packer converts its outputs when called eagerly, so run
+            # it traced (one function per packed length; ragged and dense inputs alike).
+            if not isinstance(token_ids, (tf.Tensor, tf.RaggedTensor)):
+                token_ids = tf.ragged.constant(token_ids) if isinstance(token_ids, list) else tf.convert_to_tensor(token_ids)
+            return self._eager_pack(token_ids, sequence_length=sequence_length)
+        return self._pack(token_ids, sequence_length)
+
+    def _pack(self, token_ids, sequence_length=None):
+        token_ids, mask = self._get_packer()(token_ids, sequence_length=sequence_length)
         return {"token_ids": tf.cast(token_ids, tf.int32), "padding_mask": tf.cast(mask, tf.int32)}
+
+    @tf.function(reduce_retracing=True)
+    def _eager_pack(self, token_ids, sequence_length=None):
+        return self._pack(token_ids, sequence_length)
 
     def call(self, sentences):
         return self.pack(self.tokenize(sentences))

@@ -4,7 +4,9 @@ ESimCSE builds the positive view of a sentence by repeating a few of its (sub-)w
 ("a b c" -> "a a b c c"), so that the two views of a positive pair differ in length and the
 encoder cannot use length as a shortcut. `WordRepetition` does this with TensorFlow ops only
 (no Python-side randomness), so it runs eagerly, inside `tf.function`, and inside
-`tf.data.Dataset.map` (also with `num_parallel_calls=tf.data.AUTOTUNE`).
+`tf.data.Dataset.map` (also with `num_parallel_calls=tf.data.AUTOTUNE`). It is a
+`tf_esimcse.layers.token_augmentation.TokenAugmentation` (shared input handling, seeds and
+unselectable ids) that also accepts sentences.
 
 What is repeated
 ----------------
@@ -151,34 +153,30 @@ WordRepetition(unselectable_token_ids=[2, 3], seed=1)(tf.ragged.constant([[2, 4,
 WordRepetition(mode="official_word", seed=1)(["the quick brown fox .", "the fox jumps ."])
 ```
 """
-import numbers
-import random
-
-import numpy as np
 import tensorflow as tf
-from keras_hub.src.layers.preprocessing.preprocessing_layer import PreprocessingLayer
 
 from tf_esimcse.api_export import tf_esimcse_export
+from tf_esimcse.layers.token_augmentation import RNG_ALG
+from tf_esimcse.layers.token_augmentation import TokenAugmentation
+from tf_esimcse.layers.token_augmentation import check_rate
+from tf_esimcse.layers.token_augmentation import is_int
+from tf_esimcse.layers.token_augmentation import to_tensor
 
 MODES = ("paper", "official_subword", "official_word")
 # Official sub-word code: at most `_OFFICIAL_CAP - 1` repeats, and its length counts [CLS] + [SEP].
 _OFFICIAL_CAP = 10
 _OFFICIAL_NUM_SPECIALS = 2
-_RNG_ALG = "philox"  # fixed, so that stateless draws do not depend on the device.
-_SEED_SALT = 0x5EED_E51C  # second word of the stateless key, next to the layer seed.
-_INT64_MAX = 2**63 - 1
-
-
-def _is_int(value):
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 @tf_esimcse_export("layers.WordRepetition")
-class WordRepetition(PreprocessingLayer):
+class WordRepetition(TokenAugmentation):
     """Repeats randomly chosen tokens or words in place (ESimCSE word repetition).
 
     See the module docstring for the exact rules of each mode, how they compare with the ESimCSE
-    paper and its official code, the accepted inputs and the seed semantics.
+    paper and its official code, the accepted inputs and the seed semantics. The input handling,
+    the seeds and the unselectable ids are those of `TokenAugmentation`; the draw is made for
+    the whole batch at once (`augment_batch` with two `batch_seeds`: one for the repeat counts,
+    one for the positions), so per-row call seeds (`[batch, k]`) are not accepted.
 
     Args:
         dup_rate: float in [0, 1], the repetition rate of the paper (0.32 for BERT-base/-large).
@@ -198,6 +196,8 @@ class WordRepetition(PreprocessingLayer):
             input only.
     """
 
+    seed_salt = 0x5EED_E51C  # second word of the stateless key, next to the layer seed.
+
     def __init__(
         self,
         dup_rate=0.32,
@@ -207,75 +207,17 @@ class WordRepetition(PreprocessingLayer):
         seed=None,
         **kwargs,
     ):
-        if not isinstance(dup_rate, numbers.Real) or isinstance(dup_rate, bool):
-            raise ValueError(
-                f"`dup_rate` must be a number in [0, 1]. Received: dup_rate={dup_rate!r}"
-            )
-        if not 0.0 <= float(dup_rate) <= 1.0:
-            raise ValueError(f"`dup_rate` must be in [0, 1]. Received: dup_rate={dup_rate!r}")
+        dup_rate = check_rate("dup_rate", dup_rate)
         if mode not in MODES:
             raise ValueError(f"`mode` must be one of {MODES}. Received: mode={mode!r}")
-        if max_length is not None and (not _is_int(max_length) or max_length < 1):
+        if max_length is not None and (not is_int(max_length) or max_length < 1):
             raise ValueError(
                 f"`max_length` must be None or an integer >= 1. Received: max_length={max_length!r}"
             )
-        if isinstance(unselectable_token_ids, (str, bytes)) or not isinstance(
-            unselectable_token_ids, (list, tuple, set, frozenset, np.ndarray)
-        ):
-            raise ValueError(
-                "`unselectable_token_ids` must be a list of integer token ids. "
-                f"Received: unselectable_token_ids={unselectable_token_ids!r}"
-            )
-        if isinstance(unselectable_token_ids, np.ndarray):
-            ids = unselectable_token_ids.reshape(-1).tolist()
-        else:
-            ids = list(unselectable_token_ids)
-        for token_id in ids:
-            if not _is_int(token_id) or token_id < 0:
-                raise ValueError(
-                    "`unselectable_token_ids` must contain non-negative integers. Received: "
-                    f"unselectable_token_ids={unselectable_token_ids!r} (bad entry {token_id!r})"
-                )
-        if seed is not None and (not _is_int(seed) or abs(int(seed)) > _INT64_MAX):
-            raise ValueError(f"`seed` must be None or a 64-bit integer. Received: seed={seed!r}")
-
-        super().__init__(**kwargs)
-        self.dup_rate = float(dup_rate)
+        super().__init__(unselectable_token_ids=unselectable_token_ids, seed=seed, **kwargs)
+        self.dup_rate = dup_rate
         self.mode = mode
         self.max_length = None if max_length is None else int(max_length)
-        self.unselectable_token_ids = [int(i) for i in ids]
-        # As keras-hub's RandomSwap: a missing seed becomes a stored random integer, so the
-        # config (and a reloaded layer) replays the same stream.
-        self.seed = random.randint(1, int(1e9)) if seed is None else int(seed)
-        with tf.init_scope(), tf.device("cpu"):
-            self._generator = tf.random.Generator.from_seed(self.seed)
-
-    # ------------------------------------------------------------------ seeds
-
-    def _call_keys(self, seed):
-        """Two stateless keys (shape [2], int64): one for the repeat counts, one for positions."""
-        if seed is None:
-            seeds = self._generator.make_seeds(2)
-            return seeds[:, 0], seeds[:, 1]
-        seed = tf.convert_to_tensor(seed)
-        if not seed.dtype.is_integer:
-            raise ValueError(f"The call `seed` must be an integer tensor. Received: seed={seed!r}")
-        if seed.shape.rank == 0:
-            parts = [seed]
-        elif seed.shape.rank == 1 and seed.shape[0] is not None and seed.shape[0] >= 1:
-            parts = tf.unstack(seed, num=seed.shape[0])
-        else:
-            raise ValueError(
-                "The call `seed` must be an integer scalar or a 1-D integer tensor of static "
-                f"length, e.g. (epoch, index). Received: seed={seed!r}"
-            )
-        key = tf.constant([self.seed, _SEED_SALT], dtype=tf.int64)
-        for part in parts:
-            key = tf.random.experimental.stateless_fold_in(
-                key, tf.cast(part, tf.int64), alg=_RNG_ALG
-            )
-        keys = tf.random.experimental.stateless_split(key, num=2, alg=_RNG_ALG)
-        return keys[0], keys[1]
 
     # ------------------------------------------------------------------ core
 
@@ -300,7 +242,7 @@ class WordRepetition(PreprocessingLayer):
             bound = tf.minimum(tf.minimum(n, floor2), _OFFICIAL_CAP)
             count = tf.minimum(bound, num_selectable + 1)
         count = tf.maximum(count, 0)
-        u = tf.random.stateless_uniform(tf.shape(count), seed=key, dtype=tf.float64, alg=_RNG_ALG)
+        u = tf.random.stateless_uniform(tf.shape(count), seed=key, dtype=tf.float64, alg=RNG_ALG)
         dup_len = tf.cast(tf.floor(u * tf.cast(count, tf.float64)), tf.int64)
         return tf.clip_by_value(dup_len, 0, tf.maximum(count - 1, 0))
 
@@ -316,7 +258,7 @@ class WordRepetition(PreprocessingLayer):
         # Uniform k-subset of the selectable positions of each row: the k smallest of i.i.d.
         # uniform keys. Unselectable positions get key 2 (after all selectable ones), padding 3.
         keys = tf.random.stateless_uniform(
-            tf.shape(batch.values), seed=pos_key, dtype=tf.float64, alg=_RNG_ALG
+            tf.shape(batch.values), seed=pos_key, dtype=tf.float64, alg=RNG_ALG
         )
         keys = tf.where(selectable, keys, tf.constant(2.0, tf.float64))
         dense_keys = batch.with_values(keys).to_tensor(default_value=3.0)
@@ -335,28 +277,15 @@ class WordRepetition(PreprocessingLayer):
             out = out[:, : self.max_length]
         return out
 
-    def _selectable_ids(self, values, padded):
-        ids = list(self.unselectable_token_ids) + ([0] if padded else [])
-        if not ids:
-            return tf.ones_like(values, dtype=tf.bool)
-        table = tf.constant(ids, dtype=values.dtype)
-        return tf.logical_not(tf.reduce_any(tf.equal(values[:, None], table[None, :]), axis=-1))
+    def augment_batch(self, token_ids, selectable, seed):
+        len_key, pos_key = self.batch_seeds(seed, num=2)
+        return self._repeat_batch(token_ids, selectable.values, len_key, pos_key)
 
     # ------------------------------------------------------------------ call
 
-    @staticmethod
-    def _to_tensor(inputs):
-        if isinstance(inputs, (tf.Tensor, tf.RaggedTensor)):
-            return inputs
-        if isinstance(inputs, (str, bytes)):
-            return tf.constant(inputs)
-        if isinstance(inputs, (list, tuple)):
-            return tf.ragged.constant(inputs)
-        return tf.convert_to_tensor(inputs)
-
     def call(self, inputs, seed=None):
         with tf.device("cpu"):
-            x = self._to_tensor(inputs)
+            x = to_tensor(inputs)
             if x.dtype == tf.string:
                 return self._call_strings(x, seed)
             if x.dtype not in (tf.int32, tf.int64):
@@ -369,37 +298,7 @@ class WordRepetition(PreprocessingLayer):
                     "mode='official_word' applies to sentences (tf.string), not token ids; use "
                     "mode='paper' or mode='official_subword' for ids."
                 )
-            return self._call_ids(x, seed)
-
-    def _call_ids(self, x, seed):
-        rank = x.shape.rank
-        if isinstance(x, tf.RaggedTensor):
-            if rank != 2 or x.ragged_rank != 1:
-                raise ValueError(
-                    "Ragged token ids must have shape [batch, None]. "
-                    f"Received: shape={x.shape}, ragged_rank={x.ragged_rank}"
-                )
-            batch, padded = x, False
-        elif rank == 1:
-            batch, padded = tf.RaggedTensor.from_tensor(x[None, :]), False
-        elif rank == 2:
-            # Dense padded batch: strip trailing padding, re-pad the result to the input width.
-            batch, padded = tf.RaggedTensor.from_tensor(x, padding=tf.constant(0, x.dtype)), True
-        else:
-            raise ValueError(
-                f"Token ids must be a 1-D or 2-D tensor. Received: shape={x.shape}"
-            )
-        len_key, pos_key = self._call_keys(seed)
-        selectable = self._selectable_ids(batch.values, padded)
-        out = self._repeat_batch(batch, selectable, len_key, pos_key)
-        if isinstance(x, tf.RaggedTensor):
-            return out
-        if rank == 1:
-            return out.values
-        width = tf.shape(x, out_type=tf.int64)[1]
-        dense = out.to_tensor(default_value=tf.constant(0, x.dtype), shape=tf.stack([-1, width]))
-        dense.set_shape(x.shape)
-        return dense
+            return self.call_ids(x, seed)
 
     def _call_strings(self, x, seed):
         if self.mode == "official_subword":
@@ -423,7 +322,7 @@ class WordRepetition(PreprocessingLayer):
             selectable = position < last
         else:
             selectable = tf.ones_like(words.values, dtype=tf.bool)
-        len_key, pos_key = self._call_keys(seed)
+        len_key, pos_key = self.batch_seeds(seed, num=2)
         out = self._repeat_batch(words, selectable, len_key, pos_key)
         joined = tf.strings.reduce_join(out, axis=-1, separator=" ")
         return joined[0] if unbatched else joined
@@ -437,8 +336,6 @@ class WordRepetition(PreprocessingLayer):
                 "dup_rate": self.dup_rate,
                 "mode": self.mode,
                 "max_length": self.max_length,
-                "unselectable_token_ids": list(self.unselectable_token_ids),
-                "seed": self.seed,
             }
         )
         return config
