@@ -82,12 +82,8 @@ def main(argv=None):
 
     keras.utils.set_random_seed(42)
     encoder = SentenceEncoder.from_pretrained(args.model, pooler_type=args.pooler, mlp_only_train=True,
-                                              sequence_length=args.max_len, dropout=args.dropout)
-    if not args.fast_dropout:  # back to Keras' Philox dropout (BertEncoder(fast_dropout=False) does the same)
-        from tf_esimcse.layers.hash_dropout import HashDropout
-        from tf_esimcse.layers.layer_classes import swap_layer_classes
-
-        swap_layer_classes(encoder.backbone, {HashDropout: keras.layers.Dropout})
+                                              sequence_length=args.max_len, dropout=args.dropout,
+                                              fast_dropout=args.fast_dropout)
     model = SimCSE(encoder, temperature=0.05)
     model.compile(optimizer=keras.optimizers.AdamW(3e-5, weight_decay=0.0), jit_compile=args.jit == "true")
     sentences = load_sentences("brown", args.data_dir)[: args.batch_size]

@@ -1,7 +1,8 @@
 """The pinned training step: a fixed tiny encoder, fixed batches, dropout 0, three methods.
 
-`python tests/pinned_step.py tests/data/pinned_step.npz` wrote the reference file from the code
-before the training core was reshaped (commit 53c12c1); `test_pinned_step.py` recomputes the same
+The reference file was written from the code before the training core was reshaped (commit
+53c12c1, whose `SimCSE(encoder, hard_negative_weight=2.0)` was today's `SupervisedSimCSE(encoder,
+alpha=2.0)`; `python tests/pinned_step.py OUT.npz` writes today's numbers); `test_pinned_step.py` recomputes the same
 numbers with today's code and compares. Everything is built through public, stable entry points
 (a tiny Hugging Face directory read by `SentenceEncoder.from_pretrained`, pooler weights set from
 NumPy), so the reference does not depend on layer construction order or random initialisers.
@@ -105,16 +106,6 @@ def model_queue(model):
     return model.objective.queue
 
 
-def legacy_models(encoder, method):
-    from tf_esimcse import ESimCSE, SimCSE
-
-    if method == "simcse":
-        return SimCSE(encoder, temperature=0.05, max_grad_norm=1.0)
-    if method == "supervised":
-        return SimCSE(encoder, temperature=0.05, hard_negative_weight=2.0, max_grad_norm=1.0)
-    return ESimCSE(encoder, temperature=0.05, queue_size=12, momentum=0.9, max_grad_norm=1.0)
-
-
 def current_models(encoder, method):
     """Today's API for the same three models."""
     from tf_esimcse import ESimCSE, SimCSE, SupervisedSimCSE
@@ -139,6 +130,6 @@ if __name__ == "__main__":
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
-        result = compute(legacy_models, tmp)
+        result = compute(current_models, tmp)
     np.savez(sys.argv[1], **result)
     print({k: v for k, v in result.items() if k.endswith("losses")})

@@ -1,4 +1,6 @@
-"""Tests of `tf_esimcse.backbones`: Hugging Face BERT loading, exact GELU, tokenizer, errors.
+"""Tests of `tf_esimcse.backbones` and `tf_esimcse.models.bert_encoder`: Hugging Face BERT
+loading, exact GELU, tokenizer, errors, weight copies by name to and from keras-hub's
+`BertBackbone`, the transformer block against keras-hub's, and DiffCSE's first-token input.
 
 Every checkpoint here is written by the test itself (`tiny_hf.write_tiny_hf_bert`) and checked
 against an independent NumPy implementation of Hugging Face's `BertModel` forward pass
@@ -10,12 +12,20 @@ import pathlib
 import sys
 
 import keras
+import keras_hub
 import numpy as np
 import pytest
+import tensorflow as tf
 
+from tf_esimcse.backbones import ENCODER_CONFIG_FILE
 from tf_esimcse.backbones import BertEncoder
+from tf_esimcse.backbones import from_keras_hub_backbone
 from tf_esimcse.backbones import load_backbone
+from tf_esimcse.backbones import to_keras_hub_backbone
 from tf_esimcse.errors import ModelLoadError
+from tf_esimcse.layers.transformer_layer import BertTransformerLayer
+from tf_esimcse.layers.transformer_layer import gelu_approximate
+from tf_esimcse.layers.transformer_layer import gelu_exact
 from tiny_hf import CLS_ID
 from tiny_hf import SEP_ID
 from tiny_hf import UNK_ID
@@ -242,12 +252,185 @@ def test_keras_hub_preset_dir_round_trip(tiny, tmp_path):
     preset = tmp_path / "preset"
     backbone.save_to_preset(str(preset))
     tokenizer.save_to_preset(str(preset))
+    # A standard keras-hub BertBackbone preset (loadable without tf_esimcse) + our activation.
+    assert json.loads((preset / "config.json").read_text())["registered_name"] == "keras_hub>BertBackbone"
+    assert json.loads((preset / ENCODER_CONFIG_FILE).read_text()) == {"activation": "gelu"}
     restored, restored_tokenizer = load_backbone(preset, output_hidden_states=True)
     assert restored.activation == "gelu"  # not keras-hub's default tanh GELU
     for key, value in _run(backbone).items():
         np.testing.assert_array_equal(_run(restored)[key], value, err_msg=key)
     assert restored_tokenizer.lowercase and restored_tokenizer.strip_accents
     assert _ids(restored_tokenizer, "Héllo WORLD") == _ids(tokenizer, "hello world")
+    # BertEncoder.from_preset reads the same directory (and Hugging Face ones).
+    again = BertEncoder.from_preset(str(preset), output_hidden_states=True)
+    assert again.activation == "gelu"
+    for key, value in _run(backbone).items():
+        np.testing.assert_array_equal(_run(again)[key], value, err_msg=key)
+
+
+def test_keras_hub_preset_without_our_settings_uses_the_tanh_gelu(tiny, tmp_path):
+    backbone, tokenizer = tiny
+    preset = tmp_path / "preset"
+    to_keras_hub_backbone(backbone).save_to_preset(str(preset))
+    tokenizer.save_to_preset(str(preset))
+    restored, _ = load_backbone(preset)
+    assert restored.activation == "gelu_approximate"  # keras-hub presets are Google BERT's
+    for a, b in zip(restored.get_weights(), backbone.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def _legacy_preset(backbone, tokenizer, path):
+    """The directory layout tf_esimcse wrote before `BertEncoder` was rebuilt on public API:
+    config.json names `tf_esimcse>BertEncoder` (with the activation), the weights file has
+    keras-hub `BertBackbone`'s layout, no activation in tf_esimcse.json."""
+    to_keras_hub_backbone(backbone).save_to_preset(str(path))
+    tokenizer.save_to_preset(str(path))
+    config = json.loads((path / "config.json").read_text())
+    config.update(module="tf_esimcse.backbones", class_name="BertEncoder", registered_name="tf_esimcse>BertEncoder")
+    config["config"].update(activation=backbone.activation, output_hidden_states=False, fast_dropout=True)
+    (path / "config.json").write_text(json.dumps(config))
+    return path
+
+
+def test_directory_saved_by_an_earlier_version_loads(tiny, tmp_path):
+    backbone, tokenizer = tiny
+    legacy = _legacy_preset(backbone, tokenizer, tmp_path / "legacy")
+    restored, restored_tokenizer = load_backbone(legacy, output_hidden_states=True)
+    assert restored.activation == "gelu"
+    for key, value in _run(backbone).items():
+        np.testing.assert_array_equal(_run(restored)[key], value, err_msg=key)
+    assert _ids(restored_tokenizer, "Héllo WORLD") == _ids(tokenizer, "hello world")
+
+
+# --- (d2) weights by name, to and from keras-hub ---
+
+
+def test_keras_hub_round_trip_by_name(tiny):
+    backbone, _ = tiny
+    bert = to_keras_hub_backbone(backbone)
+    assert type(bert) is keras_hub.models.BertBackbone
+    ours = {w.path: w for w in backbone.weights}
+    assert [w.path for w in bert.weights] == [w.path for w in backbone.weights]  # keras-hub names and order
+    for w in bert.weights:
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(w), keras.ops.convert_to_numpy(ours[w.path]))
+    back = from_keras_hub_backbone(bert, activation="gelu", output_hidden_states=True)
+    assert back.get_config() == dict(backbone.get_config(), name=back.name)
+    for key, value in _run(backbone).items():
+        np.testing.assert_array_equal(_run(back)[key], value, err_msg=key)
+
+
+def test_same_outputs_as_keras_hub_bert_backbone(tiny):
+    """With keras-hub's tanh GELU, BertEncoder computes what keras-hub's BertBackbone computes."""
+    backbone, _ = tiny
+    bert = to_keras_hub_backbone(backbone)
+    ours = _run(backbone.with_settings(activation="gelu_approximate", output_hidden_states=False))
+    theirs = {k: keras.ops.convert_to_numpy(v) for k, v in bert(_inputs(), training=False).items()}
+    assert set(ours) == set(theirs)
+    for key in theirs:
+        np.testing.assert_allclose(ours[key], theirs[key], atol=1e-6, err_msg=key)
+
+
+def test_weight_copy_names_the_missing_or_mismatched_weight(tiny):
+    from tf_esimcse.backbones import _copy_weights
+    from tf_esimcse.backbones import _weight_name_map
+
+    backbone, _ = tiny
+    config = {k: backbone.get_config()[k] for k in ("vocabulary_size", "num_layers", "num_heads", "hidden_dim",
+                                                      "max_sequence_length")}
+    wider = keras_hub.models.BertBackbone(**config, intermediate_dim=48)
+    with pytest.raises(ModelLoadError, match="transformer_layer_0/feedforward_intermediate_dense/kernel"):
+        _copy_weights(wider, backbone.with_settings(), _weight_name_map(2), "wider", "ours")
+    deeper = keras_hub.models.BertBackbone(**dict(config, num_layers=3), intermediate_dim=64)
+    with pytest.raises(ModelLoadError, match="transformer_layer_2/self_attention_layer/query/kernel"):
+        _copy_weights(deeper, backbone.with_settings(), _weight_name_map(2), "deeper", "ours")  # no counterpart
+    with pytest.raises(ModelLoadError, match="transformer_layer_2/self_attention_layer/query/kernel"):
+        _copy_weights(deeper, backbone.with_settings(), _weight_name_map(3), "deeper", "ours")  # missing in ours
+    assert from_keras_hub_backbone(deeper).num_layers == 3  # shapes come from the source
+    with pytest.raises(TypeError, match="BertBackbone"):
+        from_keras_hub_backbone(backbone)
+    with pytest.raises(TypeError, match="BertEncoder"):
+        to_keras_hub_backbone(deeper)
+
+
+# --- (d3) the transformer block ---
+
+
+@pytest.mark.parametrize("dropout", [0.0, 0.1])
+def test_block_matches_keras_hub_transformer_encoder(dropout):
+    """`BertTransformerLayer` with keras-hub's `TransformerEncoder` weights computes the same
+    numbers (both attention paths: fused without dropout, explicit with it); the first-token
+    path is the first row."""
+    rng = np.random.default_rng(0)
+    x = tf.constant(rng.normal(size=(3, 7, 32)), tf.float32)
+    mask = tf.constant([[1] * 7, [1] * 4 + [0] * 3, [1] * 2 + [0] * 5])
+    for name, fn in (("gelu", gelu_exact), ("gelu_approximate", gelu_approximate)):
+        reference = keras_hub.layers.TransformerEncoder(
+            intermediate_dim=64, num_heads=4, dropout=dropout, activation=fn, layer_norm_epsilon=1e-12
+        )
+        block = BertTransformerLayer(num_heads=4, intermediate_dim=64, dropout=dropout, activation=name)
+        reference.build(x.shape)
+        block.build(x.shape)
+        assert [w.shape for w in block.weights] == [w.shape for w in reference.weights]
+        weights = [rng.normal(0, 0.2, w.shape).astype("float32") for w in reference.weights]
+        reference.set_weights(weights)
+        block.set_weights(weights)
+        expected = keras.ops.convert_to_numpy(reference(x, padding_mask=mask, training=False))
+        got = keras.ops.convert_to_numpy(block(x, padding_mask=mask, training=False))
+        np.testing.assert_allclose(got, expected, atol=1e-6, rtol=0, err_msg=name)
+        first = keras.ops.convert_to_numpy(block(x, padding_mask=mask, training=False, first_token_only=True))
+        assert first.shape == (3, 1, 32)
+        np.testing.assert_allclose(first, got[:, :1], atol=1e-6, rtol=0, err_msg=name)
+
+
+def test_block_serialization():
+    from test_case import run_serialization_test
+
+    block = BertTransformerLayer(num_heads=2, intermediate_dim=16, dropout=0.1, activation="relu", fast_dropout=False)
+    restored = run_serialization_test(block)
+    assert restored.activation == "relu" and restored.fast_dropout is False
+    with pytest.raises(ValueError, match="swish"):
+        BertTransformerLayer(num_heads=2, intermediate_dim=16, activation="swish")
+
+
+# --- (d4) DiffCSE's first-token input ---
+
+
+def test_first_token_embedding_replaces_the_embedding_output_at_cls(tiny):
+    backbone, _ = tiny
+    inputs = _inputs()
+    plain = _run(backbone)
+    # The embedding output at [CLS] (hidden_states[0]) given back: the normal call.
+    cls_embedding = plain["hidden_states"][0][:, 0]
+    same = backbone.call_with_first_token_embedding(inputs, cls_embedding, training=False)
+    assert set(same) == set(plain)
+    for key, value in plain.items():
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(same[key]), value, atol=1e-6, err_msg=key)
+    # Another vector: position 0 of the embedding output is that vector, every output moves.
+    vector = np.random.default_rng(3).normal(size=cls_embedding.shape).astype("float32")
+    other = {k: keras.ops.convert_to_numpy(v)
+             for k, v in backbone.call_with_first_token_embedding(inputs, vector, training=False).items()}
+    np.testing.assert_array_equal(other["hidden_states"][0][:, 0], vector)
+    np.testing.assert_array_equal(other["hidden_states"][0][:, 1:], plain["hidden_states"][0][:, 1:])
+    assert _max_diff(other["sequence_output"], plain["sequence_output"], REAL) > 1e-3
+
+
+def test_first_token_embedding_receives_gradients(tiny):
+    backbone, _ = tiny
+    vector = tf.Variable(np.random.default_rng(4).normal(size=(3, 32)).astype("float32"))
+    with tf.GradientTape() as tape:
+        out = backbone.call_with_first_token_embedding(_inputs(), vector, training=True)
+        loss = tf.reduce_sum(tf.sin(out["sequence_output"]))
+    grad = tape.gradient(loss, vector)
+    assert grad is not None and grad.shape == (3, 32)
+    assert float(tf.reduce_min(tf.reduce_sum(tf.abs(grad), axis=-1))) > 0.0  # every row
+    # ... and under XLA, inside a function
+    fn = tf.function(lambda v: backbone.call_with_first_token_embedding(_inputs(), v)["pooled_output"],
+                     jit_compile=True)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(fn(vector)),
+        keras.ops.convert_to_numpy(backbone.call_with_first_token_embedding(_inputs(), vector)["pooled_output"]),
+        atol=1e-5,
+    )
 
 
 # --- (e) with_settings ---

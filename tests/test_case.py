@@ -91,7 +91,7 @@ def run_model_saving_test(model, input_data, path, atol=1e-6, call_kwargs=None):
 
 def tiny_backbone(**overrides):
     """A tiny random `BertEncoder` (hidden 32, 2 layers, 2 heads); keyword arguments override."""
-    from tf_esimcse.backbones import BertEncoder
+    from tf_esimcse.models.bert_encoder import BertEncoder
 
     kwargs = dict(
         vocabulary_size=TINY_VOCAB_SIZE,

@@ -93,9 +93,29 @@ def test_flat_dense_matches_dense():
     assert type(run_serialization_test(flat)) is FlatDense
 
 
+def _all_layers(layer):
+    """`layer` and every layer reachable from its attributes (directly or in lists)."""
+    found, stack = {}, [layer]
+    while stack:
+        current = stack.pop()
+        if id(current) in found:
+            continue
+        found[id(current)] = current
+        for value in vars(current).values():
+            values = value if isinstance(value, (list, tuple)) else [value]
+            stack.extend(v for v in values if isinstance(v, keras.layers.Layer))
+    return list(found.values())
+
+
 def test_bert_encoder_uses_flat_projections():
     backbone = tiny_backbone()
-    inner = [layer for t in backbone.transformer_layers for layer in t._flatten_layers(include_self=False)]
+    for block in backbone.transformer_layers:
+        attention = block.self_attention_layer
+        assert all(type(layer) is FlatEinsumDense for layer in
+                   (attention.query, attention.key, attention.value, attention.attention_output))
+        assert type(block.feedforward_intermediate_dense) is FlatDense
+        assert type(block.feedforward_output_dense) is FlatDense
+    inner = [layer for block in backbone.transformer_layers for layer in _all_layers(block)]
     einsum_layers = [layer for layer in inner if isinstance(layer, keras.layers.EinsumDense)]
     dense_layers = [layer for layer in inner if isinstance(layer, keras.layers.Dense)]
     # query, key, value and output; feed-forward intermediate and output; in each of the 2 layers

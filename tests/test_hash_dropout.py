@@ -125,15 +125,40 @@ def test_serialization():
     assert type(restored) is HashDropout
 
 
+def _all_layers(layer):
+    """`layer` and every layer reachable from its attributes (directly or in lists)."""
+    found, stack = {}, [layer]
+    while stack:
+        current = stack.pop()
+        if id(current) in found:
+            continue
+        found[id(current)] = current
+        for value in vars(current).values():
+            values = value if isinstance(value, (list, tuple)) else [value]
+            stack.extend(v for v in values if isinstance(v, keras.layers.Layer))
+    return list(found.values())
+
+
+def _dropout_sites(backbone):
+    """The embeddings' dropout and each block's (attention probabilities, attention output,
+    feed-forward output)."""
+    sites = [backbone.embeddings_dropout]
+    for block in backbone.transformer_layers:
+        sites += [block.self_attention_layer.attention_dropout, block.self_attention_dropout, block.feedforward_dropout]
+    return sites
+
+
 def test_bert_encoder_fast_dropout_setting():
     fast = tiny_backbone()
     assert fast.fast_dropout is True
-    dropouts = [layer for layer in fast._flatten_layers() if isinstance(layer, keras.layers.Dropout)]
+    assert all(type(layer) is HashDropout for layer in _dropout_sites(fast))
+    dropouts = [layer for layer in _all_layers(fast) if isinstance(layer, keras.layers.Dropout)]
     # embeddings + (attention probabilities, attention output, feed-forward output) per layer
     assert len(dropouts) == 1 + 3 * fast.num_layers
     assert all(type(layer) is HashDropout for layer in dropouts)
     plain = tiny_backbone(fast_dropout=False)
-    assert not any(isinstance(layer, HashDropout) for layer in plain._flatten_layers())
+    assert all(type(layer) is keras.layers.Dropout for layer in _dropout_sites(plain))
+    assert not any(isinstance(layer, HashDropout) for layer in _all_layers(plain))
     assert run_serialization_test(plain).fast_dropout is False
 
 
@@ -164,8 +189,8 @@ def test_from_pretrained_fast_dropout_flag(tmp_path):
     fast = tiny_encoder(model_dir, pooler_type="cls", mlp_only_train=True)
     plain = tiny_encoder(model_dir, pooler_type="cls", mlp_only_train=True, fast_dropout=False)
     assert fast.backbone.fast_dropout and not plain.backbone.fast_dropout
-    assert any(isinstance(layer, HashDropout) for layer in fast.backbone._flatten_layers())
-    assert not any(isinstance(layer, HashDropout) for layer in plain.backbone._flatten_layers())
+    assert all(type(layer) is HashDropout for layer in _dropout_sites(fast.backbone))
+    assert not any(isinstance(layer, HashDropout) for layer in _all_layers(plain.backbone))
     # the same weights and, without dropout, the same embeddings
     batch = {k: v for k, v in fast.preprocessor(tf.constant(["the cat sat .", "hello world"])).items()}
     np.testing.assert_allclose(fast(batch, training=False).numpy(), plain(batch, training=False).numpy(), atol=1e-6)

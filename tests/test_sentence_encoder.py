@@ -1,6 +1,9 @@
 """Tests for `tf_esimcse.models.sentence_encoder.SentenceEncoder`: outputs against a NumPy BERT,
 `encode` (order, length sorting, dynamic padding), saving and loading in every format."""
 import json
+import subprocess
+import sys
+import textwrap
 
 import keras
 import numpy as np
@@ -17,8 +20,9 @@ from test_case import tiny_encoder
 from test_case import to_numpy
 from test_case import write_tiny_model_dir
 from tf_esimcse.backbones import ENCODER_CONFIG_FILE
+from tf_esimcse.backbones import to_keras_hub_backbone
+from tf_esimcse.encoder_files import POOLER_WEIGHTS_FILE
 from tf_esimcse.errors import ModelLoadError
-from tf_esimcse.models.sentence_encoder import POOLER_WEIGHTS_FILE
 from tf_esimcse.models.sentence_encoder import SentenceEncoder
 from tf_esimcse.models.simcse import SimCSE
 from tiny_hf import numpy_bert_forward
@@ -207,6 +211,69 @@ def test_save_pretrained_replaces_existing_directory(model_dir, tmp_path):
     reloaded = SentenceEncoder.from_pretrained(str(target))
     assert reloaded.pooler_type == "avg"
     _assert_same_vectors(second, reloaded)
+
+
+def test_saved_directory_is_a_standard_keras_hub_preset(model_dir, tmp_path):
+    """What save_pretrained writes loads with keras-hub alone, in a process without tf_esimcse:
+    the same weights (keras-hub's order) and the same tokenizer ids."""
+    encoder = _perturb(tiny_encoder(model_dir, pooler_type="avg"))
+    saved = encoder.save_pretrained(tmp_path / "saved")
+    assert json.loads((saved / "config.json").read_text())["registered_name"] == "keras_hub>BertBackbone"
+    assert json.loads((saved / "tokenizer.json").read_text())["registered_name"] == "keras_hub>BertTokenizer"
+    assert json.loads((saved / ENCODER_CONFIG_FILE).read_text())["activation"] == "gelu"
+    np.savez(tmp_path / "expected.npz", *to_keras_hub_backbone(encoder.backbone).get_weights())
+    ids = to_numpy(encoder.preprocessor.tokenizer(tf.constant(TINY_SENTENCES[0])))
+    script = textwrap.dedent(f"""
+        import os, sys
+        os.environ["KERAS_BACKEND"] = "tensorflow"
+        import numpy as np, keras_hub
+        backbone = keras_hub.models.BertBackbone.from_preset({str(saved)!r})
+        tokenizer = keras_hub.models.BertTokenizer.from_preset({str(saved)!r})
+        assert "tf_esimcse" not in sys.modules, "tf_esimcse was imported"
+        expected = np.load({str(tmp_path / "expected.npz")!r})
+        got = backbone.get_weights()
+        assert len(got) == len(expected.files)
+        for i, w in enumerate(got):
+            np.testing.assert_array_equal(w, expected[f"arr_{{i}}"])
+        print(np.asarray(tokenizer({TINY_SENTENCES[0]!r})).tolist())
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().splitlines()[-1] == str([int(i) for i in ids])
+
+
+def test_directory_saved_by_an_earlier_version_loads(model_dir, tmp_path):
+    """A directory written before the backbone was rebuilt (config.json names
+    `tf_esimcse>BertEncoder`, the tokenizer `tf_esimcse>BertEncoderTokenizer`) still loads."""
+    encoder = _perturb(tiny_encoder(model_dir, pooler_type="cls", sequence_length=12))
+    saved = encoder.save_pretrained(tmp_path / "saved")
+    config = json.loads((saved / "config.json").read_text())
+    config.update(module="tf_esimcse.backbones", class_name="BertEncoder", registered_name="tf_esimcse>BertEncoder")
+    config["config"].update(activation="gelu", output_hidden_states=False, fast_dropout=True)
+    (saved / "config.json").write_text(json.dumps(config))
+    tokenizer = json.loads((saved / "tokenizer.json").read_text())
+    tokenizer.update(module="tf_esimcse.backbones", class_name="BertEncoderTokenizer",
+                     registered_name="tf_esimcse>BertEncoderTokenizer")
+    (saved / "tokenizer.json").write_text(json.dumps(tokenizer))
+    reloaded = SentenceEncoder.from_pretrained(str(saved))
+    assert reloaded.pooler_type == "cls" and reloaded.backbone.activation == "gelu"
+    _assert_same_vectors(encoder, reloaded)
+
+
+def test_backbone_outputs_with_another_backbone(model_dir):
+    """ESimCSE's momentum pass: `backbone_outputs(..., backbone=copy)` runs the copy."""
+    from tf_esimcse.momentum import clone_frozen
+
+    encoder = tiny_encoder(model_dir, pooler_type="cls", mlp_only_train=True, dropout=0.0)
+    batch = _batch(encoder)
+    copy = clone_frozen(encoder.backbone)
+    np.testing.assert_array_equal(
+        to_numpy(encoder.backbone_outputs(batch, backbone=copy)["sequence_output"]),
+        to_numpy(encoder.backbone_outputs(batch)["sequence_output"]),
+    )
+    copy.set_weights([w * 1.1 for w in copy.get_weights()])
+    assert np.abs(to_numpy(encoder.backbone_outputs(batch, backbone=copy)["sequence_output"])
+                  - to_numpy(encoder.backbone_outputs(batch)["sequence_output"])).max() > 1e-3
 
 
 def test_saved_cls_without_pooler_weights_fails_clearly(model_dir, tmp_path):

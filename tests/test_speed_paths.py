@@ -160,42 +160,76 @@ def test_bucketed_batches_give_the_fixed_padding_loss(simcse):
                                    rtol=1e-5, atol=1e-6)
 
 
+def _plain_reference(backbone):
+    """The same network from keras' and keras-hub's public layers, with a copy of `backbone`'s
+    weights under the same names: keras-hub's `BertBackbone` embeddings (`to_keras_hub_backbone`)
+    and keras-hub's `TransformerEncoder` blocks (keras' `MultiHeadAttention` with `EinsumDense`
+    projections, `Dense` feed-forward, Philox `Dropout`), computing every position of the last
+    layer. Returns `forward(token_ids, padding_mask, training) -> sequence_output` and its
+    variables."""
+    import keras_hub
+
+    from tf_esimcse.backbones import to_keras_hub_backbone
+    from tf_esimcse.layers.transformer_layer import bert_activation
+
+    bert = to_keras_hub_backbone(backbone)
+    blocks = []
+    for ours in backbone.transformer_layers:
+        block = keras_hub.layers.TransformerEncoder(
+            intermediate_dim=backbone.intermediate_dim, num_heads=backbone.num_heads, dropout=backbone.dropout,
+            activation=bert_activation(backbone.activation), layer_norm_epsilon=1e-12, name=ours.name,
+        )
+        block.build((None, None, backbone.hidden_dim))
+        assert [w.path for w in block.weights] == [w.path for w in ours.weights]
+        block.set_weights(ours.get_weights())
+        blocks.append(block)
+
+    def forward(token_ids, padding_mask, training):
+        tokens = bert.token_embedding(token_ids)
+        x = bert.embeddings_add(
+            (tokens, bert.position_embedding(tokens), bert.segment_embedding(tf.zeros_like(token_ids)))
+        )
+        x = bert.embeddings_dropout(bert.embeddings_layer_norm(x), training=training)
+        for block in blocks:
+            x = block(x, padding_mask=padding_mask, training=training)
+        return x
+
+    variables = [w for w in bert.trainable_variables if not w.path.startswith("transformer_layer_")]
+    return forward, variables + [w for block in blocks for w in block.trainable_variables]
+
+
 def test_flat_projections_and_cls_only_last_layer_give_the_plain_loss_and_gradients(simcse):
     """The encoder's own speed paths (`FlatEinsumDense`/`FlatDense` projections, the [CLS]-only
-    last layer of `BertEncoder.first_token_output`) against keras' `EinsumDense`/`Dense` and the
-    full last layer: the same SimCSE loss and the same gradients on a fixed batch."""
-    from tf_esimcse.layers.flat_dense import FLAT_CLASSES
-    from tf_esimcse.layers.layer_classes import swap_layer_classes
-
+    last layer of `BertEncoder.first_token_output`) against keras' `EinsumDense`/`Dense` (in
+    keras-hub's `TransformerEncoder`) and the full last layer: the same SimCSE loss and the same
+    gradients, weight by weight, on a fixed batch."""
     encoder = simcse.encoder
     assert encoder.uses_first_token_only
-    plain_backbone = encoder.backbone.with_settings(fast_dropout=False)
-    restored = swap_layer_classes(plain_backbone, {flat: plain for plain, flat in FLAT_CLASSES.items()})
-    assert restored == 6 * plain_backbone.num_layers
+    plain_forward, plain_variables = _plain_reference(encoder.backbone)
     batch = trim_to_longest(_fixed(simcse, TINY_SENTENCES))
     ids = tf.concat([batch["token_ids"]] * 2, axis=0)
     mask = tf.concat([batch["padding_mask"]] * 2, axis=0)
-    variables = encoder.trainable_variables
 
     def loss_and_grads(plain):
         with tf.GradientTape() as tape:
             if plain:  # the full forward through keras' layers, then the pooler
-                seq = plain_backbone({"token_ids": ids, "segment_ids": tf.zeros_like(ids), "padding_mask": mask},
-                                     training=True)["sequence_output"]
+                seq = plain_forward(ids, mask, training=True)
                 pooled = encoder.pooler({"sequence_output": seq, "padding_mask": mask}, training=True)
                 emb = tf.math.l2_normalize(pooled, axis=-1)
             else:
                 emb = encoder({"token_ids": ids, "padding_mask": mask}, training=True)
             loss = simcse.compute_contrastive_loss(tf.split(emb, 2, axis=0))
-        watched = plain_backbone.trainable_variables + encoder.pooler.trainable_variables if plain else variables
+        watched = plain_variables if plain else encoder.backbone.trainable_variables
+        watched = watched + encoder.pooler.trainable_variables
         grads = tape.gradient(loss, watched)
-        return float(loss), {v.path.split("/", 1)[-1]: g for v, g in zip(watched, grads) if g is not None}
+        return float(loss), {v.path: g for v, g in zip(watched, grads) if g is not None}
 
     fast_loss, fast_grads = loss_and_grads(plain=False)
     plain_loss, plain_grads = loss_and_grads(plain=True)
     np.testing.assert_allclose(fast_loss, plain_loss, rtol=1e-5, atol=1e-6)
-    common = set(fast_grads) & set(plain_grads)
-    assert len(common) >= len(plain_grads) - 2  # all but BERT's unused tanh pooler
-    for name in common:
+    assert set(fast_grads) == set(plain_grads)  # all but BERT's unused tanh pooler
+    # embeddings (5), 16 per block, the training head
+    assert len(fast_grads) == 5 + 16 * encoder.backbone.num_layers + len(encoder.pooler.trainable_variables)
+    for name in plain_grads:
         np.testing.assert_allclose(to_numpy(fast_grads[name]), to_numpy(plain_grads[name]), rtol=1e-4, atol=1e-5,
                                    err_msg=name)

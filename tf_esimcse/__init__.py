@@ -15,9 +15,10 @@ _os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 __version__ = "0.1.0"
 
 from tf_esimcse import losses  # noqa: E402,F401
-from tf_esimcse.backbones import BertEncoder, BertEncoderTokenizer, load_backbone, load_tokenizer  # noqa: E402,F401
+from tf_esimcse.backbones import BertEncoder, BertEncoderTokenizer, from_keras_hub_backbone, load_backbone, load_tokenizer, to_keras_hub_backbone  # noqa: E402,F401,E501
 from tf_esimcse.data.corpus import load_sentences, read_brown, read_nli_triplets, read_text_lines  # noqa: E402,F401
-from tf_esimcse.data.pipeline import paired_dataset, unsup_dataset  # noqa: E402,F401
+from tf_esimcse.data.pipeline import esimcse_dataset, paired_dataset, unsup_dataset  # noqa: E402,F401
+from tf_esimcse.data.views import View, supervised_views, views_dataset  # noqa: E402,F401
 from tf_esimcse.errors import DataError, ModelLoadError, TfEsimcseError  # noqa: E402,F401
 from tf_esimcse.evaluation.callbacks import STSEvaluationCallback  # noqa: E402,F401
 from tf_esimcse.evaluation.sts import alignment, evaluate_sts, format_table, uniformity  # noqa: E402,F401
@@ -30,3 +31,6 @@ from tf_esimcse.models.simcse import SimCSE, SupervisedSimCSE  # noqa: E402,F401
 from tf_esimcse.models.contrastive_model import ContrastiveModel  # noqa: E402,F401
 from tf_esimcse.objectives import ESimCSEObjective, Objective, SimCSEObjective, SupervisedSimCSEObjective  # noqa: E402,F401
 from tf_esimcse.layers.word_repetition import WordRepetition  # noqa: E402,F401
+from tf_esimcse.layers.token_augmentation import TokenAugmentation  # noqa: E402,F401
+from tf_esimcse.layers.random_crop import RandomCrop  # noqa: E402,F401
+from tf_esimcse.layers.word_deletion import WordDeletion  # noqa: E402,F401

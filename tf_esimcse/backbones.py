@@ -7,16 +7,17 @@ Accepted sources (`load_backbone(source)`):
 * a local Hugging Face BERT directory: ``config.json`` + ``model.safetensors`` + ``vocab.txt``
   (converted by keras-hub's transformers converter);
 * a local keras-hub preset directory (``metadata.json`` + ``config.json`` + weights), which is also
-  the format this package saves (`SentenceEncoder.save_pretrained`);
+  the format this package saves (`SentenceEncoder.save_pretrained`: a standard keras-hub
+  `BertBackbone` preset plus ``tf_esimcse.json``), including directories saved by earlier
+  versions of tf_esimcse (whose ``config.json`` names ``tf_esimcse>BertEncoder``);
 * a keras-hub preset name such as ``"bert_base_en_uncased"`` (downloads from Kaggle: needs internet).
 
-The backbone is a `BertEncoder`: keras-hub's `BertBackbone` with two additions needed for
-faithful sentence embeddings. Its feed-forward activation is configurable (Hugging Face BERT
-checkpoints use the exact erf GELU, ``hidden_act="gelu"``; keras-hub's `BertBackbone` hard-codes
-the tanh approximation, which moves all-MiniLM-L6-v2's outputs by ~1e-3), and it can also return
-every layer's hidden states (SimCSE's ``avg_top2`` and ``avg_first_last`` poolers need them).
-Layer names and weight order are those of `BertBackbone`, so keras-hub's converters and presets
-load into it unchanged.
+Everything is read through keras-hub's public `keras_hub.models.Backbone.from_preset` into a
+keras-hub `BertBackbone`, whose weights are then copied into a `tf_esimcse.BertEncoder` by name
+(`from_keras_hub_backbone`); `to_keras_hub_backbone` goes the other way (saving, and comparing
+weights in keras-hub's order). The settings keras-hub's `BertBackbone` cannot hold (the
+feed-forward activation: Hugging Face BERT checkpoints use the exact erf GELU, keras-hub presets
+the tanh approximation) come from the Hugging Face ``config.json`` or from ``tf_esimcse.json``.
 """
 import json
 import os
@@ -24,16 +25,10 @@ import pathlib
 
 import keras
 import keras_hub
-from keras_hub.src.layers.modeling.position_embedding import PositionEmbedding
-from keras_hub.src.layers.modeling.reversible_embedding import ReversibleEmbedding
-from keras_hub.src.layers.modeling.transformer_encoder import TransformerEncoder
-from keras_hub.src.models.bert.bert_backbone import bert_kernel_initializer
-from keras_hub.src.utils.keras_utils import gelu_approximate
 
-from tf_esimcse.api_export import tf_esimcse_export
 from tf_esimcse.errors import ModelLoadError
-from tf_esimcse.layers.flat_dense import flatten_projections
-from tf_esimcse.layers.hash_dropout import use_hash_dropout
+from tf_esimcse.api_export import tf_esimcse_export
+from tf_esimcse.models.bert_encoder import BertEncoder
 
 DEFAULT_MODEL = "default"
 _DEFAULT_ALIASES = ("default", "all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2")
@@ -46,244 +41,203 @@ _HF_ACTIVATIONS = {
     "relu": "relu",
 }
 ENCODER_CONFIG_FILE = "tf_esimcse.json"
-
-
-def _gelu_exact(x):
-    """Exact (erf) GELU, x * (1 + erf(x / sqrt(2))) / 2, as Hugging Face's `hidden_act="gelu"`.
-
-    The same function as `keras.activations.gelu(x, approximate=False)` (to float rounding),
-    written with `erf` (TensorFlow's CPU `erf` kernel is ~30 % faster than the `erfc` of
-    `tf.nn.gelu`) and in the operand order of TensorFlow's oneDNN "MatMul + BiasAdd + GeluExact"
-    fusion pattern, so that after `layers/matmul_precision.projection` the feed-forward's first
-    projection is one fused op in graph mode. Under XLA everything fuses anyway.
-    """
-    return x * (0.5 * (1.0 + keras.ops.erf(x * 0.7071067811865476)))
-
-
-def _activation(name):
-    if name == "gelu_approximate":
-        return gelu_approximate
-    if name == "gelu":
-        return _gelu_exact
-    if name == "relu":
-        return keras.activations.relu
-    raise ValueError(f"Unknown activation {name!r}: expected 'gelu', 'gelu_approximate' or 'relu'.")
-
-
-@tf_esimcse_export("BertEncoder")
-class BertEncoder(keras_hub.models.BertBackbone):
-    """A keras-hub `BertBackbone` with a configurable activation and optional hidden states.
-
-    Args:
-        vocabulary_size: int. The size of the token vocabulary.
-        num_layers: int. The number of transformer layers.
-        num_heads: int. The number of attention heads per layer.
-        hidden_dim: int. The size of the transformer hidden state.
-        intermediate_dim: int. The feed-forward inner size.
-        dropout: float. Dropout on embeddings, attention and feed-forward. Defaults to `0.1`.
-        max_sequence_length: int. The number of position embeddings. Defaults to `512`.
-        num_segments: int. The number of segment (token type) ids. Defaults to `2`.
-        activation: str. `"gelu"` (exact, as Hugging Face BERT), `"gelu_approximate"` (tanh,
-            as keras-hub and Google's BERT) or `"relu"`. Defaults to `"gelu"`.
-        output_hidden_states: bool. If `True`, also output `"hidden_states"`: a tensor of shape
-            `(num_layers + 1, batch, length, hidden_dim)`, the embedding output followed by each
-            layer's output (Hugging Face's `hidden_states` order). Defaults to `False`.
-        fast_dropout: bool. If `True`, dropout masks are drawn with a counter-based hash inside
-            XLA-compiled steps (`tf_esimcse.layers.hash_dropout.HashDropout`; XLA's Philox costs
-            ~0.25 s of a ~1.5 s MiniLM step on 2 CPU cores); the same rates and scaling,
-            different random streams. `False` keeps Keras' Philox dropout everywhere.
-            Defaults to `True`.
-
-    Call arguments:
-        A dict with `"token_ids"`, `"segment_ids"` and `"padding_mask"`, int tensors of shape
-        `(batch, length)`.
-
-    Returns:
-        A dict with `"sequence_output"` `(batch, length, hidden_dim)`, `"pooled_output"`
-        `(batch, hidden_dim)` (BERT's own tanh pooler on [CLS]) and, if requested,
-        `"hidden_states"`.
-    """
-
-    def __init__(
-        self,
-        vocabulary_size,
-        num_layers,
-        num_heads,
-        hidden_dim,
-        intermediate_dim,
-        dropout=0.1,
-        max_sequence_length=512,
-        num_segments=2,
-        activation="gelu",
-        output_hidden_states=False,
-        fast_dropout=True,
-        dtype=None,
-        **kwargs,
-    ):
-        act = _activation(activation)
-        # === Layers === (same names and order as keras-hub's BertBackbone)
-        self.token_embedding = ReversibleEmbedding(
-            input_dim=vocabulary_size, output_dim=hidden_dim,
-            embeddings_initializer=bert_kernel_initializer(), dtype=dtype, name="token_embedding",
-        )
-        self.position_embedding = PositionEmbedding(
-            initializer=bert_kernel_initializer(), sequence_length=max_sequence_length,
-            dtype=dtype, name="position_embedding",
-        )
-        self.segment_embedding = keras.layers.Embedding(
-            input_dim=num_segments, output_dim=hidden_dim,
-            embeddings_initializer=bert_kernel_initializer(), dtype=dtype, name="segment_embedding",
-        )
-        self.embeddings_add = keras.layers.Add(dtype=dtype, name="embeddings_add")
-        self.embeddings_layer_norm = keras.layers.LayerNormalization(
-            axis=-1, epsilon=1e-12, dtype=dtype, name="embeddings_layer_norm"
-        )
-        self.embeddings_dropout = keras.layers.Dropout(dropout, dtype=dtype, name="embeddings_dropout")
-        self.transformer_layers = []
-        for i in range(num_layers):
-            self.transformer_layers.append(
-                TransformerEncoder(
-                    num_heads=num_heads, intermediate_dim=intermediate_dim, activation=act,
-                    dropout=dropout, layer_norm_epsilon=1e-12,
-                    kernel_initializer=bert_kernel_initializer(), dtype=dtype,
-                    name=f"transformer_layer_{i}",
-                )
-            )
-        self.pooled_dense = keras.layers.Dense(
-            hidden_dim, kernel_initializer=bert_kernel_initializer(), activation="tanh",
-            dtype=dtype, name="pooled_dense",
-        )
-
-        # === Functional Model ===
-        token_id_input = keras.Input(shape=(None,), dtype="int32", name="token_ids")
-        segment_id_input = keras.Input(shape=(None,), dtype="int32", name="segment_ids")
-        padding_mask_input = keras.Input(shape=(None,), dtype="int32", name="padding_mask")
-        tokens = self.token_embedding(token_id_input)
-        positions = self.position_embedding(tokens)
-        segments = self.segment_embedding(segment_id_input)
-        x = self.embeddings_add((tokens, positions, segments))
-        x = self.embeddings_layer_norm(x)
-        x = self.embeddings_dropout(x)
-        hidden_states = [x]
-        for layer in self.transformer_layers:
-            x = layer(x, padding_mask=padding_mask_input)
-            hidden_states.append(x)
-        outputs = {"sequence_output": x, "pooled_output": self.pooled_dense(x[:, 0, :])}
-        if output_hidden_states:
-            outputs["hidden_states"] = keras.ops.stack(hidden_states, axis=0)
-        # Skip BertBackbone.__init__ (it would build a second graph); build ours as the Backbone.
-        keras_hub.models.Backbone.__init__(
-            self,
-            inputs={
-                "token_ids": token_id_input,
-                "segment_ids": segment_id_input,
-                "padding_mask": padding_mask_input,
-            },
-            outputs=outputs,
-            dtype=dtype,
-            **kwargs,
-        )
-
-        # === Config ===
-        self.vocabulary_size = vocabulary_size
-        self.num_layers = num_layers
-        self.num_heads = num_heads
-        self.hidden_dim = hidden_dim
-        self.intermediate_dim = intermediate_dim
-        self.dropout = dropout
-        self.max_sequence_length = max_sequence_length
-        self.num_segments = num_segments
-        self.cls_token_index = 0
-        self.activation = activation
-        self.output_hidden_states = output_hidden_states
-        self.fast_dropout = fast_dropout
-
-        # Attention and feed-forward projections as single 2-D matmuls (same weights and numbers;
-        # the attention kernels' gradient is otherwise a per-example batched matmul, and the
-        # products can run in bfloat16 for inference: see layers/flat_dense.py).
-        for layer in self.transformer_layers:
-            flatten_projections(layer)
-        if fast_dropout:
-            use_hash_dropout(self)
-
-    def first_token_output(self, inputs, training=False):
-        """`sequence_output[:, :1]` (the [CLS] position), without the last layer's other positions.
-
-        Identical numbers to ``self(inputs)["sequence_output"][:, :1]``, cheaper: in the last
-        transformer layer only the [CLS] query is attended, projected and fed forward (keys and
-        values still come from every position). For a 6-layer encoder that skips ~14 % of the
-        forward and backward FLOPs. Used by `SentenceEncoder` with the `cls` poolers.
-
-        Args:
-            inputs: dict of `"token_ids"`, `"padding_mask"` and optionally `"segment_ids"`,
-                int tensors of shape `(batch, length)`.
-            training: bool. Dropout on or off.
-
-        Returns:
-            A tensor of shape `(batch, 1, hidden_dim)`.
-        """
-        token_ids = inputs["token_ids"]
-        padding_mask = inputs["padding_mask"]
-        segment_ids = inputs.get("segment_ids")
-        if segment_ids is None:
-            segment_ids = keras.ops.zeros_like(token_ids)
-        tokens = self.token_embedding(token_ids)
-        x = self.embeddings_add((tokens, self.position_embedding(tokens), self.segment_embedding(segment_ids)))
-        x = self.embeddings_layer_norm(x)
-        x = self.embeddings_dropout(x, training=training)
-        for layer in self.transformer_layers[:-1]:
-            x = layer(x, padding_mask=padding_mask, training=training)
-        return _first_query_layer(self.transformer_layers[-1], x, padding_mask, training)
-
-    def get_config(self):
-        config = super().get_config()
-        config.update({
-            "activation": self.activation,
-            "output_hidden_states": self.output_hidden_states,
-            "fast_dropout": self.fast_dropout,
-        })
-        return config
-
-    def with_settings(self, **overrides):
-        """A new `BertEncoder` with some settings changed (dropout, activation, hidden states,
-        fast_dropout) and this one's weights."""
-        config = self.get_config()
-        config.pop("name", None)
-        config.update(overrides)
-        other = BertEncoder.from_config(config)
-        other.set_weights(self.get_weights())
-        return other
-
-
-def _first_query_layer(layer, x, padding_mask, training):
-    """keras-hub `TransformerEncoder.call` for the first query position only: (batch, 1, dim)."""
-    mask = keras.ops.cast(keras.ops.expand_dims(padding_mask, axis=1), "int32")  # (batch, 1, length)
-    residual = x[:, :1, :]
-    keys = layer._self_attention_layer_norm(x) if layer.normalize_first else x
-    query = keys[:, :1, :]
-    y = layer._self_attention_layer(query=query, value=keys, key=keys, attention_mask=mask, training=training)
-    y = layer._self_attention_dropout(y, training=training)
-    y = y + residual
-    if not layer.normalize_first:
-        y = layer._self_attention_layer_norm(y)
-    residual = y
-    if layer.normalize_first:
-        y = layer._feedforward_layer_norm(y)
-    y = layer._feedforward_intermediate_dense(y)
-    y = layer._feedforward_output_dense(y)
-    y = layer._feedforward_dropout(y, training=training)
-    y = y + residual
-    if not layer.normalize_first:
-        y = layer._feedforward_layer_norm(y)
-    return y
+# keras-hub presets (Google's BERT) use the tanh GELU.
+_KERAS_HUB_ACTIVATION = "gelu_approximate"
+# The constructor arguments keras-hub's BertBackbone and BertEncoder share.
+_BERT_ARGS = (
+    "vocabulary_size", "num_layers", "num_heads", "hidden_dim", "intermediate_dim", "dropout",
+    "max_sequence_length", "num_segments",
+)
+# The registered name of BertEncoder presets written by tf_esimcse before the encoder was rebuilt
+# on public API: their weights file has the layout of keras-hub's BertBackbone.
+_LEGACY_ENCODER_CLASS = "tf_esimcse>BertEncoder"
 
 
 @tf_esimcse_export("BertEncoderTokenizer")
 class BertEncoderTokenizer(keras_hub.models.BertTokenizer):
     """keras-hub's `BertTokenizer`, registered as the tokenizer of `BertEncoder` presets (so a
-    directory written by `SentenceEncoder.save_pretrained` reloads with `from_preset`)."""
+    directory written by an earlier tf_esimcse, whose backbone is a `BertEncoder`, reloads with
+    `keras_hub.models.BertTokenizer.from_preset`)."""
 
     backbone_cls = BertEncoder
+
+
+# --- weights by name ---
+
+_EMBEDDING_WEIGHTS = (
+    "token_embedding/embeddings",
+    "position_embedding/embeddings",
+    "segment_embedding/embeddings",
+    "embeddings_layer_norm/gamma",
+    "embeddings_layer_norm/beta",
+)
+_BLOCK_WEIGHTS = (
+    "self_attention_layer/query/kernel",
+    "self_attention_layer/query/bias",
+    "self_attention_layer/key/kernel",
+    "self_attention_layer/key/bias",
+    "self_attention_layer/value/kernel",
+    "self_attention_layer/value/bias",
+    "self_attention_layer/attention_output/kernel",
+    "self_attention_layer/attention_output/bias",
+    "self_attention_layer_norm/gamma",
+    "self_attention_layer_norm/beta",
+    "feedforward_layer_norm/gamma",
+    "feedforward_layer_norm/beta",
+    "feedforward_intermediate_dense/kernel",
+    "feedforward_intermediate_dense/bias",
+    "feedforward_output_dense/kernel",
+    "feedforward_output_dense/bias",
+)
+_POOLER_WEIGHTS = ("pooled_dense/kernel", "pooled_dense/bias")
+
+
+def _weight_name_map(num_layers):
+    """`{keras-hub BertBackbone weight name: BertEncoder weight name}` for `num_layers` layers.
+
+    A weight's name is its variable path from its top-level layer on (e.g.
+    ``"transformer_layer_0/self_attention_layer/query/kernel"``). `BertEncoder` names its layers
+    and weights as keras-hub's `BertBackbone` does, so every name maps to itself; the names are
+    spelled out so that a weight renamed or added on either side (a keras-hub upgrade, a change
+    to `BertEncoder`) fails with its name instead of being loaded by position.
+    """
+    names = list(_EMBEDDING_WEIGHTS)
+    for i in range(num_layers):
+        names += [f"transformer_layer_{i}/{name}" for name in _BLOCK_WEIGHTS]
+    names += _POOLER_WEIGHTS
+    return {name: name for name in names}
+
+
+def _named_weights(model):
+    """`{name: variable}` of a functional model's weights, named from their top-level layer on
+    (whatever name scope the model was built in)."""
+    named = {}
+    for layer in model.layers:
+        for variable in layer.weights:
+            parts = variable.path.split("/")
+            start = parts.index(layer.name) if layer.name in parts else len(parts) - 1
+            name = "/".join([layer.name] + parts[start + 1:])
+            named[name] = variable
+    return named
+
+
+def _copy_weights(source, target, name_map, source_label, target_label):
+    """Assign each `target` weight from the `source` weight `name_map` names for it.
+
+    Raises:
+        ModelLoadError: naming the weight, if a mapped weight is missing on either side, if two
+            mapped weights differ in shape, or if either model has a weight the map leaves out.
+    """
+    sources, targets = _named_weights(source), _named_weights(target)
+    pairs = []
+    for source_name, target_name in name_map.items():
+        if source_name not in sources:
+            raise ModelLoadError(f"{source_label} has no weight {source_name!r} (needed by {target_label}).")
+        if target_name not in targets:
+            raise ModelLoadError(
+                f"{target_label} has no weight {target_name!r} (for {source_label}'s {source_name!r})."
+            )
+        a, b = sources[source_name], targets[target_name]
+        if tuple(a.shape) != tuple(b.shape):
+            raise ModelLoadError(
+                f"weight {source_name!r} has shape {tuple(a.shape)} in {source_label} but "
+                f"{target_name!r} has shape {tuple(b.shape)} in {target_label}."
+            )
+        pairs.append((a, b))
+    for label, names, mapped in (
+        (source_label, sources, set(name_map)), (target_label, targets, set(name_map.values()))
+    ):
+        unmapped = sorted(set(names) - mapped)
+        if unmapped:
+            raise ModelLoadError(f"{label} has weights with no counterpart: {unmapped}.")
+    for a, b in pairs:
+        b.assign(keras.ops.cast(keras.ops.convert_to_tensor(a), b.dtype))
+
+
+@tf_esimcse_export("from_keras_hub_backbone")
+def from_keras_hub_backbone(
+    bert_backbone, activation="gelu", dropout=None, output_hidden_states=False, fast_dropout=True
+):
+    """A `BertEncoder` with the architecture and the weights of a keras-hub `BertBackbone`.
+
+    Weights are copied by name (`ModelLoadError` naming any missing or mismatched one), so the
+    result does not depend on either model's weight order.
+
+    Args:
+        bert_backbone: a `keras_hub.models.BertBackbone` (e.g. from
+            `keras_hub.models.BertBackbone.from_preset`).
+        activation: str. The feed-forward activation of the checkpoint: `"gelu"` (exact, Hugging
+            Face BERT), `"gelu_approximate"` (tanh, keras-hub's presets) or `"relu"`.
+            Defaults to `"gelu"`.
+        dropout: float or None. Dropout rate; `None` keeps the backbone's.
+        output_hidden_states: bool. Also output all hidden states. Defaults to `False`.
+        fast_dropout: bool. `BertEncoder`'s hash dropout under XLA (`True`, default) or
+            Keras' Philox dropout.
+
+    Returns:
+        A new `BertEncoder`.
+
+    Example:
+    ```python
+    bert = keras_hub.models.BertBackbone.from_preset("bert_base_en_uncased")
+    encoder = from_keras_hub_backbone(bert, activation="gelu_approximate")
+    ```
+    """
+    if not isinstance(bert_backbone, keras_hub.models.BertBackbone):
+        raise TypeError(
+            f"from_keras_hub_backbone takes a keras_hub.models.BertBackbone, got {type(bert_backbone).__name__}."
+        )
+    config = {key: bert_backbone.get_config()[key] for key in _BERT_ARGS}
+    if dropout is not None:
+        config["dropout"] = float(dropout)
+    encoder = BertEncoder(
+        **config, activation=activation, output_hidden_states=bool(output_hidden_states),
+        fast_dropout=bool(fast_dropout),
+    )
+    _copy_weights(
+        bert_backbone, encoder, _weight_name_map(encoder.num_layers),
+        f"keras-hub backbone {bert_backbone.name!r}", "BertEncoder",
+    )
+    return encoder
+
+
+@tf_esimcse_export("to_keras_hub_backbone")
+def to_keras_hub_backbone(bert_encoder):
+    """A keras-hub `BertBackbone` with the architecture and the weights of a `BertEncoder`.
+
+    The result is a plain keras-hub model (it can be saved with `save_to_preset` and loaded
+    without tf_esimcse). keras-hub's `BertBackbone` always uses the tanh GELU: keep
+    `bert_encoder.activation` alongside (as `SentenceEncoder.save_pretrained` does in
+    ``tf_esimcse.json``) if it is not `"gelu_approximate"`.
+
+    Args:
+        bert_encoder: a `BertEncoder`.
+
+    Returns:
+        A new `keras_hub.models.BertBackbone` holding a copy of the weights.
+    """
+    if not isinstance(bert_encoder, BertEncoder):
+        raise TypeError(f"to_keras_hub_backbone takes a tf_esimcse.BertEncoder, got {type(bert_encoder).__name__}.")
+    backbone = keras_hub.models.BertBackbone(
+        **{key: getattr(bert_encoder, key) for key in _BERT_ARGS}, dtype=bert_encoder.dtype_policy
+    )
+    name_map = {ours: theirs for theirs, ours in _weight_name_map(bert_encoder.num_layers).items()}
+    _copy_weights(bert_encoder, backbone, name_map, "BertEncoder", "keras-hub BertBackbone")
+    return backbone
+
+
+def save_backbone_preset(bert_encoder, preset_dir, max_shard_size=10):
+    """Write `bert_encoder` as a standard keras-hub `BertBackbone` preset, plus its activation
+    in ``tf_esimcse.json`` (merged into an existing one). `load_backbone(preset_dir)` reads both
+    back; `keras_hub.models.BertBackbone.from_preset(preset_dir)` works without tf_esimcse."""
+    to_keras_hub_backbone(bert_encoder).save_to_preset(str(preset_dir), max_shard_size=max_shard_size)
+    path = pathlib.Path(preset_dir) / ENCODER_CONFIG_FILE
+    settings = json.loads(path.read_text()) if path.is_file() else {}
+    settings["activation"] = bert_encoder.activation
+    path.write_text(json.dumps(settings, indent=2) + "\n")
+
+
+# --- sources ---
 
 
 def default_model_dir():
@@ -374,8 +328,88 @@ def load_tokenizer(source=None):
         raise ModelLoadError(f"could not load a tokenizer from {location!r}: {type(e).__name__}: {first_line}") from e
 
 
+def _read_json(path):
+    try:
+        return json.loads(pathlib.Path(path).read_text())
+    except json.JSONDecodeError as e:
+        raise ModelLoadError(f"{path}: not valid JSON ({e.msg}, line {e.lineno})") from e
+
+
+def _preset_class(location):
+    """The registered class name in a preset directory's config.json (None if there is none)."""
+    config = pathlib.Path(location) / "config.json"
+    return _read_json(config).get("registered_name") if config.is_file() else None
+
+
+def _preset_activation(location):
+    """The activation of a preset directory: ours (tf_esimcse.json), else an earlier
+    tf_esimcse's config.json, else keras-hub's tanh GELU."""
+    ours = pathlib.Path(location) / ENCODER_CONFIG_FILE
+    if ours.is_file() and "activation" in _read_json(ours):
+        return _read_json(ours)["activation"]
+    if _preset_class(location) == _LEGACY_ENCODER_CLASS:
+        return _read_json(pathlib.Path(location) / "config.json")["config"].get("activation", "gelu")
+    return _KERAS_HUB_ACTIVATION
+
+
+def _load_legacy_preset(location):
+    """A keras-hub `BertBackbone` from a directory written by tf_esimcse before `BertEncoder` was
+    rebuilt on public API (its config.json names `tf_esimcse>BertEncoder`; its weights file has
+    keras-hub BertBackbone's layout)."""
+    config = _read_json(pathlib.Path(location) / "config.json")["config"]
+    weights = pathlib.Path(location) / "model.weights.h5"
+    if not weights.is_file():
+        raise ModelLoadError(f"{location}: no model.weights.h5")
+    backbone = keras_hub.models.BertBackbone(**{key: config[key] for key in _BERT_ARGS if key in config})
+    backbone.load_weights(str(weights))
+    return backbone
+
+
+def load_keras_hub_backbone(source=None):
+    """Load `source` as a keras-hub `BertBackbone` (and its activation), without tf_esimcse's encoder.
+
+    Args:
+        source: str or path. See the module docstring. Defaults to the offline all-MiniLM-L6-v2.
+
+    Returns:
+        A tuple `(keras_hub.models.BertBackbone, activation)`, the activation being the
+        checkpoint's feed-forward activation (`"gelu"`, `"gelu_approximate"` or `"relu"`).
+
+    Raises:
+        ModelLoadError: naming the source, if it cannot be read or is not a BERT.
+    """
+    kind, location = resolve_source(source)
+    activation = _KERAS_HUB_ACTIVATION
+    if kind == "hf_dir":
+        cfg = json.loads((pathlib.Path(location) / "config.json").read_text())
+        hidden_act = cfg.get("hidden_act", "gelu")
+        if hidden_act not in _HF_ACTIVATIONS:
+            raise ModelLoadError(f"{location}/config.json: hidden_act {hidden_act!r} is not supported.")
+        activation = _HF_ACTIVATIONS[hidden_act]
+    elif kind == "preset_dir":
+        activation = _preset_activation(location)
+    try:
+        if kind == "preset_dir" and _preset_class(location) == _LEGACY_ENCODER_CLASS:
+            loaded = _load_legacy_preset(location)
+        else:
+            loaded = keras_hub.models.Backbone.from_preset(location)
+    except ModelLoadError:
+        raise
+    except Exception as e:  # keras-hub raises many kinds; name the source in one line
+        first_line = (str(e).strip().splitlines() or [""])[0]
+        raise ModelLoadError(f"could not load a backbone from {location!r}: {type(e).__name__}: {first_line}") from e
+    if not isinstance(loaded, keras_hub.models.BertBackbone):
+        raise ModelLoadError(
+            f"{location!r} holds a {type(loaded).__name__}; tf_esimcse supports BERT-family backbones."
+        )
+    return loaded, activation
+
+
 def load_backbone(source=None, *, dropout=None, output_hidden_states=False, fast_dropout=True):
     """Load ``(backbone, tokenizer)`` from a local HF directory, a preset directory or name.
+
+    The checkpoint is read as a keras-hub `BertBackbone` (`load_keras_hub_backbone`) and its
+    weights copied by name into a `BertEncoder` (`from_keras_hub_backbone`).
 
     Args:
         source: str or path. See the module docstring. Defaults to the offline all-MiniLM-L6-v2.
@@ -385,39 +419,15 @@ def load_backbone(source=None, *, dropout=None, output_hidden_states=False, fast
 
     Returns:
         A tuple `(BertEncoder, keras_hub.models.BertTokenizer)`.
+
+    Raises:
+        ModelLoadError: naming the source (or the weight), if it cannot be loaded.
     """
     kind, location = resolve_source(source)
-    activation = "gelu_approximate"  # keras-hub presets (Google BERT) use the tanh GELU
-    if kind == "hf_dir":
-        cfg = json.loads((pathlib.Path(location) / "config.json").read_text())
-        hidden_act = cfg.get("hidden_act", "gelu")
-        if hidden_act not in _HF_ACTIVATIONS:
-            raise ModelLoadError(f"{location}/config.json: hidden_act {hidden_act!r} is not supported.")
-        activation = _HF_ACTIVATIONS[hidden_act]
-    try:
-        loaded = keras_hub.models.Backbone.from_preset(location)
-    except ModelLoadError:
-        raise
-    except Exception as e:  # keras-hub raises many kinds; name the source in one line
-        first_line = (str(e).strip().splitlines() or [""])[0]
-        raise ModelLoadError(f"could not load a backbone from {location!r}: {type(e).__name__}: {first_line}") from e
-    if isinstance(loaded, BertEncoder):
-        activation = loaded.activation
-    elif not isinstance(loaded, keras_hub.models.BertBackbone):
-        raise ModelLoadError(
-            f"{location!r} holds a {type(loaded).__name__}; tf_esimcse supports BERT-family backbones."
-        )
-    config = {
-        k: v for k, v in loaded.get_config().items()
-        if k in ("vocabulary_size", "num_layers", "num_heads", "hidden_dim", "intermediate_dim",
-                 "dropout", "max_sequence_length", "num_segments")
-    }
-    config["activation"] = activation
-    config["output_hidden_states"] = output_hidden_states
-    config["fast_dropout"] = bool(fast_dropout)
-    if dropout is not None:
-        config["dropout"] = float(dropout)
-    backbone = BertEncoder(**config)
-    backbone.set_weights(loaded.get_weights())
+    loaded, activation = load_keras_hub_backbone(location if kind != "preset_name" else source)
+    backbone = from_keras_hub_backbone(
+        loaded, activation=activation, dropout=dropout, output_hidden_states=output_hidden_states,
+        fast_dropout=fast_dropout,
+    )
     tokenizer = load_tokenizer(source if kind != "hf_dir" else location)
     return backbone, tokenizer

@@ -1,9 +1,10 @@
 """Dense projections computed as one 2-D matmul: `FlatEinsumDense` and `FlatDense`.
 
-keras-hub's attention projections are `keras.layers.EinsumDense` layers with the equations
-``"abc,cde->abde"`` (query, key, value: `(batch, length, hidden) x (hidden, heads, head_dim)`) and
-``"abcd,cde->abe"`` (output). Keras's TensorFlow backend computes them as `tf.matmul` of a rank-3
-input with a rank-2 kernel, i.e. a *broadcasting* `BatchMatMulV2`. Its forward pass is fine, but
+BERT's attention projections are `keras.layers.EinsumDense` layers (in keras' and keras-hub's
+attention) with the equations ``"abc,cde->abde"`` (query, key, value:
+`(batch, length, hidden) x (hidden, heads, head_dim)`) and ``"abcd,cde->abe"`` (output). Keras's
+TensorFlow backend computes them as `tf.matmul` of a rank-3 input with a rank-2 kernel, i.e. a
+*broadcasting* `BatchMatMulV2`. Its forward pass is fine, but
 TensorFlow differentiates the broadcast kernel as a batched product, one `(hidden, hidden)` matrix
 per example, followed by a sum over the batch. Under XLA that is a `(batch, hidden, hidden)`
 intermediate for each of the four projections of every layer (24 per backward pass of a 6-layer
@@ -22,13 +23,14 @@ the kernel's leading axes"), LoRA and quantized layers fall back to `EinsumDense
 through `matmul_precision.projection` (`MatMul -> BiasAdd -> activation` on the 2-D product,
 which TensorFlow's oneDNN rewrite fuses into one op in graph mode), so inference can also run
 the products in bfloat16 on CPUs with bfloat16 matrix units (`tf_esimcse.layers.matmul_precision`).
+`tf_esimcse.layers.transformer_layer.BertTransformerLayer` builds its projections from these two
+classes.
 """
 import math
 
 import keras
 
 from tf_esimcse.api_export import tf_esimcse_export
-from tf_esimcse.layers.layer_classes import swap_layer_classes
 from tf_esimcse.layers.matmul_precision import projection
 
 
@@ -100,16 +102,3 @@ class FlatDense(keras.layers.Dense):
                        activation=self.activation)
         return keras.ops.reshape(y, (*keras.ops.shape(inputs)[:-1], kernel.shape[-1]))
 
-
-FLAT_CLASSES = {keras.layers.EinsumDense: FlatEinsumDense, keras.layers.Dense: FlatDense}
-
-
-def flatten_projections(layer):
-    """Make every plain `EinsumDense` / `Dense` under `layer` a `FlatEinsumDense` / `FlatDense`
-    in place (`layer_classes.swap_layer_classes`); returns how many.
-
-    Only the class changes: the variables, their names and their order stay, so checkpoints and
-    presets load unchanged. Used by `BertEncoder` on its transformer layers, whose attention and
-    feed-forward projections keras-hub creates itself (they cannot be passed in).
-    """
-    return swap_layer_classes(layer, FLAT_CLASSES)

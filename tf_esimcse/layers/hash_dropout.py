@@ -25,7 +25,6 @@ import keras
 import tensorflow as tf
 
 from tf_esimcse.api_export import tf_esimcse_export
-from tf_esimcse.layers.layer_classes import swap_layer_classes
 from tf_esimcse.private_apis import in_xla_context  # noqa: F401 (re-exported)
 
 _GOLDEN = 0x9E3779B9
@@ -92,13 +91,3 @@ class HashDropout(keras.layers.Dropout):
             return super().call(inputs, training=training)
         return hash_dropout(inputs, self.rate, self.seed_generator.next())
 
-
-def use_hash_dropout(layer):
-    """Make every plain `keras.layers.Dropout` under `layer` a `HashDropout` in place
-    (`layer_classes.swap_layer_classes`).
-
-    Only the class changes (rate, seed and the seed generator's state stay). Returns how many.
-    Used by `BertEncoder` (``fast_dropout=True``) on the dropout layers keras-hub creates inside
-    its embedding, attention and feed-forward blocks.
-    """
-    return swap_layer_classes(layer, {keras.layers.Dropout: HashDropout})

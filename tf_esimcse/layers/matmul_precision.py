@@ -56,7 +56,7 @@ def projection(x, kernel, bias=None, activation=None):
 
     Written as `MatMul -> BiasAdd -> activation` so that TensorFlow's oneDNN graph rewrite fuses
     the three into one `_MklNativeFusedMatMul` in graph mode (exact GELU included when written as
-    `backbones._gelu_exact` or `tf.nn.gelu` write it); an `AddV2` bias, or anything between the
+    `tf_esimcse.layers.transformer_layer.gelu_exact` or `tf.nn.gelu` write it); an `AddV2` bias, or anything between the
     ops, keeps them apart. In bfloat16 precision the fused op runs in bfloat16 and its result is
     cast back to float32 (the bias and activation then round to bfloat16 too: ~2^-9 relative).
     Under XLA all of this fuses anyway.

@@ -4,42 +4,17 @@ It is what users encode with, what is evaluated, saved and exported. Training mo
 ESimCSE, ...) wrap one; their training-only parts (an MLP head used only in training, a momentum
 encoder, a queue) are never part of what `save_pretrained` writes.
 """
-import json
-import os
-import pathlib
-import shutil
-import tempfile
-
 import keras
 import numpy as np
 import tensorflow as tf
 
+from tf_esimcse import encoder_files
 from tf_esimcse.api_export import tf_esimcse_export
-from tf_esimcse.backbones import ENCODER_CONFIG_FILE, load_backbone, resolve_source
-from tf_esimcse.errors import ModelLoadError
+from tf_esimcse.encoder_files import POOLER_WEIGHTS_FILE  # noqa: F401 (kept importable from here)
+from tf_esimcse.encoder_files import default_pooler_for  # noqa: F401 (kept importable from here)
 from tf_esimcse.layers.matmul_precision import matmul_precision
 from tf_esimcse.layers.pooler import Pooler, check_pooler_type, pooler_needs_hidden_states
 from tf_esimcse.layers.sentence_preprocessor import SentencePreprocessor, trim_to_longest
-
-POOLER_WEIGHTS_FILE = "pooler.weights.h5"
-
-
-def default_pooler_for(location):
-    """The pooler a checkpoint was trained for: ours (tf_esimcse.json), sentence-transformers'
-    1_Pooling/config.json (mean -> avg, cls -> cls_before_pooler), else SimCSE's release
-    default `cls_before_pooler`."""
-    path = pathlib.Path(location)
-    ours = path / ENCODER_CONFIG_FILE
-    if ours.is_file():
-        return json.loads(ours.read_text()).get("pooler_type", "cls_before_pooler")
-    st = path / "1_Pooling" / "config.json"
-    if st.is_file():
-        cfg = json.loads(st.read_text())
-        if cfg.get("pooling_mode_mean_tokens"):
-            return "avg"
-        if cfg.get("pooling_mode_cls_token"):
-            return "cls_before_pooler"
-    return "cls_before_pooler"
 
 
 @tf_esimcse_export("SentenceEncoder")
@@ -47,7 +22,7 @@ class SentenceEncoder(keras.Model):
     """A BERT backbone plus a `Pooler` (plus L2 normalisation): sentence embeddings.
 
     Args:
-        backbone: a `tf_esimcse.BertEncoder` (keras-hub `BertBackbone` compatible).
+        backbone: a `tf_esimcse.BertEncoder` (see `tf_esimcse.backbones` to load one).
         pooler_type: str. See `Pooler`. Defaults to `"cls_before_pooler"`.
         mlp_only_train: bool. With `pooler_type="cls"`, use the MLP head only in training.
         first_layer: int. See `Pooler`. Defaults to `1`.
@@ -246,46 +221,20 @@ class SentenceEncoder(keras.Model):
 
     # ------------------------------------------------------------------ save / load
     def save_pretrained(self, path):
-        """Write a self-contained model directory (a keras-hub preset plus `tf_esimcse.json`).
+        """Write a self-contained model directory: a standard keras-hub `BertBackbone` preset,
+        the tokenizer, `tf_esimcse.json` and (pooler `cls`) the head's weights.
 
-        The directory is written next to `path` and moved into place in one rename, so a crash
-        never leaves a half-written model where a good one was.
+        See `tf_esimcse.encoder_files` for the format. The directory is written next to `path`
+        and moved into place in one rename, so a crash never leaves a half-written model where
+        a good one was.
+
+        Args:
+            path: str or path. The model directory (replaced if it exists).
+
+        Returns:
+            The absolute `pathlib.Path` of the directory.
         """
-        path = pathlib.Path(path).resolve()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-        try:
-            backbone = self.backbone
-            if backbone.output_hidden_states:
-                backbone = backbone.with_settings(output_hidden_states=False)
-            backbone.save_to_preset(str(tmp))
-            if self.preprocessor is not None:
-                self.preprocessor.tokenizer.save_to_preset(str(tmp))
-            pooler_type = self.inference_settings()
-            settings = {
-                "pooler_type": pooler_type,
-                "first_layer": self.first_layer,
-                "normalize": self.normalize,
-                "sequence_length": self.preprocessor.sequence_length if self.preprocessor else None,
-                "activation": self.backbone.activation,
-                "format": "tf_esimcse/1",
-            }
-            if pooler_type == "cls":
-                keras.saving.save_weights(self.pooler, str(tmp / POOLER_WEIGHTS_FILE))
-            (tmp / ENCODER_CONFIG_FILE).write_text(json.dumps(settings, indent=2) + "\n")
-            old = None
-            if path.exists():
-                old = path.with_name(f".{path.name}.old")
-                if old.exists():
-                    shutil.rmtree(old)
-                os.replace(path, old)
-            os.replace(tmp, path)
-            if old is not None:
-                shutil.rmtree(old)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        return path
+        return encoder_files.save_sentence_encoder(self, path)
 
     @classmethod
     def from_pretrained(
@@ -302,45 +251,19 @@ class SentenceEncoder(keras.Model):
             sequence_length: int or None. Tokenizer truncation length; `None` uses the saved
                 one, else 32.
             dropout: float or None. Override the backbone's dropout.
+            normalize: bool. L2-normalise the embeddings. Defaults to `True`.
+            mlp_only_train: bool. With `pooler_type="cls"`, use the MLP head only in training.
             inference_length: int or None. Truncation for `encode()`/evaluation/export; `None`
                 = the backbone's max length (no truncation in practice, as SimCSE evaluates).
             first_layer: int or None. `avg_first_last`'s first hidden state (see `Pooler`).
             fast_dropout: bool. Dropout masks from a counter hash inside XLA-compiled steps
                 (`BertEncoder`'s default) or Keras' Philox everywhere (`False`).
+
+        Returns:
+            A `SentenceEncoder` (an instance of `cls`).
         """
-        kind, location = resolve_source(source)
-        settings = {}
-        if kind != "preset_name" and (pathlib.Path(location) / ENCODER_CONFIG_FILE).is_file():
-            settings = json.loads((pathlib.Path(location) / ENCODER_CONFIG_FILE).read_text())
-        if pooler_type is None:
-            pooler_type = default_pooler_for(location) if kind != "preset_name" else "cls_before_pooler"
-        check_pooler_type(pooler_type)
-        if sequence_length is None:
-            sequence_length = settings.get("sequence_length") or 32
-        backbone, tokenizer = load_backbone(
-            location if kind != "preset_name" else source,
-            dropout=dropout,
-            output_hidden_states=pooler_needs_hidden_states(pooler_type),
-            fast_dropout=fast_dropout,
+        return encoder_files.load_sentence_encoder(
+            cls, source, pooler_type=pooler_type, sequence_length=sequence_length, dropout=dropout,
+            normalize=normalize, mlp_only_train=mlp_only_train, inference_length=inference_length,
+            first_layer=first_layer, fast_dropout=fast_dropout,
         )
-        encoder = cls(
-            backbone,
-            pooler_type=pooler_type,
-            mlp_only_train=mlp_only_train,
-            first_layer=first_layer if first_layer is not None else settings.get("first_layer", 1),
-            normalize=normalize,
-            preprocessor=SentencePreprocessor(tokenizer, sequence_length=sequence_length),
-            inference_length=inference_length,
-        )
-        weights = pathlib.Path(location) / POOLER_WEIGHTS_FILE
-        if pooler_type == "cls":
-            if kind != "preset_name" and weights.is_file():
-                keras.saving.load_weights(encoder.pooler, str(weights))
-            elif settings and not mlp_only_train:
-                raise ModelLoadError(f"{location}: pooler 'cls' needs {POOLER_WEIGHTS_FILE}, which is missing.")
-            elif not mlp_only_train and not settings:
-                # A Hugging Face / keras-hub checkpoint: its BERT pooler (dense + tanh on [CLS]) is
-                # the "cls" head; released SimCSE models store their MLP there. Training with
-                # mlp_only_train keeps SimCSE's freshly initialised MLP instead.
-                encoder.pooler.mlp.set_weights(encoder.backbone.pooled_dense.get_weights())
-        return encoder

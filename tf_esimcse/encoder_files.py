@@ -1,0 +1,152 @@
+"""The on-disk format of a `SentenceEncoder`: what `save_pretrained` writes and `from_pretrained` reads.
+
+A saved encoder is a directory holding
+
+* a standard keras-hub `BertBackbone` preset (``config.json``, ``metadata.json``,
+  ``model.weights.h5``), written by `keras_hub.models.BertBackbone.save_to_preset` through
+  `tf_esimcse.backbones.to_keras_hub_backbone`: `keras_hub.models.BertBackbone.from_preset(dir)`
+  loads it in a process without tf_esimcse;
+* the tokenizer, as a keras-hub `BertTokenizer` (``tokenizer.json`` and ``assets/``);
+* ``tf_esimcse.json``: what keras-hub's files have no place for (the feed-forward activation, the
+  pooler, the training truncation length) and a format tag;
+* ``pooler.weights.h5``: the MLP head's weights, for the `cls` pooler only.
+
+`from_pretrained` reads such a directory, a Hugging Face BERT directory, a keras-hub preset
+(directory or name) or a directory written by an earlier tf_esimcse, all through
+`tf_esimcse.backbones.load_backbone`.
+"""
+import json
+import os
+import pathlib
+import shutil
+import tempfile
+
+import keras
+import keras_hub
+
+from tf_esimcse.backbones import ENCODER_CONFIG_FILE
+from tf_esimcse.backbones import load_backbone
+from tf_esimcse.backbones import resolve_source
+from tf_esimcse.backbones import to_keras_hub_backbone
+from tf_esimcse.errors import ModelLoadError
+from tf_esimcse.layers.pooler import check_pooler_type
+from tf_esimcse.layers.pooler import pooler_needs_hidden_states
+from tf_esimcse.layers.sentence_preprocessor import SentencePreprocessor
+
+POOLER_WEIGHTS_FILE = "pooler.weights.h5"
+FORMAT = "tf_esimcse/1"
+
+
+def default_pooler_for(location):
+    """The pooler a checkpoint was trained for: ours (tf_esimcse.json), sentence-transformers'
+    1_Pooling/config.json (mean -> avg, cls -> cls_before_pooler), else SimCSE's release
+    default `cls_before_pooler`."""
+    path = pathlib.Path(location)
+    ours = path / ENCODER_CONFIG_FILE
+    if ours.is_file():
+        return json.loads(ours.read_text()).get("pooler_type", "cls_before_pooler")
+    st = path / "1_Pooling" / "config.json"
+    if st.is_file():
+        cfg = json.loads(st.read_text())
+        if cfg.get("pooling_mode_mean_tokens"):
+            return "avg"
+        if cfg.get("pooling_mode_cls_token"):
+            return "cls_before_pooler"
+    return "cls_before_pooler"
+
+
+def standard_tokenizer(tokenizer):
+    """`tokenizer` as a plain keras-hub `BertTokenizer` (the same vocabulary and settings), so
+    that its preset files load without tf_esimcse; other tokenizers are returned unchanged."""
+    if isinstance(tokenizer, keras_hub.models.BertTokenizer) and type(tokenizer) is not keras_hub.models.BertTokenizer:
+        config = tokenizer.get_config()
+        config.pop("name", None)
+        config["vocabulary"] = tokenizer.get_vocabulary()
+        return keras_hub.models.BertTokenizer.from_config(config)
+    return tokenizer
+
+
+def save_sentence_encoder(encoder, path):
+    """Write `encoder` as a model directory at `path` (see the module docstring); returns the
+    absolute path.
+
+    The directory is written next to `path` and moved into place in one rename, so a crash
+    never leaves a half-written model where a good one was.
+    """
+    path = pathlib.Path(path).resolve()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        to_keras_hub_backbone(encoder.backbone).save_to_preset(str(tmp))
+        if encoder.preprocessor is not None:
+            standard_tokenizer(encoder.preprocessor.tokenizer).save_to_preset(str(tmp))
+        pooler_type = encoder.inference_settings()
+        settings = {
+            "pooler_type": pooler_type,
+            "first_layer": encoder.first_layer,
+            "normalize": encoder.normalize,
+            "sequence_length": encoder.preprocessor.sequence_length if encoder.preprocessor else None,
+            "activation": encoder.backbone.activation,
+            "format": FORMAT,
+        }
+        if pooler_type == "cls":
+            keras.saving.save_weights(encoder.pooler, str(tmp / POOLER_WEIGHTS_FILE))
+        (tmp / ENCODER_CONFIG_FILE).write_text(json.dumps(settings, indent=2) + "\n")
+        old = None
+        if path.exists():
+            old = path.with_name(f".{path.name}.old")
+            if old.exists():
+                shutil.rmtree(old)
+            os.replace(path, old)
+        os.replace(tmp, path)
+        if old is not None:
+            shutil.rmtree(old)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return path
+
+
+def load_sentence_encoder(
+    cls, source="default", pooler_type=None, sequence_length=None, dropout=None, normalize=True,
+    mlp_only_train=False, inference_length=None, first_layer=None, fast_dropout=True,
+):
+    """Build a `cls` (a `SentenceEncoder` class) from `source`; the body of
+    `SentenceEncoder.from_pretrained`, whose docstring describes the arguments."""
+    kind, location = resolve_source(source)
+    settings = {}
+    if kind != "preset_name" and (pathlib.Path(location) / ENCODER_CONFIG_FILE).is_file():
+        settings = json.loads((pathlib.Path(location) / ENCODER_CONFIG_FILE).read_text())
+    saved_encoder = "pooler_type" in settings  # by save_pretrained (a backbone preset only has "activation")
+    if pooler_type is None:
+        pooler_type = default_pooler_for(location) if kind != "preset_name" else "cls_before_pooler"
+    check_pooler_type(pooler_type)
+    if sequence_length is None:
+        sequence_length = settings.get("sequence_length") or 32
+    backbone, tokenizer = load_backbone(
+        location if kind != "preset_name" else source,
+        dropout=dropout,
+        output_hidden_states=pooler_needs_hidden_states(pooler_type),
+        fast_dropout=fast_dropout,
+    )
+    encoder = cls(
+        backbone,
+        pooler_type=pooler_type,
+        mlp_only_train=mlp_only_train,
+        first_layer=first_layer if first_layer is not None else settings.get("first_layer", 1),
+        normalize=normalize,
+        preprocessor=SentencePreprocessor(tokenizer, sequence_length=sequence_length),
+        inference_length=inference_length,
+    )
+    weights = pathlib.Path(location) / POOLER_WEIGHTS_FILE
+    if pooler_type == "cls":
+        if kind != "preset_name" and weights.is_file():
+            keras.saving.load_weights(encoder.pooler, str(weights))
+        elif saved_encoder and not mlp_only_train:
+            raise ModelLoadError(f"{location}: pooler 'cls' needs {POOLER_WEIGHTS_FILE}, which is missing.")
+        elif not mlp_only_train and not saved_encoder:
+            # A Hugging Face / keras-hub checkpoint: its BERT pooler (dense + tanh on [CLS]) is
+            # the "cls" head; released SimCSE models store their MLP there. Training with
+            # mlp_only_train keeps SimCSE's freshly initialised MLP instead.
+            encoder.pooler.mlp.set_weights(encoder.backbone.pooled_dense.get_weights())
+    return encoder
