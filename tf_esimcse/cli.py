@@ -79,7 +79,7 @@ def _load_encoder(args):
 def cmd_evaluate(args):
     from tf_esimcse.data.senteval import read_stsb, resolve_senteval_dir
     from tf_esimcse.evaluation.sts import evaluate_sts, format_table, length_split_spearman
-    from tf_esimcse.training import write_json_atomic
+    from tf_esimcse.atomic_files import write_json_atomic
 
     resolve_senteval_dir(args.data_dir)  # fail before loading a model
     encoder = _load_encoder(args)

@@ -21,10 +21,10 @@ write_summary("saved_models/unsup_esimcse", results, command=sys.argv)
 """
 import json
 import math
-import os
 import pathlib
 import shlex
-import tempfile
+
+from tf_esimcse.atomic_files import write_text_atomic
 
 __all__ = ["summarize_seeds", "write_summary", "format_markdown"]
 
@@ -216,21 +216,6 @@ def format_markdown(summary, command=None):
     return "\n".join(lines) + "\n"
 
 
-def _write_atomic(path, text):
-    path = pathlib.Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-
-
 def write_summary(output_dir, results, command=None):
     """Summarise per-seed results and write `summary.json` and `summary.md` to `output_dir`.
 
@@ -252,7 +237,7 @@ def write_summary(output_dir, results, command=None):
         command = shlex.join(str(part) for part in command)
     summary = summarize_seeds(results)
     summary["command"] = command
-    _write_atomic(output_dir / "summary.json",
+    write_text_atomic(output_dir / "summary.json",
                   json.dumps(summary, indent=2, allow_nan=False, ensure_ascii=False) + "\n")
-    _write_atomic(output_dir / "summary.md", format_markdown(summary, command))
+    write_text_atomic(output_dir / "summary.md", format_markdown(summary, command))
     return summary

@@ -18,6 +18,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tf_esimcse.atomic_files import write_json_atomic  # noqa: F401 (also imported from here)
 from tf_esimcse.backup import AtomicBackupAndRestore
 from tf_esimcse.config import TrainConfig, add_config_flags, default_data_dir, parse_config  # noqa: F401
 from tf_esimcse.data.corpus import load_sentences
@@ -72,14 +73,6 @@ def check_data_dir(data_dir, corpus):
         from tf_esimcse.errors import DataError
 
         raise DataError("no brown/ folder here (the default corpus); pass --corpus FILE or fix --data-dir", path=data_dir)
-
-
-def write_json_atomic(path, obj):
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
 
 
 def resolve_jit(setting, strategy=None):
