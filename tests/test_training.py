@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 from test_recipes import _argv, _scalars, load_recipe, workspace  # noqa: F401  (fixture)
-from tf_esimcse.errors import TrainingDiverged
 from tf_esimcse.training import main_guard
 
 

@@ -11,7 +11,6 @@ holding `model/` and `results.json`: its `model/` is used), a Hugging Face BERT 
 keras-hub preset directory or name, or "default" (the offline all-MiniLM-L6-v2).
 """
 import argparse
-import json
 import os
 import pathlib
 import sys

@@ -1,6 +1,5 @@
 """`SimCSE` and `SupervisedSimCSE`: `ContrastiveModel`s with the SimCSE objectives, built from flat
 settings (the API of README: `SimCSE(encoder, temperature=0.05)` then `model.fit(dataset)`)."""
-import keras
 
 from tf_esimcse.api_export import tf_esimcse_export
 from tf_esimcse.models.contrastive_model import ContrastiveModel
@@ -35,9 +34,9 @@ class _FlatSettingsModel(ContrastiveModel):
         return self.objective.loss_terms(self.encoder, None, embeddings, None, training=False)["contrastive"]
 
     def get_config(self):
+        config = super().get_config()
+        config.pop("objective")  # rebuilt from the flat settings
         objective = self.objective.get_config()
-        config = {"name": self.name, "encoder": keras.saving.serialize_keras_object(self.encoder),
-                  "max_grad_norm": self.max_grad_norm, "steps_per_data_epoch": self.steps_per_data_epoch}
         config.update({k: objective[k] for k in self.objective_settings})
         return config
 
