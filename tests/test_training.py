@@ -29,6 +29,10 @@ def test_two_seeds_give_two_runs_and_one_summary(workspace, tmp_path):  # noqa: 
     assert avg["mean"] == pytest.approx(np.mean(per_seed), abs=1e-6)
     assert avg["std"] == pytest.approx(np.std(per_seed, ddof=1), abs=1e-6)
     assert "Avg." in (output_dir / "summary.md").read_text()
+    # Every run carries ESimCSE's length split, and the summary averages it.
+    split = json.loads((output_dir / "seed_3" / "results.json").read_text())["test"]["length_split"]
+    assert split["n_short"] + split["n_long"] > 0 and split["unit"] == "wordpiece tokens"
+    assert "length diff" in (output_dir / "summary.md").read_text()
 
     # A second call skips the finished seeds and rewrites the same summary.
     again = recipe.main(_argv(workspace, output_dir, **{"seeds": "3,4", "steps": 2}))

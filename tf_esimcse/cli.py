@@ -76,8 +76,8 @@ def _load_encoder(args):
 
 
 def cmd_evaluate(args):
-    from tf_esimcse.data.senteval import read_stsb, resolve_senteval_dir
-    from tf_esimcse.evaluation.sts import evaluate_sts, format_table, length_split_spearman
+    from tf_esimcse.data.senteval import resolve_senteval_dir
+    from tf_esimcse.evaluation.sts import encoder_length_split, evaluate_sts, format_length_split, format_table
     from tf_esimcse.atomic_files import write_json_atomic
 
     resolve_senteval_dir(args.data_dir)  # fail before loading a model
@@ -93,17 +93,8 @@ def cmd_evaluate(args):
     print(f"STS-B dev {results['stsb_dev']:.2f}  alignment {results['alignment']:.4f}  "
           f"uniformity {results['uniformity']:.4f}")
     if args.length_split:
-        tokenizer = encoder.inference_preprocessor  # lengths before any max_len truncation
-
-        def count_tokens(sentence):
-            return int(tokenizer.tokenize([sentence]).row_lengths()[0])
-
-        split = length_split_spearman(encode, count_tokens, read_stsb(args.data_dir, "test"),
-                                      threshold=args.length_threshold)
-        results["length_split"] = dict(split, threshold=args.length_threshold, unit="wordpiece tokens")
-        print(f"STS-B test by length difference (tokens): <= {args.length_threshold}: "
-              f"{split['short_diff']:.2f} (n={split['n_short']})   > {args.length_threshold}: "
-              f"{split['long_diff']:.2f} (n={split['n_long']})")
+        results["length_split"] = encoder_length_split(encoder, encode, args.data_dir, threshold=args.length_threshold)
+        print(format_length_split(results["length_split"]))
     if args.output:
         write_json_atomic(args.output, results)
         print(f"wrote {args.output}")

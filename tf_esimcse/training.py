@@ -26,7 +26,7 @@ from tf_esimcse.data.senteval import resolve_senteval_dir
 from tf_esimcse.environment import environment_info
 from tf_esimcse.errors import TfEsimcseError, TrainingDiverged
 from tf_esimcse.evaluation.callbacks import STSEvaluationCallback
-from tf_esimcse.evaluation.sts import evaluate_sts, format_table
+from tf_esimcse.evaluation.sts import encoder_length_split, evaluate_sts, format_length_split, format_table
 from tf_esimcse.layers.pooler import check_pooler_type
 from tf_esimcse.models.contrastive_model import ContrastiveModel
 from tf_esimcse.models.sentence_encoder import SentenceEncoder
@@ -259,9 +259,13 @@ def run_training(config, build_objective, build_dataset, load_examples=load_corp
     if config.final_eval:
         # Evaluate what was saved, reloaded as a user would load it (inference pooler).
         eval_encoder = SentenceEncoder.from_pretrained(model_dir)
-        scores = evaluate_sts(lambda s: eval_encoder.encode(s, batch_size=128, verbose=0), config.data_dir)
+        encode = lambda s: eval_encoder.encode(s, batch_size=128, verbose=0)  # noqa: E731
+        scores = evaluate_sts(encode, config.data_dir)
+        # ESimCSE's length-bias check (its Table 1), so every run and seed summary carries it.
+        scores["length_split"] = encoder_length_split(eval_encoder, encode, config.data_dir)
         results["test"] = scores
         print(format_table(scores))
+        print(format_length_split(scores["length_split"]))
     write_json_atomic(output_dir / "results.json", results)
     print(f"saved encoder to {model_dir}; results in {output_dir / 'results.json'}")
     return results

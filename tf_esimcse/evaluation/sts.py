@@ -336,3 +336,30 @@ def length_split_spearman(encode_fn, count_tokens_fn, pairs, threshold=3):
         "n_short": int(short.sum()),
         "n_long": int((~short).sum()),
     }
+
+
+def encoder_length_split(encoder, encode_fn, data_dir, threshold=3):
+    """`length_split_spearman` on STS-B test for a `SentenceEncoder`, lengths in the encoder's
+    own word-piece tokens before any max_len truncation.
+
+    Returns:
+        The split's dict plus `"threshold"` and `"unit"`, as stored in `results.json`.
+    """
+    tokenizer = encoder.inference_preprocessor
+    counts = {}
+
+    def count_tokens(sentence):
+        if sentence not in counts:
+            counts[sentence] = int(tokenizer.tokenize([sentence]).row_lengths()[0])
+        return counts[sentence]
+
+    split = length_split_spearman(encode_fn, count_tokens, senteval.read_stsb(data_dir, "test"),
+                                  threshold=threshold)
+    return dict(split, threshold=int(threshold), unit="wordpiece tokens")
+
+
+def format_length_split(split):
+    """One line for the console: both groups' Spearman and sizes."""
+    t = split["threshold"]
+    return (f"STS-B test by length difference (tokens): <= {t}: {split['short_diff']:.2f} (n={split['n_short']})"
+            f"   > {t}: {split['long_diff']:.2f} (n={split['n_long']})")
