@@ -56,7 +56,7 @@ def _view_shape(view):
     return int(view["token_ids"].shape[0]), int(view["token_ids"].shape[1])
 
 
-def _recipe_workload(recipe_name, config_name, encoder, sentences, args):
+def _recipe_workload(recipe_name, config_name, encoder, sentences, args, extra_flags=()):
     """The training model and batches exactly as `recipes/<recipe_name>.py` builds them: its
     config (defaults, with this benchmark's batch size, seed, temperature and padding), its
     `build_objective` and `build_dataset`, and `ContrastiveModel` with the config's clipping
@@ -67,7 +67,7 @@ def _recipe_workload(recipe_name, config_name, encoder, sentences, args):
     config = recipe.parse_config(getattr(recipe, config_name), [
         "--batch-size", str(args.batch_size), "--seed", str(args.seed), "--temperature", str(args.temperature),
         "--max-len", str(args.max_len), "--max-grad-norm", str(args.max_grad_norm),
-        "--dynamic-padding" if args.dynamic_padding else "--no-dynamic-padding",
+        "--dynamic-padding" if args.dynamic_padding else "--no-dynamic-padding", *extra_flags,
     ])
     model = ContrastiveModel(encoder, recipe.build_objective(config), max_grad_norm=config.max_grad_norm or None)
     return model, recipe.build_dataset(sentences, encoder.preprocessor, config)
@@ -90,10 +90,11 @@ def build_simcse(encoder, sentences, args):
     return Workload(model, dataset, lambda batch: _view_shape(batch)[0], flops, formula)
 
 
-def build_esimcse(encoder, sentences, args):
-    """ESimCSE: anchor + word-repeated positive in one 2N-row forward/backward, plus the momentum
-    encoder's forward of the N anchors (no backward) and the queue's extra logits."""
-    model, dataset = _recipe_workload("unsup_esimcse", "ESimCSEConfig", encoder, sentences, args)
+def build_esimcse(encoder, sentences, args, extra_flags=()):
+    """ESimCSE: anchor + word-repeated positive (one 2N-row forward/backward when both views have
+    one width, else one pass per width), plus the momentum encoder's forward of the N anchors
+    (no backward) and the queue's extra logits."""
+    model, dataset = _recipe_workload("unsup_esimcse", "ESimCSEConfig", encoder, sentences, args, extra_flags)
     dims = common.BertDims(encoder.backbone)
     head_dim = encoder.hidden_dim if encoder.pooler_type == "cls" else 0
 
@@ -102,18 +103,25 @@ def build_esimcse(encoder, sentences, args):
     def flops(batch):
         n, t_anchor = _view_shape(batch["anchor"])
         _, t_pos = _view_shape(batch["positive"])
-        t = max(t_anchor, t_pos)  # both views are padded to a common width in one forward
-        online = common.training_flops(dims, 2 * n, t, head_rows=2 * n, head_dim=head_dim, first_token_only=first)
+        online = (common.training_flops(dims, n, t_anchor, head_rows=n, head_dim=head_dim, first_token_only=first)
+                  + common.training_flops(dims, n, t_pos, head_rows=n, head_dim=head_dim, first_token_only=first))
         momentum = common.forward_flops(dims, n, t_anchor, first_token_only=first) + 2.0 * n * head_dim ** 2
         return online + momentum
 
-    formula = ("3 x forward(2N x T) + MLP head, plus 1 x forward(N x T) of the momentum encoder "
-               "(no backward); similarity/queue logits ignored")
+    formula = ("3 x forward(N x T_anchor + N x T_positive) + MLP head, plus 1 x forward(N x T_anchor) of the "
+               "momentum encoder (no backward); similarity/queue logits ignored")
     return Workload(model, dataset, lambda batch: _view_shape(batch["anchor"])[0], flops, formula)
 
 
+def build_esimcse_official(encoder, sentences, args):
+    """ESimCSE with the official code's repetition: sub-word rule, positives kept up to
+    max_len + 9 tokens (not re-truncated), so the positive view is wider than the anchor."""
+    return build_esimcse(encoder, sentences, args, extra_flags=(
+        "--repetition-mode", "official_subword", "--positive-max-len", str(args.max_len + 9)))
+
+
 # name -> build function; `--models simcse,esimcse` times both in one run and prints the ratio.
-MODELS = {"simcse": build_simcse, "esimcse": build_esimcse}
+MODELS = {"simcse": build_simcse, "esimcse": build_esimcse, "esimcse_official": build_esimcse_official}
 
 
 def parse_args(argv=None):

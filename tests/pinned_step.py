@@ -81,10 +81,14 @@ def run_method(method, model_dir, make_model):
     for batch in data:
         if method == "simcse":
             x = batch["anchor"]
-        elif method == "supervised":
-            x = batch
         else:
-            x = {"anchor": batch["anchor"], "positive": batch["positive"]}
+            x = batch if method == "supervised" else {"anchor": batch["anchor"], "positive": batch["positive"]}
+            # Views padded to one width, as the pinned (old) step padded them together before its
+            # single forward pass; padding changes no output (today's step would otherwise run
+            # one pass per width, drawing other dropout seeds).
+            width = max(v["token_ids"].shape[1] for v in x.values())
+            x = {name: {k: np.pad(a, [(0, 0), (0, width - a.shape[1])]) for k, a in view.items()}
+                 for name, view in x.items()}
         x = tf.nest.map_structure(tf.constant, x)
         model.reset_metrics()  # per-step loss, not a running mean
         logs = model.train_on_batch(x, return_dict=True)

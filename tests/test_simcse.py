@@ -83,7 +83,7 @@ def test_test_step_loss_matches_numpy(simcse):
 def test_supervised_test_step_matches_numpy(model_dir):
     model = _simcse(model_dir, temperature=0.1, alpha=2.0)
     model.compile(optimizer="adam")
-    # Three views of different widths: concat_views pads them to one length.
+    # Three views of different widths: one forward pass per width (see embed_views).
     views = {
         "anchor": _batch(model, TINY_SENTENCES[:4]),
         "positive": _batch(model, TINY_SENTENCES[4:]),
@@ -94,6 +94,30 @@ def test_supervised_test_step_matches_numpy(model_dir):
     za, zp, zn = (_embed(model, views[k]) for k in ("anchor", "positive", "negative"))
     expected = numpy_info_nce(za, zp, temperature=0.1, hard_negatives=zn, alpha=2.0)
     assert loss == pytest.approx(expected, rel=1e-4, abs=1e-5)
+
+
+def test_views_of_different_widths_are_not_padded_to_the_longest(model_dir):
+    model = _simcse(model_dir, alpha=1.0)
+    short = _batch(model, TINY_SENTENCES[:4])
+    width = int(short["token_ids"].shape[1])
+    long = {k: tf.pad(v, [[0, 0], [0, 5]]) for k, v in _batch(model, TINY_SENTENCES[4:8]).items()}
+    seen = []
+    call = model.encoder.call
+
+    def spy(inputs, *args, **kwargs):
+        seen.append(tuple(inputs["token_ids"].shape))
+        return call(inputs, *args, **kwargs)
+
+    model.encoder.call = spy
+    try:
+        za, zp, zn = model.embed_views({"anchor": short, "positive": long, "negative": short}, training=False)
+    finally:
+        model.encoder.call = call
+    # anchor and negative share one pass at their own width; the wider positive gets its own.
+    assert sorted(seen) == sorted([(8, width), (4, int(long["token_ids"].shape[1]))])
+    np.testing.assert_allclose(to_numpy(za), _embed(model, short), atol=1e-5)
+    np.testing.assert_allclose(to_numpy(zp), _embed(model, long), atol=1e-5)
+    np.testing.assert_allclose(to_numpy(zn), _embed(model, short), atol=1e-5)
 
 
 @pytest.fixture(scope="module")

@@ -91,12 +91,28 @@ class ContrastiveModel(keras.Model):
 
     # --- the step ---------------------------------------------------------------------------
     def embed_views(self, x, training=True):
-        """Encode the objective's views of `x` in ONE forward pass (dropout masks differ per row)
-        and split them back: a list of (batch, dim) embeddings."""
+        """Encode the objective's views of `x` and return a list of (batch, dim) embeddings.
+
+        Views of one width (the usual case) go through ONE forward pass, concatenated along the
+        batch (dropout masks differ per row). Views of different static widths (ESimCSE's
+        positives kept up to max_len + 9 tokens, as the official code keeps them) get one pass
+        per width, so the shorter views are not padded to the longest: padding changes no
+        output, only the cost. Each pass draws its own dropout seeds.
+        """
         views = self.objective.views(x)
-        sizes = [tf.shape(v["token_ids"])[0] for v in views]
-        embeddings = self.encoder(concat_views(views), training=training)
-        return tf.split(embeddings, sizes, axis=0)
+        groups = {}
+        for i, view in enumerate(views):
+            groups.setdefault(view["token_ids"].shape[1], []).append(i)
+        if len(groups) == 1 or None in groups:
+            groups = {None: list(range(len(views)))}
+        out = [None] * len(views)
+        for members in groups.values():
+            part = [views[i] for i in members]
+            sizes = [tf.shape(v["token_ids"])[0] for v in part]
+            embeddings = self.encoder(concat_views(part), training=training)
+            for i, emb in zip(members, tf.split(embeddings, sizes, axis=0)):
+                out[i] = emb
+        return out
 
     def _total(self, terms):
         total = None
