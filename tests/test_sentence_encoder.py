@@ -393,3 +393,26 @@ def test_encode_bfloat16_precision(avg_encoder):
     np.testing.assert_array_equal(avg_encoder.encode(TINY_SENTENCES, verbose=0), exact)
     with pytest.raises(ValueError, match="matmul precision"):
         avg_encoder.encode(TINY_SENTENCES, precision="float16")
+
+
+def test_trained_cls_head_starts_fresh_but_released_checkpoints_keep_their_pooler(model_dir, tmp_path):
+    """SimCSE's training code initialises its MLP head N(0, 0.02) with zero bias; BERT's
+    pretrained tanh pooler is only the head of released checkpoints evaluated as they are."""
+    evaluated = tiny_encoder(model_dir, pooler_type="cls")
+    bert_pooler = [to_numpy(w) for w in evaluated.backbone.pooled_dense.weights]
+    for got, want in zip(evaluated.pooler.mlp.get_weights(), bert_pooler):
+        np.testing.assert_array_equal(got, want)
+
+    keras.utils.set_random_seed(7)
+    trained = tiny_encoder(model_dir, pooler_type="cls", fresh_mlp=True)
+    kernel, bias = trained.pooler.mlp.get_weights()
+    assert not np.allclose(kernel, bert_pooler[0])
+    np.testing.assert_array_equal(bias, np.zeros_like(bias))
+    assert abs(kernel.mean()) < 0.005 and 0.015 < kernel.std() < 0.025  # N(0, 0.02), H^2 draws
+
+    # Our own saves keep the trained head; fresh_mlp discards it.
+    trained.pooler.mlp.set_weights([kernel + 1.0, bias + 1.0])
+    trained.save_pretrained(tmp_path / "saved")
+    np.testing.assert_allclose(tiny_encoder(tmp_path / "saved", pooler_type="cls").pooler.mlp.get_weights()[1], 1.0)
+    again = tiny_encoder(tmp_path / "saved", pooler_type="cls", fresh_mlp=True)
+    np.testing.assert_array_equal(again.pooler.mlp.get_weights()[1], 0.0)

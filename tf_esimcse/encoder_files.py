@@ -109,7 +109,7 @@ def save_sentence_encoder(encoder, path):
 
 def load_sentence_encoder(
     cls, source="default", pooler_type=None, sequence_length=None, dropout=None, normalize=True,
-    mlp_only_train=False, inference_length=None, first_layer=None, fast_dropout=True,
+    mlp_only_train=False, inference_length=None, first_layer=None, fast_dropout=True, fresh_mlp=False,
 ):
     """Build a `cls` (a `SentenceEncoder` class) from `source`; the body of
     `SentenceEncoder.from_pretrained`, whose docstring describes the arguments."""
@@ -139,14 +139,14 @@ def load_sentence_encoder(
         inference_length=inference_length,
     )
     weights = pathlib.Path(location) / POOLER_WEIGHTS_FILE
-    if pooler_type == "cls":
+    if pooler_type == "cls" and not fresh_mlp:
         if kind != "preset_name" and weights.is_file():
             keras.saving.load_weights(encoder.pooler, str(weights))
         elif saved_encoder and not mlp_only_train:
             raise ModelLoadError(f"{location}: pooler 'cls' needs {POOLER_WEIGHTS_FILE}, which is missing.")
         elif not mlp_only_train and not saved_encoder:
             # A Hugging Face / keras-hub checkpoint: its BERT pooler (dense + tanh on [CLS]) is
-            # the "cls" head; released SimCSE models store their MLP there. Training with
-            # mlp_only_train keeps SimCSE's freshly initialised MLP instead.
+            # the "cls" head; released SimCSE models store their MLP there. Training
+            # (fresh_mlp, or mlp_only_train) keeps SimCSE's freshly initialised MLP instead.
             encoder.pooler.mlp.set_weights(encoder.backbone.pooled_dense.get_weights())
     return encoder

@@ -167,6 +167,7 @@ def run_training(config, build_objective, build_dataset, load_examples=load_corp
         encoder = SentenceEncoder.from_pretrained(
             config.model, pooler_type=config.pooler, sequence_length=config.max_len,
             dropout=config.dropout, mlp_only_train=config.mlp_only_train, fast_dropout=config.fast_dropout,
+            fresh_mlp=True,  # a trained head starts from N(0, 0.02), as the official code's
         )
         model = ContrastiveModel(
             encoder, build_objective(config), max_grad_norm=config.max_grad_norm or None,

@@ -239,7 +239,7 @@ class SentenceEncoder(keras.Model):
     @classmethod
     def from_pretrained(
         cls, source="default", pooler_type=None, sequence_length=None, dropout=None, normalize=True, mlp_only_train=False,
-        inference_length=None, first_layer=None, fast_dropout=True,
+        inference_length=None, first_layer=None, fast_dropout=True, fresh_mlp=False,
     ):
         """Load an encoder from a local HF directory, a keras-hub preset (dir or name), or a
         directory written by `save_pretrained`.
@@ -258,6 +258,12 @@ class SentenceEncoder(keras.Model):
             first_layer: int or None. `avg_first_last`'s first hidden state (see `Pooler`).
             fast_dropout: bool. Dropout masks from a counter hash inside XLA-compiled steps
                 (`BertEncoder`'s default) or Keras' Philox everywhere (`False`).
+            fresh_mlp: bool. With `pooler_type="cls"`: start the MLP head from N(0, 0.02)
+                weights and zero biases, as SimCSE's training code does, ignoring any head in
+                `source`. `False` (default) loads the head to evaluate or use a checkpoint:
+                ours from `pooler.weights.h5`; a Hugging Face / keras-hub checkpoint's BERT
+                pooler (where released SimCSE models store their MLP). The recipes pass `True`:
+                a head that is trained starts fresh.
 
         Returns:
             A `SentenceEncoder` (an instance of `cls`).
@@ -265,5 +271,5 @@ class SentenceEncoder(keras.Model):
         return encoder_files.load_sentence_encoder(
             cls, source, pooler_type=pooler_type, sequence_length=sequence_length, dropout=dropout,
             normalize=normalize, mlp_only_train=mlp_only_train, inference_length=inference_length,
-            first_layer=first_layer, fast_dropout=fast_dropout,
+            first_layer=first_layer, fast_dropout=fast_dropout, fresh_mlp=fresh_mlp,
         )
