@@ -24,9 +24,9 @@ from tf_esimcse.training import main_guard, run_seeds
 class ESimCSEConfig(TrainConfig):
     output_dir: str = "saved_models/unsup_esimcse"
     dup_rate: float = 0.32  # 0.32 BERT-base/-large, 0.30 RoBERTa-base, 0.28 RoBERTa-large
-    repetition_mode: str = "paper"  # "paper" or "official_subword" (see WordRepetition)
+    repetition_mode: str = "official_subword"  # the official code's rule, or "paper" (see WordRepetition)
     use_repetition: bool = True
-    positive_max_len: int = 0  # packed length of the repeated view; 0 = max_len (re-truncated), 41 = official
+    positive_max_len: int = 0  # repeated view's length; 0 = keep every repeat (41 at max_len 32) as the official code; 32 re-truncates
     queue_size: int = 160
     momentum: float = 0.995
     use_momentum_queue: bool = True

