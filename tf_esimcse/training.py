@@ -193,12 +193,15 @@ def run_training(config, build_objective, build_dataset, load_examples=load_corp
     best_file = output_dir / "best_step.json"
     backup_dir = output_dir / "backup"
     initial_best = None
-    if backup_dir.is_dir() and best_file.is_file() and model_dir.is_dir():
-        # Resuming an interrupted run: BackupAndRestore restores weights, optimizer and step;
-        # the best model of the earlier part stays unless this part beats it.
-        previous = json.loads(best_file.read_text())
-        initial_best = {"step": previous["step"], "score": previous["stsb_dev"]}
-        print(f"resuming from {backup_dir}; best so far: STS-B dev {previous['stsb_dev']:.2f} at step {previous['step']}")
+    if (backup_dir / "training_metadata.json").is_file():
+        # Resuming an interrupted run: BackupAndRestore restores weights, optimizer, step and
+        # random states; the best model of the earlier part stays unless this part beats it.
+        best_so_far = ""
+        if best_file.is_file() and model_dir.is_dir():
+            previous = json.loads(best_file.read_text())
+            initial_best = {"step": previous["step"], "score": previous["stsb_dev"]}
+            best_so_far = f"; best so far: STS-B dev {previous['stsb_dev']:.2f} at step {previous['step']}"
+        print(f"resuming from {backup_dir}{best_so_far}")
 
     guard = NonFiniteGuard()
 

@@ -25,6 +25,9 @@ def concat_views(views):
     return out
 
 
+_RANDOM_STATE_KEY = "random_state_"
+
+
 @tf_esimcse_export("models.ContrastiveModel")
 class ContrastiveModel(keras.Model):
     """A `SentenceEncoder` trained by an `Objective` with `model.fit`.
@@ -168,6 +171,35 @@ class ContrastiveModel(keras.Model):
             self, super()._maybe_symbolic_build, iterator=iterator, data_batch=data_batch)
 
     # --- config -----------------------------------------------------------------------------
+    # --- what a backup holds ----------------------------------------------------------------
+    def random_states(self):
+        """The state variables of every random-seed generator in the model (each dropout
+        layer's), in a fixed order: the variables that are not weights."""
+        weights = {id(v) for v in self.weights}
+        return [v for v in self.variables if id(v) not in weights]
+
+    def save_own_variables(self, store):
+        """Keras' weights files hold weights and optimizer, not the seed generators' states;
+        without them a resumed run draws its dropout masks again from the start of the stream
+        and drifts from the uninterrupted run. They are saved here, under `random_state_<i>`."""
+        super().save_own_variables(store)
+        for i, variable in enumerate(self.random_states()):
+            store[f"{_RANDOM_STATE_KEY}{i}"] = keras.ops.convert_to_numpy(variable)
+
+    def load_own_variables(self, store):
+        keys = list(store.keys())
+        random_keys = sorted((k for k in keys if k.startswith(_RANDOM_STATE_KEY)),
+                             key=lambda k: int(k[len(_RANDOM_STATE_KEY):]))
+        super().load_own_variables({k: store[k] for k in keys if not k.startswith(_RANDOM_STATE_KEY)})
+        if not random_keys:
+            return  # a file from before random states were saved
+        states = self.random_states()
+        if len(random_keys) != len(states):
+            raise ValueError(f"The weights file holds {len(random_keys)} random-generator states; this model has "
+                             f"{len(states)} (a different architecture or dropout setting).")
+        for key, variable in zip(random_keys, states):
+            variable.assign(store[key])
+
     def get_config(self):
         return {
             "name": self.name,
