@@ -53,6 +53,52 @@ def test_simcse_objective(model_dir, mirrored_strategy, kind):
     assert logs[0]["contrastive_loss"] == pytest.approx(logs[0]["loss"])
 
 
+def test_same_dropout_mask_uses_the_anchor_as_its_own_positive(model_dir, mirrored_strategy):
+    """SimCSE's "fixed 0.1" row: one pass; the positive is the anchor's own embedding."""
+    def numpy_loss(z, objective):
+        assert len(z) == 1
+        return numpy_info_nce(z[0], z[0], temperature=0.1)
+
+    run_objective_test(model_dir, lambda: SimCSEObjective(temperature=0.1, same_dropout_mask=True),
+                       _batches("plain"), numpy_loss, mirrored_strategy)
+    with pytest.raises(ValueError, match="one-view"):
+        SimCSEObjective(same_dropout_mask=True).views(_batches("pairs")[0])
+
+
+@pytest.mark.parametrize("kind", ["plain", "pairs"])
+def test_two_encoders_embed_positives_with_a_second_backbone(model_dir, mirrored_strategy, kind):
+    """SimCSE's "two encoders" row: the positives' embeddings come from the second backbone
+    (computed here by loading its weights into the encoder and calling it as a user would)."""
+    def numpy_loss(z, objective, step):
+        encoder, x = step["encoder"], step["x"]
+        positive = x if "token_ids" in x else x["positive"]
+        own = encoder.backbone.get_weights()
+        encoder.backbone.set_weights(objective.positive_backbone.get_weights())
+        try:
+            z2 = np.asarray(to_numpy(encoder(positive, training=True)), np.float64)
+        finally:
+            encoder.backbone.set_weights(own)
+        return numpy_info_nce(z[0], z2, temperature=0.1)
+
+    run_objective_test(model_dir, lambda: SimCSEObjective(temperature=0.1, two_encoders=True),
+                       _batches(kind), numpy_loss, mirrored_strategy)
+
+
+def test_two_encoders_both_train(model_dir):
+    from training_test_case import _fit, _model
+
+    model = _model(model_dir, lambda: SimCSEObjective(two_encoders=True))
+    first = [np.array(w) for w in model.encoder.backbone.get_weights()]
+    second = [np.array(w) for w in model.objective.positive_backbone.get_weights()]
+    assert all(np.array_equal(a, b) for a, b in zip(first, second))  # both start pretrained
+    _fit(model, _batches("pairs"))
+    after_first = model.encoder.backbone.get_weights()
+    after_second = model.objective.positive_backbone.get_weights()
+    assert any(not np.allclose(a, b) for a, b in zip(first, after_first))
+    assert any(not np.allclose(a, b) for a, b in zip(second, after_second))
+    assert any(not np.allclose(a, b) for a, b in zip(after_first, after_second))
+
+
 def test_supervised_simcse_objective(model_dir, mirrored_strategy):
     """Paper's alpha and the official offset together: log(2) + 0.5 on each anchor's own hard negative."""
 

@@ -88,6 +88,22 @@ def test_sizes_match_the_decimal_reference(rate):
         assert deleted_positions(body, d_body) is not None, (body, d_body)
 
 
+@pytest.mark.parametrize("count", [0, 1, 3])
+def test_delete_a_fixed_count(count):
+    """SimCSE's "delete one word" is count=1: min(count, N) tokens, specials untouched."""
+    rows = [[CLS] + list(range(1000, 1000 + n)) + [SEP] for n in LENGTHS]
+    out = WordDeletion(count=count, rate=0.9, unselectable_token_ids=[CLS, SEP], seed=4)(
+        tf.ragged.constant(rows, dtype=tf.int64), seed=(3, 4)).to_list()
+    for n, row, d in zip(LENGTHS, rows, out):
+        assert d[0] == CLS and d[-1] == SEP
+        body, d_body = strip_specials(row), strip_specials(d)
+        assert len(d_body) == n - min(count, n), (count, n)
+        assert deleted_positions(body, d_body) is not None
+    assert WordDeletion.from_config(WordDeletion(count=1).get_config()).count == 1
+    with pytest.raises(ValueError, match="count"):
+        WordDeletion(count=-1)
+
+
 def test_documented_rounding_examples():
     assert [crop_removed(n, 0.1) for n in (9, 10, 19, 20, 32)] == [0, 1, 1, 2, 3]
     assert crop_removed(100, 0.29) == 29  # 0.29 * 100 is 28.999999999999996 in float64

@@ -70,7 +70,8 @@ def run_objective_test(model_dir, make_objective, batches, numpy_loss, mirrored_
         batches: a list of at least two int32 batch dicts (the global batch; even batch size).
         numpy_loss: `fn(embeddings, objective) -> float`: the loss in NumPy (float64) from the
             views' embeddings (NumPy arrays, in the objective's `views` order) and the objective's
-            state before the step (read e.g. `objective.queue.negatives()`).
+            state before the step (read e.g. `objective.queue.negatives()`). A third parameter,
+            if it has one, gets `{"x": the batch, "encoder": the model's encoder}`.
         mirrored_strategy: the session's two-replica `MirroredStrategy` (conftest fixture).
         model_kwargs: extra `ContrastiveModel` arguments.
 
@@ -96,7 +97,10 @@ def run_objective_test(model_dir, make_objective, batches, numpy_loss, mirrored_
         x = tf.nest.map_structure(tf.constant, batch)
         views = model.objective.views(x)
         embeddings = [np.asarray(to_numpy(model.encoder(v, training=True)), np.float64) for v in views]
-        expected = numpy_loss(embeddings, model.objective)
+        if numpy_loss.__code__.co_argcount >= 3:  # wants the step's batch and encoder too
+            expected = numpy_loss(embeddings, model.objective, {"x": batch, "encoder": model.encoder})
+        else:
+            expected = numpy_loss(embeddings, model.objective)
         model.reset_metrics()
         logs = model.train_step(x)
         assert float(to_numpy(logs["loss"])) == _approx(expected), (float(to_numpy(logs["loss"])), expected)

@@ -61,7 +61,11 @@ def clip_global_norm(gradients, max_norm):
     ctx = tf.distribute.get_replica_context()
     replicas = ctx.num_replicas_in_sync if ctx is not None else 1
     if replicas > 1:
-        gradients = ctx.all_reduce(tf.distribute.ReduceOp.SUM, gradients)
+        present = [i for i, g in enumerate(gradients) if g is not None]  # all_reduce takes no None
+        summed = ctx.all_reduce(tf.distribute.ReduceOp.SUM, [gradients[i] for i in present])
+        gradients = list(gradients)
+        for i, g in zip(present, summed):
+            gradients[i] = g
     gradients, _ = tf.clip_by_global_norm(gradients, max_norm)
     if replicas > 1:
         gradients = [_scale(g, 1.0 / replicas) for g in gradients]

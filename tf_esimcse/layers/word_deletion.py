@@ -39,6 +39,8 @@ class WordDeletion(TokenAugmentation):
             Defaults to `0.1`.
         unselectable_token_ids: list of int. Ids never deleted and not counted in N.
         seed: int. The layer seed; `None` draws one, stored in the config.
+        count: int or None. Delete exactly `min(count, N)` tokens instead of a fraction
+            (`count=1`: SimCSE's "delete one word"); `rate` is then ignored. Defaults to `None`.
 
     Call arguments:
         inputs: token ids (see `TokenAugmentation`).
@@ -53,14 +55,20 @@ class WordDeletion(TokenAugmentation):
 
     seed_salt = 0xDE1E_7E01
 
-    def __init__(self, rate=0.1, unselectable_token_ids=(), seed=None, **kwargs):
+    def __init__(self, rate=0.1, unselectable_token_ids=(), seed=None, count=None, **kwargs):
         rate = check_rate("rate", rate)
+        if count is not None and (isinstance(count, bool) or int(count) != count or int(count) < 0):
+            raise ValueError(f"`count` must be None or an integer >= 0. Received: count={count!r}")
         super().__init__(unselectable_token_ids=unselectable_token_ids, seed=seed, **kwargs)
         self.rate = rate
+        self.count = None if count is None else int(count)
 
     def augment_row(self, token_ids, selectable, seed):
         n = tf.reduce_sum(tf.cast(selectable, tf.int64))
-        deleted = num_deleted(self.rate, n)
+        if self.count is None:
+            deleted = num_deleted(self.rate, n)
+        else:
+            deleted = tf.minimum(tf.constant(self.count, tf.int64), n)
         # A uniform `deleted`-subset of the selectable positions: the smallest i.i.d. uniform
         # keys; unselectable positions get key 2, after all of them.
         keys = tf.random.stateless_uniform(tf.shape(token_ids), seed=seed, dtype=tf.float64, alg=RNG_ALG)
@@ -70,5 +78,5 @@ class WordDeletion(TokenAugmentation):
 
     def get_config(self):
         config = super().get_config()
-        config.update({"rate": self.rate})
+        config.update({"rate": self.rate, "count": self.count})
         return config

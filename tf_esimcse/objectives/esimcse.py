@@ -62,6 +62,7 @@ class ESimCSEObjective(SimCSEObjective):
         self.queue = None
 
     def setup(self, encoder):
+        super().setup(encoder)
         if not self.use_momentum_queue:
             return
         # A frozen copy of the (pretrained) backbone: dropout off, never in the tape.
@@ -90,7 +91,8 @@ class ESimCSEObjective(SimCSEObjective):
     def loss_terms(self, encoder, x, embeddings, context, training):
         if not context:  # no queue (ablation, or test_step): SimCSE on the views
             return super().loss_terms(encoder, x, embeddings, context, training)
-        return {"contrastive": self.contrastive_loss(embeddings[0], embeddings[1], queue=context["negatives"],
+        positives = self.positives(encoder, x, embeddings, training)
+        return {"contrastive": self.contrastive_loss(embeddings[0], positives, queue=context["negatives"],
                                                      queue_mask=context["filled"])}
 
     def after_step(self, context):

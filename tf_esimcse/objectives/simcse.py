@@ -6,11 +6,13 @@ the two copies get independent masks and form the positive pair; the other sente
 (the sentence twice, dropout being the only augmentation) or `{"anchor", "positive"}` views (any
 augmentation made in tf.data, e.g. ESimCSE's word repetition or a crop).
 """
+import keras
 import tensorflow as tf
 
 from tf_esimcse import losses
 from tf_esimcse.api_export import tf_esimcse_export
 from tf_esimcse.distribution import gather_replicas, num_replicas, replica_offset
+from tf_esimcse.momentum import clone_frozen
 from tf_esimcse.objectives.objective import Objective, named_views
 
 
@@ -24,20 +26,60 @@ class SimCSEObjective(Objective):
             (and hard negatives) of every replica, so that negatives span the global batch as on
             one device. Each replica keeps its own anchors; its labels are offset by
             `replica_id * local_batch`. Defaults to `True`.
+        same_dropout_mask: bool. SimCSE's "fixed 0.1" ablation: both copies of a sentence get
+            the same dropout mask, so the positive is the anchor itself (it is encoded once and
+            used twice). Only for one-view batches. Defaults to `False`.
+        two_encoders: bool. SimCSE's "two encoders" ablation: positives go through a second
+            backbone, a trainable copy of the pretrained one made at `setup` (the pooler head is
+            shared). Defaults to `False` (one encoder, as the method).
         loss_weights: see `Objective`.
 
     Returns (from `loss_terms`): `{"contrastive": loss}`.
     """
 
-    def __init__(self, temperature=0.05, cross_replica_negatives=True, **kwargs):
+    def __init__(self, temperature=0.05, cross_replica_negatives=True, same_dropout_mask=False, two_encoders=False,
+                 **kwargs):
         super().__init__(**kwargs)
         if not temperature > 0:
             raise ValueError(f"temperature must be > 0, got {temperature!r}.")
         self.temperature = float(temperature)
         self.cross_replica_negatives = bool(cross_replica_negatives)
+        self.same_dropout_mask = bool(same_dropout_mask)
+        self.two_encoders = bool(two_encoders)
+        if self.same_dropout_mask and self.two_encoders:
+            raise ValueError("same_dropout_mask and two_encoders exclude each other (two encoders share no mask).")
+        self.positive_backbone = None
+
+    def setup(self, encoder):
+        if self.two_encoders:
+            self.positive_backbone = clone_frozen(encoder.backbone)
+            self.positive_backbone.trainable = True
+            pooled_dense = getattr(self.positive_backbone, "pooled_dense", None)
+            if pooled_dense is not None:  # BERT's own pooler is in no SimCSE pooler
+                pooled_dense.trainable = False
 
     def views(self, x):
-        return named_views(x, optional=())
+        views = named_views(x, optional=())
+        if self.same_dropout_mask:
+            if "token_ids" not in x:
+                raise ValueError("same_dropout_mask needs one-view batches ({'token_ids', 'padding_mask'}); "
+                                 f"got views {sorted(x)}.")
+            return views[:1]
+        if self.two_encoders:
+            return views[:1]  # the positives go through the second encoder in `positives`
+        return views
+
+    def positives(self, encoder, x, embeddings, training):
+        """The positives' embeddings: the second view's, the anchors themselves (same mask), or
+        the second encoder's embedding of the second view."""
+        if self.same_dropout_mask:
+            return embeddings[0]
+        if self.two_encoders:
+            view = named_views(x, optional=())[1]
+            outputs = encoder.backbone_outputs(view, training=training, backbone=self.positive_backbone)
+            z = encoder.pooler(dict(outputs, padding_mask=view["padding_mask"]), training=training)
+            return keras.ops.normalize(z, axis=-1, order=2) if encoder.normalize else z
+        return embeddings[1]
 
     def contrastive_loss(self, z1, z2, hard_negatives=None, hard_negative_offset=0.0, queue=None, queue_mask=None):
         """InfoNCE of anchors `z1` against the (gathered) positives `z2`, optional hard negatives
@@ -54,9 +96,10 @@ class SimCSEObjective(Objective):
         )
 
     def loss_terms(self, encoder, x, embeddings, context, training):
-        return {"contrastive": self.contrastive_loss(embeddings[0], embeddings[1])}
+        return {"contrastive": self.contrastive_loss(embeddings[0], self.positives(encoder, x, embeddings, training))}
 
     def get_config(self):
         config = super().get_config()
-        config.update({"temperature": self.temperature, "cross_replica_negatives": self.cross_replica_negatives})
+        config.update({"temperature": self.temperature, "cross_replica_negatives": self.cross_replica_negatives,
+                       "same_dropout_mask": self.same_dropout_mask, "two_encoders": self.two_encoders})
         return config
