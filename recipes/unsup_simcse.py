@@ -4,6 +4,7 @@
     python recipes/unsup_simcse.py --steps 20           # a smoke run
     python recipes/unsup_simcse.py --steps 500 --seeds 1,2,3   # 3 seeds, mean ± std in summary.md
     python recipes/unsup_simcse.py --corpus wiki1m_for_simcse.txt --model /path/to/bert
+    python recipes/unsup_simcse.py --augmentation crop:10   # an ablation row (see recipes/ablations.py)
 
 Every setting is a flag (`--help`); the run prints its config, logs to TensorBoard
 (<output-dir>/logs), evaluates STS-B dev every --eval-steps steps keeping the best weights,
@@ -12,6 +13,7 @@ saves the encoder to <output-dir>/model and prints the 7-task STS table.
 import dataclasses
 
 from tf_esimcse.config import TrainConfig, parse_config
+from tf_esimcse.data.augmentations import augmentation_dataset, parse_augmentation
 from tf_esimcse.data.pipeline import bucketed_unsup_dataset, unsup_dataset
 from tf_esimcse.objectives import SimCSEObjective
 from tf_esimcse.training import main_guard, run_seeds
@@ -23,13 +25,23 @@ class SimCSEConfig(TrainConfig):
     # padding tokens, one XLA compilation per bucket width). Opt-in: it changes the in-batch
     # negatives; see benchmarks/README.md for its STS-B dev against random batches.
     length_buckets: bool = False
+    # SimCSE's ablations (recipes/ablations.py runs them as tables):
+    augmentation: str = "none"  # positive = none (dropout only) | crop:K | word_deletion:K | delete_one_word | next_sentence | next_3_sentences
+    same_dropout_mask: bool = False  # "fixed 0.1": both copies share one dropout mask
+    two_encoders: bool = False  # positives through a second (trainable) copy of the backbone
 
 
 def build_objective(config):
-    return SimCSEObjective(temperature=config.temperature)
+    return SimCSEObjective(temperature=config.temperature, same_dropout_mask=config.same_dropout_mask,
+                           two_encoders=config.two_encoders)
 
 
 def build_dataset(sentences, preprocessor, config):
+    if parse_augmentation(config.augmentation)[0] != "none":
+        if config.length_buckets:
+            raise ValueError("--length-buckets works with --augmentation none only")
+        return augmentation_dataset(sentences, preprocessor, config.augmentation, batch_size=config.batch_size,
+                                    seed=config.seed, repeat=True, dynamic_padding=config.dynamic_padding)
     if getattr(config, "length_buckets", False):
         return bucketed_unsup_dataset(sentences, preprocessor, batch_size=config.batch_size, seed=config.seed,
                                       repeat=True)
@@ -39,6 +51,7 @@ def build_dataset(sentences, preprocessor, config):
 
 def main(argv=None):
     config = parse_config(SimCSEConfig, argv, description=__doc__.split("\n")[0])
+    parse_augmentation(config.augmentation)  # a bad --augmentation fails before any loading
     return run_seeds(config, build_objective, build_dataset, name="unsup_simcse")
 
 

@@ -1,0 +1,81 @@
+"""SimCSE's Table 1 positives as tf.data views, named by one string (`--augmentation`).
+
+The SimCSE paper compares dropout (its method: the same sentence twice, `none` here) with
+discrete augmentations that make the positive from the sentence: crop k % (keep a contiguous
+span), word deletion k %, delete one word, and with "next sentence(s)" positives (Table 2's
+objectives; Brown keeps its sentences in order). The anchor is always the sentence itself; the
+augmentation makes the positive, and dropout stays on for both unless `--dropout 0` (the paper's
+"w/o dropout" row is delete one word without dropout). Augmentations act on word pieces, before
+[CLS]/[SEP] are added (the paper's act on words).
+
+    spec                  positive
+    none                  the sentence itself (unsupervised SimCSE: dropout is the augmentation)
+    crop:K                a contiguous span of 100 - K % of the tokens (`RandomCrop`)
+    word_deletion:K       K % of the tokens deleted (`WordDeletion`)
+    delete_one_word       one token deleted (`WordDeletion(count=1)`)
+    next_sentence         the next sentence of the corpus
+    next_3_sentences      the next three sentences, joined by spaces
+"""
+from tf_esimcse.data.views import View, views_dataset
+
+SPECS = ("none", "crop:K", "word_deletion:K", "delete_one_word", "next_sentence", "next_3_sentences")
+
+
+def parse_augmentation(spec):
+    """`(kind, value)` of an augmentation string: value is the fraction for crop/word_deletion,
+    the number of sentences for next_*, else None. Raises ValueError naming the valid forms."""
+    spec = str(spec or "none").strip().lower()
+    kind, _, value = spec.partition(":")
+    try:
+        if kind in ("crop", "word_deletion") and value:
+            percent = float(value)
+            if 0 <= percent <= 100:
+                return kind, percent / 100.0
+        elif kind == "none" and not value:
+            return "none", None
+        elif kind == "delete_one_word" and not value:
+            return kind, 1
+        elif kind == "next_sentence" and not value:
+            return "next_sentences", 1
+        elif kind == "next_3_sentences" and not value:
+            return "next_sentences", 3
+    except ValueError:
+        pass
+    if kind == "mlm":
+        raise ValueError("augmentation 'mlm' (replacing tokens with a masked LM's predictions) is not available yet: "
+                         "it needs a MaskedLM generator")
+    raise ValueError(f"unknown augmentation {spec!r}: expected one of {', '.join(SPECS)} (K a percentage, 0-100)")
+
+
+def next_sentence_pairs(sentences, count=1):
+    """`(sentence i, sentences i+1 .. i+count joined by spaces)` for every i with `count` successors."""
+    sentences = list(sentences)
+    return [(sentences[i], " ".join(sentences[i + 1:i + 1 + count])) for i in range(len(sentences) - count)]
+
+
+def augmentation_dataset(sentences, preprocessor, spec="none", batch_size=64, shuffle=True, seed=42, repeat=False,
+                         dynamic_padding=False):
+    """Batches for SimCSE with the positive made by `spec` (see the module docstring).
+
+    `none` gives one-view batches (`{"token_ids", "padding_mask"}`: the model encodes each
+    sentence twice); the others `{"anchor", "positive"}` views. Transforms draw per batch from
+    `seed`, as every view transform does (`views_dataset`).
+    """
+    from tf_esimcse.layers.random_crop import RandomCrop
+    from tf_esimcse.layers.word_deletion import WordDeletion
+
+    kind, value = parse_augmentation(spec)
+    common = dict(batch_size=batch_size, shuffle=shuffle, seed=seed, repeat=repeat, dynamic_padding=dynamic_padding)
+    if kind == "none":
+        return views_dataset(list(sentences), preprocessor, None, **common)
+    if kind == "next_sentences":
+        return views_dataset(next_sentence_pairs(sentences, value), preprocessor,
+                             {"anchor": View(0), "positive": View(1)}, **common)
+    if kind == "crop":
+        transform = RandomCrop(rate=value, seed=seed)
+    elif kind == "word_deletion":
+        transform = WordDeletion(rate=value, seed=seed)
+    else:
+        transform = WordDeletion(count=value, seed=seed)
+    return views_dataset(list(sentences), preprocessor, {"anchor": View(0), "positive": View(0, transform=transform)},
+                         **common)
