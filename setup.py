@@ -25,7 +25,9 @@ setup(
     python_requires=">=3.10",
     install_requires=INSTALL_REQUIRES,
     extras_require={
-        "test": ["pytest==9.0.3"],
+        "test": ["pytest==9.0.3", "matplotlib==3.11.2"],
+        # Ablation tables' bar charts and trajectories (recipes/ablations.py); skipped without it.
+        "plots": ["matplotlib==3.11.2"],
         "serving": ["tensorflow-serving-api==2.21.0"],
         # benchmarks/compare.py only (never a dependency): install torch==2.13.0 first, from the CPU wheel.
         "bench": ["sentence-transformers==6.2.0", "torch==2.13.0"],

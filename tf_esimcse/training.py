@@ -193,7 +193,8 @@ def run_training(config, build_objective, build_dataset, load_examples=load_corp
     best_file = output_dir / "best_step.json"
     backup_dir = output_dir / "backup"
     initial_best = None
-    if (backup_dir / "training_metadata.json").is_file():
+    resuming = (backup_dir / "training_metadata.json").is_file()
+    if resuming:
         # Resuming an interrupted run: BackupAndRestore restores weights, optimizer, step and
         # random states; the best model of the earlier part stays unless this part beats it.
         best_so_far = ""
@@ -212,9 +213,20 @@ def run_training(config, build_objective, build_dataset, load_examples=load_corp
             encoder.save_pretrained(model_dir)
             write_json_atomic(best_file, {"step": step, "stsb_dev": score})
 
+    # Every evaluation (step, STS-B dev, alignment, uniformity) in evaluations.json: the training
+    # trajectory, kept across resumes (a resumed part replays steps after its backup, whose
+    # evaluations replace the earlier part's).
+    evaluations_file = output_dir / "evaluations.json"
+    evaluations = json.loads(evaluations_file.read_text()) if resuming and evaluations_file.is_file() else []
+
+    def record_evaluation(record):
+        evaluations[:] = [r for r in evaluations if r["step"] < record["step"]] + [record]
+        write_json_atomic(evaluations_file, evaluations)
+
     sts_callback = STSEvaluationCallback(
         encoder, config.data_dir, eval_every_n_steps=config.eval_steps, log_dir=str(log_dir),
         restore_best_weights=True, on_new_best=save_best, initial_best=initial_best,
+        on_evaluation=record_evaluation if chief else None,
     )
     callbacks = [
         guard,  # first: a non-finite step stops training before anything is written
@@ -245,7 +257,7 @@ def run_training(config, build_objective, build_dataset, load_examples=load_corp
 
     results = {"config": dataclasses.asdict(config), "best_step": sts_callback.best_step,
                "best_stsb_dev": sts_callback.best_score, "train_seconds": seconds,
-               "model_dir": str(model_dir), "environment": environment_info()}
+               "model_dir": str(model_dir), "evaluations": list(evaluations), "environment": environment_info()}
     best = sts_callback.best_score
     if guard.diverged is not None or best is None or not math.isfinite(best):
         if guard.diverged is not None:

@@ -60,6 +60,9 @@ class STSEvaluationCallback(keras.callbacks.Callback):
         on_new_best: callable or None. Called as `on_new_best(callback, step, score)` after each
             new best, e.g. to save the encoder to disk. Defaults to None.
         batch_size: int. Passed to `encoder.encode`. Defaults to 128 (SentEval's batch size).
+        on_evaluation: callable or None. Called as `on_evaluation(record)` after every
+            evaluation with its `{"step", "stsb_dev", "alignment", "uniformity"}` record (e.g. to
+            keep the training trajectory on disk). Defaults to None.
         initial_best: dict or None. `{"step": int, "score": float}` of the best evaluation of an
             earlier, interrupted part of the same run: only better scores count as new bests.
 
@@ -91,6 +94,7 @@ class STSEvaluationCallback(keras.callbacks.Callback):
         on_new_best=None,
         batch_size=128,
         initial_best=None,
+        on_evaluation=None,
     ):
         super().__init__()
         if monitor not in _MONITORS:
@@ -108,6 +112,7 @@ class STSEvaluationCallback(keras.callbacks.Callback):
         self.extra_metrics = extra_metrics
         self.verbose = verbose
         self.on_new_best = on_new_best
+        self.on_evaluation = on_evaluation
         self.batch_size = batch_size
 
         self.dev_pairs = senteval.read_stsb(data_dir, "dev")
@@ -181,6 +186,8 @@ class STSEvaluationCallback(keras.callbacks.Callback):
                 f"step {step}: stsb_dev {record['stsb_dev']:.2f}{extra}; "
                 f"best {self.monitor} {best} at step {self.best_step}" + (" (new best)" if improved else "")
             )
+        if self.on_evaluation is not None:
+            self.on_evaluation(record)
         if improved and self.on_new_best is not None:
             self.on_new_best(self, step, score)
         return record
