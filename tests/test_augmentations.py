@@ -65,7 +65,11 @@ def test_deletion_removes_the_stated_count(tokenizer, spec, count):  # noqa: F81
 
 def test_next_sentences_are_the_following_lines(tokenizer):  # noqa: F811
     assert next_sentence_pairs(["a", "b", "c", "d"], 1) == [("a", "b"), ("b", "c"), ("c", "d")]
-    assert next_sentence_pairs(["a", "b", "c", "d"], 3) == [("a", "b c d")]
+    pairs = next_sentence_pairs(list("abcdefgh"), 3, seed=1)
+    assert [a for a, _ in pairs] == list("abcde")
+    assert all(p in "abcdefgh"[i + 1:i + 4] for i, (_, p) in enumerate(pairs))
+    drawn = {p for i in range(50) for _, p in next_sentence_pairs(list("abcd"), 3, seed=i)}
+    assert drawn == {"b", "c", "d"}  # each of the three successors is drawn
     pre = _preprocessor(tokenizer, MAX_LEN)
     rows = list(_rows(augmentation_dataset(SENTENCES, pre, "next_sentence", batch_size=BATCH, shuffle=False)))
     tokens = pre.tokenize(np.array(SENTENCES)).to_list()

@@ -14,8 +14,11 @@ augmentation makes the positive, and dropout stays on for both unless `--dropout
     word_deletion:K       K % of the tokens deleted (`WordDeletion`)
     delete_one_word       one token deleted (`WordDeletion(count=1)`)
     next_sentence         the next sentence of the corpus
-    next_3_sentences      the next three sentences, joined by spaces
+    next_3_sentences      one of the next three sentences, drawn at random (once per sentence, from
+                          the seed), as SimCSE's Table 2 describes it
 """
+import random
+
 from tf_esimcse.data.views import View, views_dataset
 
 SPECS = ("none", "crop:K", "word_deletion:K", "delete_one_word", "next_sentence", "next_3_sentences")
@@ -47,10 +50,13 @@ def parse_augmentation(spec):
     raise ValueError(f"unknown augmentation {spec!r}: expected one of {', '.join(SPECS)} (K a percentage, 0-100)")
 
 
-def next_sentence_pairs(sentences, count=1):
-    """`(sentence i, sentences i+1 .. i+count joined by spaces)` for every i with `count` successors."""
+def next_sentence_pairs(sentences, count=1, seed=0):
+    """`(sentence i, one of sentences i+1 .. i+count)` for every i with `count` successors; with
+    count > 1 the successor is drawn uniformly, once, from a `random.Random(seed)`."""
     sentences = list(sentences)
-    return [(sentences[i], " ".join(sentences[i + 1:i + 1 + count])) for i in range(len(sentences) - count)]
+    rng = random.Random(seed)
+    return [(sentences[i], sentences[i + 1 + (rng.randrange(count) if count > 1 else 0)])
+            for i in range(len(sentences) - count)]
 
 
 def augmentation_dataset(sentences, preprocessor, spec="none", batch_size=64, shuffle=True, seed=42, repeat=False,
@@ -69,7 +75,7 @@ def augmentation_dataset(sentences, preprocessor, spec="none", batch_size=64, sh
     if kind == "none":
         return views_dataset(list(sentences), preprocessor, None, **common)
     if kind == "next_sentences":
-        return views_dataset(next_sentence_pairs(sentences, value), preprocessor,
+        return views_dataset(next_sentence_pairs(sentences, value, seed=seed), preprocessor,
                              {"anchor": View(0), "positive": View(1)}, **common)
     if kind == "crop":
         transform = RandomCrop(rate=value, seed=seed)

@@ -1,0 +1,365 @@
+"""The SimCSE and ESimCSE papers' ablation tables, each one command.
+
+    python recipes/ablations.py --list
+    python recipes/ablations.py --table esimcse-components --steps 300 --seeds 1,2,3
+    python recipes/ablations.py --table simcse-dropout --steps 300 --seeds 1,2,3 --trajectory 25
+    python recipes/ablations.py --table simcse-augmentation --rows "crop 10 %,delete one word"
+
+Every row is one recipe run with one or two flags (shown in the table: run it alone with
+`python recipes/<recipe>.py <flags>`); every row trains from the same encoder with the same seeds
+into `<output-dir>/<table>/<row>/seed_<n>/`. A killed table run started again picks up where it
+stopped: finished seeds are skipped, an interrupted one resumes from its backup. Written to
+`<output-dir>/<table>/` after every row: `table.json`, `table.md` (our STS-B dev mean ± std
+beside the paper's figure for that row, Avg. of the 7 test tasks, alignment, uniformity) and
+`table.png` (bars with error bars, the paper's figures as markers); with `--trajectory K`, STS-B
+dev, alignment and uniformity every K steps and `trajectory.png` (alignment against uniformity
+during training, as SimCSE's Figure 2).
+
+Any other flag (`--model`, `--corpus`, `--max-len`, `--eval-steps`, `--batch-size`, ...) is passed
+to every row; a row's own flags win. The paper's figures are BERT-base on its own data (wiki1M
+or NLI) and budget: compare orderings, not values, and keep in mind that the default encoder
+(all-MiniLM-L6-v2) is already contrastively trained.
+"""
+import argparse
+import dataclasses
+import importlib.util
+import math
+import os
+import pathlib
+import re
+import shlex
+import sys
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from tf_esimcse.atomic_files import write_json_atomic, write_text_atomic  # noqa: E402
+from tf_esimcse.errors import TrainingDiverged  # noqa: E402
+from tf_esimcse.training import main_guard  # noqa: E402
+
+SIMCSE_PAPER = "SimCSE (Gao et al., 2021), BERT-base, STS-B dev"
+ESIMCSE_PAPER = "ESimCSE (Wu et al., 2021), BERT-base, STS-B dev"
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+    label: str
+    recipe: str
+    flags: tuple = ()
+    paper: float = None  # the paper's figure for this row (None: not reported / not transcribed)
+    unavailable: str = None  # why this row cannot run here (it is listed, not trained)
+
+
+@dataclasses.dataclass(frozen=True)
+class Table:
+    title: str
+    paper_source: str
+    rows: tuple
+
+
+def _rows(recipe, specs):
+    return tuple(Row(label, recipe, tuple(flags), paper) for label, flags, paper in specs)
+
+
+TABLES = {
+    "simcse-augmentation": Table(
+        "Positives: dropout against discrete augmentations and next sentences", SIMCSE_PAPER + " (Tables 1, 2)",
+        _rows("unsup_simcse", [
+            ("none (dropout only)", [], 82.5),
+            ("crop 10 %", ["--augmentation", "crop:10"], 77.8),
+            ("crop 20 %", ["--augmentation", "crop:20"], 71.4),
+            ("crop 30 %", ["--augmentation", "crop:30"], 63.6),
+            ("word deletion 10 %", ["--augmentation", "word_deletion:10"], 75.9),
+            ("word deletion 20 %", ["--augmentation", "word_deletion:20"], 72.2),
+            ("word deletion 30 %", ["--augmentation", "word_deletion:30"], 68.2),
+            ("delete one word", ["--augmentation", "delete_one_word"], 75.9),
+            ("delete one word, w/o dropout", ["--augmentation", "delete_one_word", "--dropout", "0"], 74.2),
+            ("next sentence", ["--augmentation", "next_sentence"], None),
+            ("next 3 sentences", ["--augmentation", "next_3_sentences"], None),
+        ]) + (
+            Row("synonym replacement", "unsup_simcse", (), 77.4, unavailable="needs WordNet (not installed offline)"),
+            Row("MLM 15 %", "unsup_simcse", (), 62.2, unavailable="needs a MaskedLM generator (the DiffCSE issue)"),
+        )),
+    "simcse-dropout": Table(
+        "Dropout probability p; fixed mask = the same mask for both copies", SIMCSE_PAPER + " (Table 3)",
+        _rows("unsup_simcse", [
+            ("p = 0.0", ["--dropout", "0"], 71.1),
+            ("p = 0.01", ["--dropout", "0.01"], 72.6),
+            ("p = 0.05", ["--dropout", "0.05"], 81.1),
+            ("p = 0.1", ["--dropout", "0.1"], 82.5),
+            ("p = 0.15", ["--dropout", "0.15"], 81.4),
+            ("p = 0.2", ["--dropout", "0.2"], 80.5),
+            ("p = 0.5", ["--dropout", "0.5"], 71.0),
+            ("fixed 0.1", ["--dropout", "0.1", "--same-dropout-mask"], 43.6),
+        ])),
+    "simcse-encoders": Table(
+        "One encoder against two independent encoders", SIMCSE_PAPER + " (Table 2)",
+        _rows("unsup_simcse", [
+            ("one encoder", [], 82.5),
+            ("two encoders", ["--two-encoders"], 80.7),
+        ])),
+    "simcse-pooler": Table(
+        "Poolers", SIMCSE_PAPER,
+        _rows("unsup_simcse", [
+            ("[CLS] + MLP", ["--pooler", "cls", "--no-mlp-only-train"], None),
+            ("[CLS] + MLP (train only)", ["--pooler", "cls", "--mlp-only-train"], None),
+            ("[CLS] w/o MLP", ["--pooler", "cls_before_pooler"], None),
+            ("first-last avg.", ["--pooler", "avg_first_last"], None),
+            ("avg.", ["--pooler", "avg"], None),
+        ])),
+    "simcse-temperature": Table(
+        "Softmax temperature", SIMCSE_PAPER,
+        _rows("unsup_simcse", [(f"temperature {t}", ["--temperature", str(t)], None)
+                               for t in (0.001, 0.01, 0.05, 0.1, 1.0)])),
+    "sup-hard-negative": Table(
+        "Supervised SimCSE: hard-negative weight alpha", SIMCSE_PAPER + ", supervised (NLI)",
+        _rows("sup_simcse", [
+            ("no hard negatives", ["--no-use-hard-negatives"], None),
+            ("alpha = 0.5", ["--alpha", "0.5"], 86.1),
+            ("alpha = 1", ["--alpha", "1"], 86.2),
+            ("alpha = 2", ["--alpha", "2"], 86.2),
+        ]) + (Row("contradiction + neutral", "sup_simcse", (), 85.3,
+                  unavailable="neutral hypotheses as extra hard negatives are not read yet"),)),
+    "esimcse-components": Table(
+        "ESimCSE's two components", ESIMCSE_PAPER,
+        _rows("unsup_esimcse", [
+            ("SimCSE (neither)", ["--no-use-repetition", "--no-use-momentum-queue"], None),
+            ("repetition only", ["--no-use-momentum-queue"], None),
+            ("momentum queue only", ["--no-use-repetition"], None),
+            ("ESimCSE (both)", [], None),
+        ])),
+    "esimcse-dup-rate": Table(
+        "Word repetition rate", ESIMCSE_PAPER,
+        _rows("unsup_esimcse", [(f"dup_rate {r}", ["--dup-rate", str(r)], None) for r in (0.1, 0.2, 0.32, 0.4, 0.5)])),
+    "esimcse-queue": Table(
+        "Queue size as a multiple of the batch (64)", ESIMCSE_PAPER,
+        _rows("unsup_esimcse", [
+            ("queue 1 x batch", ["--queue-size", "64"], 83.83),
+            ("queue 1.5 x batch", ["--queue-size", "96"], 83.81),
+            ("queue 2 x batch", ["--queue-size", "128"], 83.03),
+            ("queue 2.5 x batch", ["--queue-size", "160"], 84.85),
+            ("queue 3 x batch", ["--queue-size", "192"], 82.66),
+        ])),
+    "esimcse-momentum": Table(
+        "Momentum of the momentum encoder", ESIMCSE_PAPER,
+        _rows("unsup_esimcse", [(f"momentum {m}", ["--momentum", str(m)], None) for m in (0.9, 0.99, 0.995, 0.999)])),
+    "batch-size": Table(
+        "Batch size (unsupervised SimCSE)", SIMCSE_PAPER,
+        _rows("unsup_simcse", [(f"batch {b}", ["--batch-size", str(b)], None) for b in (32, 64, 128)])),
+}
+
+
+def slug(label):
+    return re.sub(r"[^a-z0-9]+", "_", label.lower()).strip("_")
+
+
+def load_recipe(name):
+    spec = importlib.util.spec_from_file_location(f"recipe_{name}", REPO / "recipes" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _metric(summary, key):
+    m = (summary.get("metrics") or {}).get(key)
+    if not m or not m.get("n"):
+        return None
+    values = [v if isinstance(v, (int, float)) else float("nan") for v in m["values"] if v is not None]
+    return {"mean": _finite(m["mean"]), "std": _finite(m["std"]), "values": values, "n": m["n"]}
+
+
+def _finite(x):
+    return x if isinstance(x, (int, float)) and math.isfinite(x) else None
+
+
+def _diverged_seed(row_dir):
+    import json
+
+    for results in sorted(pathlib.Path(row_dir).glob("seed_*/results.json")):
+        data = json.loads(results.read_text())
+        if data.get("status") == "diverged":
+            return data.get("reason", "diverged")
+    return None
+
+
+def run_row(row, row_dir, common_flags):
+    """Train one row (all seeds; resumable) and return its table entry."""
+    flags = [*common_flags, "--output-dir", str(row_dir), *row.flags]
+    entry = {"label": row.label, "recipe": row.recipe, "flags": list(row.flags), "paper": row.paper,
+             "command": " ".join(["python", f"recipes/{row.recipe}.py", *map(shlex.quote, [*common_flags, *row.flags])]),
+             "output_dir": str(row_dir)}
+    if row.unavailable:
+        return dict(entry, status="unavailable", reason=row.unavailable)
+    reason = _diverged_seed(row_dir)
+    if reason is None:
+        print(f"\n=== {row.label}: {entry['command']} ===", flush=True)
+        try:
+            out = load_recipe(row.recipe).main(flags)
+        except TrainingDiverged as e:
+            reason = str(e)
+    if reason is not None:
+        print(f"=== {row.label}: diverged ({reason}) ===", flush=True)
+        return dict(entry, status="diverged", reason=reason)
+    summary, runs = out["summary"], out["runs"]
+    return dict(entry, status="ok", stsb_dev=_metric(summary, "best_stsb_dev"), avg=_metric(summary, "avg"),
+                alignment=_metric(summary, "alignment"), uniformity=_metric(summary, "uniformity"),
+                trajectories=[run.get("evaluations", []) for run in runs])
+
+
+def _fmt(metric, decimals=2):
+    if not metric or metric["mean"] is None:
+        return "n/a"
+    if metric["n"] < 2:
+        return f"{metric['mean']:.{decimals}f}"
+    return f"{metric['mean']:.{decimals}f} ± {metric['std']:.{decimals}f}"
+
+
+def format_markdown(name, table, entries, command, seeds):
+    lines = [f"# {name}: {table.title}", "",
+             f"Command: `{command}`", "",
+             f"Ours: mean ± sample std over seeds {seeds}, STS-B dev of the best evaluation (Spearman x100); "
+             f"Avg. = the 7 STS test tasks of the saved model; alignment/uniformity on STS-B dev (lower is better). "
+             f"Paper: {table.paper_source} (its own encoder, data and budget).", "",
+             "| row | flags | STS-B dev (ours) | paper | Avg. (ours) | alignment | uniformity |",
+             "|---|---|---|---|---|---|---|"]
+    for e in entries:
+        paper = "–" if e["paper"] is None else f"{e['paper']:g}"
+        flags = "`" + " ".join(e["flags"]) + "`" if e["flags"] else "(defaults)"
+        if e["status"] != "ok":
+            lines.append(f"| {e['label']} | {flags} | {e['status']}: {e['reason']} | {paper} | | | |")
+            continue
+        lines.append(f"| {e['label']} | {flags} | {_fmt(e['stsb_dev'])} | {paper} | {_fmt(e['avg'])} | "
+                     f"{_fmt(e['alignment'], 4)} | {_fmt(e['uniformity'], 4)} |")
+    return "\n".join(lines) + "\n"
+
+
+def _save_figure(fig, path):
+    tmp = pathlib.Path(path).with_suffix(".incomplete.png")
+    fig.savefig(tmp, dpi=120, bbox_inches="tight")
+    os.replace(tmp, path)
+
+
+def plot_table(path, name, table, entries):
+    """Horizontal bars of our STS-B dev (mean, error bar = std), the paper's figure as a marker."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    shown = [e for e in entries if e["status"] == "ok" or e["paper"] is not None]
+    fig, ax = plt.subplots(figsize=(8, 0.45 * len(shown) + 1.6))
+    ys = list(range(len(shown)))[::-1]
+    means = [(e.get("stsb_dev") or {}).get("mean") or 0.0 for e in shown]
+    stds = [(e.get("stsb_dev") or {}).get("std") or 0.0 for e in shown]
+    ax.barh(ys, means, xerr=stds, color="tab:blue", alpha=0.75, capsize=3, label="ours (mean ± std)")
+    papers = [(y, e["paper"]) for y, e in zip(ys, shown) if e["paper"] is not None]
+    if papers:
+        ax.scatter([p for _, p in papers], [y for y, _ in papers], marker="D", color="tab:red", zorder=3,
+                   label="paper")
+    ax.set_yticks(ys, [e["label"] + ("" if e["status"] == "ok" else f" ({e['status']})") for e in shown])
+    values = [m for m in means if m] + [p for _, p in papers]
+    if values:
+        ax.set_xlim(max(0.0, min(values) - 10), min(100.0, max(values) + 5))
+    ax.set_xlabel("STS-B dev Spearman x100")
+    ax.set_title(f"{name}: {table.title}", fontsize=10)
+    ax.legend(loc="lower right", fontsize=8)
+    _save_figure(fig, path)
+    plt.close(fig)
+
+
+def plot_trajectory(path, name, entries):
+    """Alignment against uniformity at every evaluation of each row's first seed (SimCSE Fig. 2):
+    lower-left is better; arrows follow training."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 5))
+    for e in entries:
+        points = [(r["uniformity"], r["alignment"]) for r in (e.get("trajectories") or [[]])[0]
+                  if "uniformity" in r and "alignment" in r]
+        if not points:
+            continue
+        xs, ys = zip(*points)
+        line, = ax.plot(xs, ys, marker="o", markersize=3, label=e["label"])
+        for (x0, y0), (x1, y1) in zip(points, points[1:]):
+            ax.annotate("", xy=(x1, y1), xytext=(x0, y0),
+                        arrowprops={"arrowstyle": "->", "color": line.get_color(), "lw": 0.8})
+    ax.set_xlabel("uniformity (lower is better)")
+    ax.set_ylabel("alignment (lower is better)")
+    ax.set_title(f"{name}: alignment and uniformity during training", fontsize=10)
+    ax.legend(fontsize=7)
+    _save_figure(fig, path)
+    plt.close(fig)
+
+
+def write_outputs(out_dir, name, table, entries, command, seeds, trajectory):
+    write_json_atomic(out_dir / "table.json", {"table": name, "title": table.title, "paper_source": table.paper_source,
+                                               "command": command, "seeds": seeds, "rows": entries})
+    markdown = format_markdown(name, table, entries, command, seeds)
+    write_text_atomic(out_dir / "table.md", markdown)
+    try:
+        plot_table(out_dir / "table.png", name, table, entries)
+        if trajectory:
+            plot_trajectory(out_dir / "trajectory.png", name, entries)
+    except ImportError:
+        print("matplotlib is not installed (pip install 'tf_esimcse[plots]'): no PNG written", flush=True)
+    return markdown
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                     epilog="Other flags are passed to every row's recipe.")
+    parser.add_argument("--table", choices=sorted(TABLES), help="the table to train")
+    parser.add_argument("--list", action="store_true", help="list the tables and their rows, then exit")
+    parser.add_argument("--rows", default="", help="comma-separated row labels to run (default: all)")
+    parser.add_argument("--steps", type=int, default=300, help="training steps per run (default: %(default)s)")
+    parser.add_argument("--seeds", default="1,2,3", help="default: %(default)s")
+    parser.add_argument("--output-dir", default="saved_models/ablations", help="default: %(default)s")
+    parser.add_argument("--trajectory", type=int, default=0, metavar="K",
+                        help="evaluate every K steps and plot alignment/uniformity (sets --eval-steps K)")
+    args, passthrough = parser.parse_known_args(argv)
+    if not args.list and not args.table:
+        parser.error("--table is required (or --list)")
+    if args.trajectory < 0:
+        parser.error("--trajectory must be >= 0")
+    return args, passthrough
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args, passthrough = parse_args(argv)
+    if args.list:
+        for name, table in TABLES.items():
+            print(f"{name}: {table.title}")
+            for row in table.rows:
+                extra = f"  [not run: {row.unavailable}]" if row.unavailable else ""
+                paper = "" if row.paper is None else f"  paper {row.paper}"
+                print(f"    {row.label}: python recipes/{row.recipe}.py {' '.join(row.flags)}{paper}{extra}")
+        return {}
+    table = TABLES[args.table]
+    rows = table.rows
+    if args.rows.strip():
+        wanted = [r.strip() for r in args.rows.split(",") if r.strip()]
+        unknown = sorted(set(wanted) - {r.label for r in rows})
+        if unknown:
+            raise ValueError(f"--rows: unknown rows {unknown}; {args.table} has {[r.label for r in rows]}")
+        rows = tuple(r for r in rows if r.label in wanted)
+    out_dir = pathlib.Path(args.output_dir) / args.table
+    out_dir.mkdir(parents=True, exist_ok=True)
+    common = [*passthrough, "--steps", str(args.steps), "--seeds", args.seeds]
+    if args.trajectory:
+        common += ["--eval-steps", str(args.trajectory)]
+    command = " ".join(["python", "recipes/ablations.py", *map(shlex.quote, argv)])
+    entries = []
+    for row in rows:
+        entries.append(run_row(row, out_dir / slug(row.label), common))
+        markdown = write_outputs(out_dir, args.table, table, entries, command, args.seeds, args.trajectory)
+    print("\n" + markdown)
+    print(f"table in {out_dir}: table.md, table.json, table.png" + (", trajectory.png" if args.trajectory else ""))
+    return {"rows": entries, "output_dir": str(out_dir)}
+
+
+if __name__ == "__main__":
+    main_guard(main)

@@ -1,0 +1,73 @@
+"""`recipes/ablations.py` on a tiny model: one command trains a table's rows with the same seeds
+and writes table.json, table.md and the PNGs; a second call trains nothing again."""
+import json
+
+from test_recipes import _argv, load_recipe, workspace  # noqa: F401  (fixture)
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def _flags(workspace, output_dir, *extra):  # noqa: F811
+    """The tiny workspace's recipe flags, 2 steps, seeds 1 and 2, then `extra`."""
+    argv = _argv(workspace, output_dir, steps=2, **{"eval-steps": 1})
+    i = argv.index("--output-dir")
+    del argv[i:i + 2]  # the runner's own --output-dir, below
+    i = argv.index("--steps")
+    del argv[i:i + 2]
+    return [*argv, "--steps", "2", "--seeds", "1,2", "--output-dir", str(output_dir), *extra]
+
+
+def test_a_table_trains_every_row_with_the_same_seeds(workspace, tmp_path, capsys):  # noqa: F811
+    runner = load_recipe("ablations")
+    out = runner.main(_flags(workspace, tmp_path, "--table", "simcse-encoders", "--trajectory", "1"))
+    table_dir = tmp_path / "simcse-encoders"
+    saved = json.loads((table_dir / "table.json").read_text())
+    assert saved["seeds"] == "1,2" and [r["label"] for r in saved["rows"]] == ["one encoder", "two encoders"]
+    for row in saved["rows"]:
+        assert row["status"] == "ok" and row["stsb_dev"]["n"] == 2 and len(row["stsb_dev"]["values"]) == 2
+        assert len(row["trajectories"]) == 2 and [r["step"] for r in row["trajectories"][0]] == [1, 2]
+        assert {"alignment", "uniformity"} <= set(row["trajectories"][0][0])
+    # Each row ran with its own flag on the same seeds.
+    two = json.loads((table_dir / "two_encoders" / "seed_2" / "results.json").read_text())
+    assert two["config"]["two_encoders"] is True and two["config"]["seed"] == 2
+    one = json.loads((table_dir / "one_encoder" / "seed_2" / "results.json").read_text())
+    assert one["config"]["two_encoders"] is False and one["config"]["seed"] == 2
+    markdown = (table_dir / "table.md").read_text()
+    assert "| one encoder |" in markdown and "82.5" in markdown and "80.7" in markdown and " ± " in markdown
+    assert "python recipes/unsup_simcse.py" in saved["rows"][1]["command"] and "--two-encoders" in saved["rows"][1]["command"]
+    for png in ("table.png", "trajectory.png"):
+        assert (table_dir / png).read_bytes()[:8] == PNG
+    assert out["rows"][0]["stsb_dev"] == saved["rows"][0]["stsb_dev"]
+
+    # Started again: every seed is already trained, the same table comes back.
+    capsys.readouterr()
+    again = runner.main(_flags(workspace, tmp_path, "--table", "simcse-encoders", "--trajectory", "1"))
+    assert capsys.readouterr().out.count("already trained") == 4
+    assert [r["stsb_dev"] for r in again["rows"]] == [r["stsb_dev"] for r in saved["rows"]]
+
+
+def test_rows_filter_and_rows_that_cannot_run_here(workspace, tmp_path):  # noqa: F811
+    runner = load_recipe("ablations")
+    out = runner.main(_flags(workspace, tmp_path, "--table", "simcse-augmentation",
+                             "--rows", "delete one word,MLM 15 %"))
+    rows = {r["label"]: r for r in out["rows"]}
+    assert set(rows) == {"delete one word", "MLM 15 %"}
+    assert rows["delete one word"]["status"] == "ok"
+    assert rows["MLM 15 %"]["status"] == "unavailable" and "MaskedLM" in rows["MLM 15 %"]["reason"]
+    config = json.loads((tmp_path / "simcse-augmentation" / "delete_one_word" / "seed_1" / "results.json")
+                        .read_text())["config"]
+    assert config["augmentation"] == "delete_one_word"
+    assert "unavailable: needs a MaskedLM" in (tmp_path / "simcse-augmentation" / "table.md").read_text()
+
+
+def test_bad_arguments_are_one_line_errors(tmp_path, capsys):
+    import pytest
+
+    runner = load_recipe("ablations")
+    with pytest.raises(ValueError, match="unknown rows"):
+        runner.main(["--table", "simcse-dropout", "--rows", "p = 0.7", "--output-dir", str(tmp_path)])
+    with pytest.raises(SystemExit):
+        runner.main(["--table", "no-such-table"])
+    runner.main(["--list"])
+    listing = capsys.readouterr().out
+    assert "esimcse-queue" in listing and "python recipes/unsup_esimcse.py --queue-size 160" in listing
