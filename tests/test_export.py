@@ -571,3 +571,38 @@ def test_bfloat16_precision_export(encoder, expected, tmp_path):
     assert _cosine(out, expected["embeddings"]).min() > 0.999
     with pytest.raises(ValueError, match="precision"):
         export_for_serving(encoder, tmp_path / "bad", precision="float16")
+
+
+@pytest.fixture(scope="module")
+def loaded(exported):
+    return tf.saved_model.load(str(exported))
+
+
+def test_serving_survives_hostile_sentences(loaded):
+    """Empty strings, a 10,000-word string, invalid UTF-8, control characters, batches of 0 and
+    10,000: no crash, finite unit vectors (the tokenizer replaces what it cannot read)."""
+    serve = loaded.signatures["serving_default"]
+    cases = {
+        "empty": [b""],
+        "10,000 words": [" ".join(["word"] * 10000).encode()],
+        "invalid UTF-8": [b"\xff\xfe bad \xc3\x28 bytes"],
+        "control characters": ["\x00\x01\x07 tab\t newline\n \x1b[31m red".encode()],
+        "batch of 10,000": [b"a short sentence"] * 10000,
+    }
+    for name, sentences in cases.items():
+        out = serve(sentences=tf.constant(sentences))["embeddings"].numpy()
+        assert out.shape == (len(sentences), HIDDEN), name
+        assert np.isfinite(out).all(), name
+        np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-5, err_msg=name)
+    assert serve(sentences=tf.constant([], tf.string))["embeddings"].shape == (0, HIDDEN)
+
+
+@pytest.mark.parametrize("ids,mask,message", [
+    ([[2, 10 ** 6, 3]], [[1, 1, 1]], "token ids must be < the vocabulary size"),
+    ([[2, -5, 3]], [[1, 1, 1]], "negative token ids"),
+    ([[2, 5, 3]], [[1, 1]], "must have the same shape"),
+    ([[2] + [5] * 600 + [3]], [[1] * 602], "sequences longer than"),
+])
+def test_encode_tokens_rejects_bad_ids_with_a_clear_error(loaded, ids, mask, message):
+    with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+        loaded.signatures["encode_tokens"](token_ids=tf.constant(ids, tf.int32), padding_mask=tf.constant(mask, tf.int32))

@@ -112,8 +112,24 @@ def serving_functions(encoder, text_ops=True):
             x = tf.math.l2_normalize(x, axis=-1)
         return x
 
+    vocabulary_size = int(encoder.backbone.vocabulary_size)
+    max_length = int(encoder.backbone.max_sequence_length)
+
     @tf.function(input_signature=[ids_spec, ids_spec])
     def encode_tokens(token_ids, padding_mask):
+        # Client-made ids: say what is wrong instead of failing deep in the graph (or, for a
+        # negative id, silently embedding a zero vector).
+        checks = [
+            tf.debugging.assert_equal(tf.shape(token_ids), tf.shape(padding_mask),
+                                      message="encode_tokens: token_ids and padding_mask must have the same shape"),
+            tf.debugging.assert_less_equal(tf.shape(token_ids)[1], max_length,
+                                           message=f"encode_tokens: sequences longer than {max_length} tokens"),
+            tf.debugging.assert_non_negative(token_ids, message="encode_tokens: negative token ids"),
+            tf.debugging.assert_less(token_ids, vocabulary_size,
+                                     message=f"encode_tokens: token ids must be < the vocabulary size {vocabulary_size}"),
+        ]
+        with tf.control_dependencies(checks):
+            token_ids = tf.identity(token_ids)
         return {"embeddings": embed_tokens(token_ids, padding_mask)}
 
     if not text_ops:
