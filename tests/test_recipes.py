@@ -69,7 +69,13 @@ def _scalars(log_dir):
     for path in sorted(pathlib.Path(log_dir).glob("events.out.tfevents.*")):
         for event in tf.compat.v1.train.summary_iterator(str(path)):
             for value in event.summary.value:
-                number = float(tf.make_ndarray(value.tensor)) if value.HasField("tensor") else value.simple_value
+                if value.HasField("tensor"):
+                    array = tf.make_ndarray(value.tensor)
+                    if array.dtype.kind in "SUO":  # text summaries
+                        continue
+                    number = float(array)
+                else:
+                    number = value.simple_value
                 tags.setdefault(value.tag, []).append((event.step, number))
     return tags
 

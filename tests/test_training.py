@@ -73,3 +73,31 @@ def test_a_diverged_run_exits_non_zero_and_saves_no_model(workspace, tmp_path, c
             f.visititems(check)
 
 
+
+
+def test_loss_collapse_warning(tmp_path, capsys):
+    """A training loss collapsing towards 0 while STS-B dev falls is flagged on the console and in
+    TensorBoard; a loss that falls while STS-B dev rises is normal training."""
+    from tf_esimcse.training import LossCollapseWatch
+
+    def window(watch, losses, step, dev, best):
+        for loss in losses:
+            watch.on_train_batch_end(0, {"loss": loss})
+        return watch.check({"step": step, "stsb_dev": dev}, best)
+
+    healthy = LossCollapseWatch()
+    assert window(healthy, [4.0] * 5, 10, 70.0, 70.0) is None
+    assert window(healthy, [0.5] * 5, 20, 80.0, 80.0) is None  # loss falls, dev rises
+    assert window(healthy, [0.01] * 5, 30, 81.0, 81.0) is None
+
+    watch = LossCollapseWatch(log_dir=str(tmp_path))
+    window(watch, [4.0] * 5, 10, 80.0, 80.0)
+    assert window(watch, [2.0] * 5, 20, 82.0, 82.0) is None
+    assert window(watch, [0.5] * 5, 30, 81.5, 82.0) is None  # dev only 0.5 below the best
+    message = window(watch, [0.01] * 5, 40, 75.0, 82.0)
+    assert message and "step 40" in message and "75.00" in message and "best 82.00" in message
+    assert "warning: step 40" in capsys.readouterr().out
+    assert watch.warnings == [message]
+    from test_recipes import _scalars
+
+    assert _scalars(tmp_path)["warnings/loss_collapse"] == [(40, 1.0)]

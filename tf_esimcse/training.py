@@ -66,6 +66,60 @@ class NonFiniteGuard(keras.callbacks.Callback):
                     return
 
 
+class LossCollapseWatch(keras.callbacks.Callback):
+    """Warns when the training loss collapses towards 0 while STS-B dev falls: the positives
+    have become trivial to find (e.g. both views identical, as with one dropout mask for both),
+    so the model learns nothing that transfers.
+
+    It averages the training loss between evaluations; `check(record, best_score)` (called after
+    each evaluation) warns, on the console and as the TensorBoard scalar `warnings/loss_collapse`,
+    when that average is below `ratio` x the first window's while STS-B dev is at least
+    `dev_drop` points below the best so far and below the previous evaluation.
+    """
+
+    def __init__(self, log_dir=None, ratio=0.25, dev_drop=1.0):
+        super().__init__()
+        self.log_dir, self.ratio, self.dev_drop = log_dir, float(ratio), float(dev_drop)
+        self.first_window = None
+        self.previous_dev = None
+        self.warnings = []
+        self._sum, self._count = 0.0, 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        value = (logs or {}).get("loss")
+        if value is not None:
+            number = float(np.asarray(keras.ops.convert_to_numpy(value)).reshape(-1)[0])
+            if math.isfinite(number):
+                self._sum, self._count = self._sum + number, self._count + 1
+
+    def check(self, record, best_score):
+        window = self._sum / self._count if self._count else None
+        self._sum, self._count = 0.0, 0
+        dev, previous = record["stsb_dev"], self.previous_dev
+        self.previous_dev = dev
+        if window is None:
+            return None
+        if self.first_window is None:
+            self.first_window = window
+            return None
+        collapsed = (window < self.ratio * self.first_window and previous is not None and dev < previous
+                     and best_score is not None and dev <= best_score - self.dev_drop)
+        if not collapsed:
+            return None
+        message = (f"warning: step {record['step']}: the training loss fell to {window:.4g} (from {self.first_window:.4g} "
+                   f"at first) while STS-B dev fell to {dev:.2f} (best {best_score:.2f}): the positives may have "
+                   f"become trivial (identical views?) and the model is no longer learning what STS measures")
+        print(message, flush=True)
+        self.warnings.append(message)
+        if self.log_dir:
+            writer = tf.summary.create_file_writer(str(self.log_dir))
+            with writer.as_default():
+                tf.summary.scalar("warnings/loss_collapse", 1.0, step=record["step"])
+                tf.summary.text("warnings/message", message, step=record["step"])
+            writer.flush()
+        return message
+
+
 def check_data_dir(data_dir, corpus):
     """Fail early, in one line, if the evaluation data (or the Brown corpus) is missing."""
     resolve_senteval_dir(data_dir)
@@ -219,14 +273,18 @@ def run_training(config, build_objective, build_dataset, load_examples=load_corp
     evaluations_file = output_dir / "evaluations.json"
     evaluations = json.loads(evaluations_file.read_text()) if resuming and evaluations_file.is_file() else []
 
+    collapse_watch = LossCollapseWatch(log_dir=log_dir / "train")
+
     def record_evaluation(record):
         evaluations[:] = [r for r in evaluations if r["step"] < record["step"]] + [record]
         write_json_atomic(evaluations_file, evaluations)
+        best = max([r["stsb_dev"] for r in evaluations if math.isfinite(r["stsb_dev"])] or [float("nan")])
+        collapse_watch.check(record, best if math.isfinite(best) else None)
 
     sts_callback = STSEvaluationCallback(
         encoder, config.data_dir, eval_every_n_steps=config.eval_steps, log_dir=str(log_dir),
         restore_best_weights=True, on_new_best=save_best, initial_best=initial_best,
-        on_evaluation=record_evaluation if chief else None,
+        on_evaluation=record_evaluation,
     )
     callbacks = [
         guard,  # first: a non-finite step stops training before anything is written
@@ -236,6 +294,7 @@ def run_training(config, build_objective, build_dataset, load_examples=load_corp
                                skip_if=lambda: guard.diverged is not None),
         StopAtStep(total_steps),
         keras.callbacks.TensorBoard(str(log_dir), update_freq=tensorboard_update_freq(config, total_steps)),
+        collapse_watch,  # before the evaluation, so its loss window includes the evaluated step
         sts_callback,
     ]
     per_epoch = max(1, min(config.backup_steps or total_steps, total_steps))
@@ -257,7 +316,8 @@ def run_training(config, build_objective, build_dataset, load_examples=load_corp
 
     results = {"config": dataclasses.asdict(config), "best_step": sts_callback.best_step,
                "best_stsb_dev": sts_callback.best_score, "train_seconds": seconds,
-               "model_dir": str(model_dir), "evaluations": list(evaluations), "environment": environment_info()}
+               "model_dir": str(model_dir), "evaluations": list(evaluations), "warnings": list(collapse_watch.warnings),
+               "environment": environment_info()}
     best = sts_callback.best_score
     if guard.diverged is not None or best is None or not math.isfinite(best):
         if guard.diverged is not None:
