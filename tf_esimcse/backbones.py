@@ -397,6 +397,9 @@ def load_keras_hub_backbone(source=None):
         raise
     except Exception as e:  # keras-hub raises many kinds; name the source in one line
         first_line = (str(e).strip().splitlines() or [""])[0]
+        if "could not be loaded" in first_line:  # Keras: saved shapes differ from the built layers
+            raise ModelLoadError(f"{os.path.join(location, 'model.weights.h5')}: the weights do not fit the "
+                                 f"architecture in config.json ({first_line.rstrip(':')})") from e
         raise ModelLoadError(f"could not load a backbone from {location!r}: {type(e).__name__}: {first_line}") from e
     if not isinstance(loaded, keras_hub.models.BertBackbone):
         raise ModelLoadError(

@@ -36,6 +36,26 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
     def _skipping(self):
         return self.skip_if is not None and bool(self.skip_if())
 
+    def on_train_begin(self, logs=None):
+        try:
+            return super().on_train_begin(logs)
+        except (OSError, ValueError, KeyError, json.JSONDecodeError) as e:
+            from tf_esimcse.errors import TfEsimcseError
+
+            raise TfEsimcseError(
+                f"{self.backup_dir}: the backup cannot be restored ({type(e).__name__}: {str(e).splitlines()[0]}); "
+                f"nothing was changed. Restore the backup, or move {self.backup_dir} away to start the run over"
+            ) from e
+
+    def _save_model_or_explain(self):
+        try:
+            return self._save_model_atomically()
+        except OSError as e:
+            from tf_esimcse.errors import ModelSaveError
+
+            raise ModelSaveError(f"{self.backup_dir}: could not write the backup ({e.strerror or e}); the previous "
+                                 "backup there is untouched") from e
+
     def on_train_end(self, logs=None):
         if self._skipping():
             return  # keep the last good backup
@@ -46,6 +66,9 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
             return None
         if "://" in str(self.backup_dir):  # remote filesystems: Keras' own behaviour
             return super()._save_model()
+        return self._save_model_or_explain()
+
+    def _save_model_atomically(self):
         os.makedirs(self.backup_dir, exist_ok=True)
         tmp_weights = os.path.join(self.backup_dir, "incomplete.weights.h5")
         self.model.save_weights(filepath=tmp_weights, overwrite=True)

@@ -28,7 +28,7 @@ from tf_esimcse.backbones import ENCODER_CONFIG_FILE
 from tf_esimcse.backbones import load_backbone
 from tf_esimcse.backbones import resolve_source
 from tf_esimcse.backbones import to_keras_hub_backbone
-from tf_esimcse.errors import ModelLoadError
+from tf_esimcse.errors import ModelLoadError, ModelSaveError
 from tf_esimcse.layers.pooler import check_pooler_type
 from tf_esimcse.layers.pooler import pooler_needs_hidden_states
 from tf_esimcse.layers.sentence_preprocessor import SentencePreprocessor
@@ -66,6 +66,47 @@ def standard_tokenizer(tokenizer):
     return tokenizer
 
 
+def _read_json(path):
+    try:
+        value = json.loads(pathlib.Path(path).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ModelLoadError(f"{path}: not valid JSON ({e}); the model directory is damaged or was edited by hand") from None
+    if not isinstance(value, dict):
+        raise ModelLoadError(f"{path}: expected a JSON object, found {type(value).__name__}")
+    return value
+
+
+def check_model_files(location):
+    """Fail with the file's name when a model directory holds a damaged weights file (truncated
+    by a crash or a copy) or a preset without its weights, before anything tries to load it."""
+    import h5py
+
+    location = pathlib.Path(location)
+    if not location.is_dir():
+        return
+    for path in sorted(location.glob("*.h5")):
+        try:
+            with h5py.File(path, "r"):
+                pass
+        except OSError as e:
+            raise ModelLoadError(f"{path}: damaged or truncated weights file ({e}); restore it or save the model "
+                                 "again") from None
+    if (location / "config.json").is_file() and (location / "metadata.json").is_file() and not any(
+            location.glob("model.weights.*")):
+        raise ModelLoadError(f"{location / 'model.weights.h5'}: missing (the preset has config.json and metadata.json "
+                             "but no weights)")
+
+
+def check_tokenizer_matches(location, tokenizer, backbone, strict):
+    """A tokenizer whose ids do not index the backbone's embedding rows means the weights and the
+    vocabulary come from different models: every id would look up the wrong token."""
+    size = int(tokenizer.vocabulary_size())
+    rows = int(backbone.vocabulary_size)
+    if size > rows or (strict and size != rows):
+        raise ModelLoadError(f"{location}: the tokenizer has {size} tokens but the weights have {rows} embedding rows: "
+                             "the vocabulary and the weights come from different models")
+
+
 def save_sentence_encoder(encoder, path):
     """Write `encoder` as a model directory at `path` (see the module docstring); returns the
     absolute path.
@@ -75,6 +116,15 @@ def save_sentence_encoder(encoder, path):
     """
     path = pathlib.Path(path).resolve()
     path.parent.mkdir(parents=True, exist_ok=True)
+    existed = path.exists()
+    try:
+        return _save_sentence_encoder(encoder, path)
+    except OSError as e:  # a full disk (ENOSPC), a quota, a read-only folder...
+        kept = f"the model saved there before is untouched" if existed else "nothing was written there"
+        raise ModelSaveError(f"{path}: could not save the encoder ({e.strerror or e}); {kept}") from e
+
+
+def _save_sentence_encoder(encoder, path):
     tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
         to_keras_hub_backbone(encoder.backbone).save_to_preset(str(tmp))
@@ -115,8 +165,10 @@ def load_sentence_encoder(
     `SentenceEncoder.from_pretrained`, whose docstring describes the arguments."""
     kind, location = resolve_source(source)
     settings = {}
+    if kind != "preset_name":
+        check_model_files(location)
     if kind != "preset_name" and (pathlib.Path(location) / ENCODER_CONFIG_FILE).is_file():
-        settings = json.loads((pathlib.Path(location) / ENCODER_CONFIG_FILE).read_text())
+        settings = _read_json(pathlib.Path(location) / ENCODER_CONFIG_FILE)
     saved_encoder = "pooler_type" in settings  # by save_pretrained (a backbone preset only has "activation")
     if pooler_type is None:
         pooler_type = default_pooler_for(location) if kind != "preset_name" else "cls_before_pooler"
@@ -129,6 +181,8 @@ def load_sentence_encoder(
         output_hidden_states=pooler_needs_hidden_states(pooler_type),
         fast_dropout=fast_dropout,
     )
+    if tokenizer is not None:
+        check_tokenizer_matches(location, tokenizer, backbone, strict=saved_encoder)
     encoder = cls(
         backbone,
         pooler_type=pooler_type,

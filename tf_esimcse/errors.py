@@ -24,6 +24,10 @@ class ModelLoadError(TfEsimcseError, ValueError):
     """A model path or preset that cannot be loaded; the message says what was expected."""
 
 
+class ModelSaveError(TfEsimcseError, OSError):
+    """A model could not be written (full disk, permissions); what was saved before is kept."""
+
+
 class TrainingDiverged(TfEsimcseError):
     """Training produced a non-finite loss or gradient, or no finite evaluation: no model is
     presented as the result (exit code 3 from the recipes)."""
