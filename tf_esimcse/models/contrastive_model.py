@@ -112,10 +112,19 @@ class ContrastiveModel(keras.Model):
         for members in groups.values():
             part = [views[i] for i in members]
             sizes = [tf.shape(v["token_ids"])[0] for v in part]
-            embeddings = self.encoder(concat_views(part), training=training)
+            embeddings = self._encode(concat_views(part), training)
             for i, emb in zip(members, tf.split(embeddings, sizes, axis=0)):
                 out[i] = emb
         return out
+
+    def _encode(self, view, training):
+        """The encoder's embeddings, or its pooled vectors before L2 normalisation for objectives
+        that need their scale (`normalized_embeddings = False`, e.g. DiffCSE's discriminator
+        input); the contrastive losses normalise either way."""
+        if getattr(self.objective, "normalized_embeddings", True) or not self.encoder.normalize:
+            return self.encoder(view, training=training)
+        outputs = self.encoder.backbone_outputs(view, training=training)
+        return self.encoder.pooler(dict(outputs, padding_mask=view["padding_mask"]), training=training)
 
     def _total(self, terms):
         total = None

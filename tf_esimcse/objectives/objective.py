@@ -51,6 +51,9 @@ class Objective(keras.layers.Layer):
 
     #: Names of the loss terms `loss_terms` returns (the model makes one log entry each).
     term_names = ("contrastive",)
+    #: Whether `loss_terms` gets the encoder's (L2-normalised) embeddings, or its pooled vectors
+    #: before normalisation (DiffCSE feeds them to its discriminator at their own scale).
+    normalized_embeddings = True
 
     def __init__(self, loss_weights=None, **kwargs):
         super().__init__(**kwargs)

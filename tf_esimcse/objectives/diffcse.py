@@ -1,0 +1,247 @@
+"""DiffCSE (Chuang et al., 2022): SimCSE + conditional replaced-token detection (RTD).
+
+Checked against voidism/DiffCSE (`diffcse/models.py` `cl_forward`, `train.py`, `run_diffcse.sh`):
+
+- Batches (`diffcse_views`): the sentence (encoded twice, as SimCSE) and two masked copies of it,
+  each masked independently with BERT's 80/10/10 scheme at `--masking_ratio` 0.30 (the data
+  collator's `mask_tokens`, one mask per copy; specials and padding never masked).
+- Pre-tape hook (`before_step`): the frozen MLM generator reads each masked copy and its argmax
+  fills EVERY position (`g_pred = generator(...).argmax(-1)`), position 0 is reset to [CLS];
+  "replaced" = the fill differs from the original token, on non-padding positions; the edited
+  sentence is the fill with padding zeroed (`e_inputs = g_pred * attention_mask`). The official
+  generator runs in the model's training mode (the Trainer's `model.train()` reaches it), so its
+  dropout is on: `generator_dropout=True`.
+- Sentence embeddings: `cls` pooling; with `batchnorm=True` (`--batchnorm`) through the
+  `ProjectionMLP` (Linear(H, 2H, no bias), BatchNorm, ReLU, Linear(2H, H, no bias), BatchNorm
+  without affine), used in training only (`--mlp_only_train`); the projected, unnormalised
+  vectors feed both the contrastive loss (cosine) and the discriminator.
+- Discriminator: a copy of the sentence encoder's backbone initialised from the same pretrained
+  weights (`discriminator.load_state_dict(pretrained.bert.state_dict())`), trained, whose
+  embedding output at position 0 is replaced by the embedding of the ORIGINAL sentence of that
+  row (`cls_input`; not detached, so the RTD gradient reaches the sentence encoder); a fresh
+  `Linear(H, 2)` head per token (`electra_head`, PyTorch's default init).
+- Loss: SimCSE's InfoNCE + lambda (0.005) x cross-entropy of the 2-way head against "replaced".
+  The official loss averages over every position of the padded batch (padding counts as "not
+  replaced"); here, as specified for this package, over non-padding tokens
+  (`rtd_on_padding=True` gives the official average).
+- Under a strategy the contrastive negatives are gathered as for SimCSE; the RTD loss is each
+  replica's sum divided by the GLOBAL token count, so that one device and N replicas compute the
+  same loss and gradients.
+
+The generator and the discriminator live on this objective, never in the `SentenceEncoder`: they
+are not saved with the encoder, exported or served.
+"""
+import math
+
+import keras
+import tensorflow as tf
+
+from tf_esimcse.api_export import tf_esimcse_export
+from tf_esimcse.distribution import gather_replicas, num_replicas
+from tf_esimcse.momentum import clone_frozen
+from tf_esimcse.objectives.objective import named_views
+from tf_esimcse.objectives.simcse import SimCSEObjective
+
+MASKED_VIEWS = ("masked_1", "masked_2")
+
+
+def projection_mlp(hidden_dim, name="projection"):
+    """DiffCSE's `ProjectionMLP` (`--batchnorm`), with BERT's initialisation of its Linear layers
+    (normal, std 0.02: `init_weights()` runs after it is built) and PyTorch BatchNorm's defaults
+    (momentum 0.1, i.e. Keras momentum 0.9; epsilon 1e-5)."""
+    init = keras.initializers.RandomNormal(stddev=0.02)
+    return keras.Sequential([
+        keras.layers.Dense(2 * hidden_dim, use_bias=False, kernel_initializer=init),
+        keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5),
+        keras.layers.ReLU(),
+        keras.layers.Dense(hidden_dim, use_bias=False, kernel_initializer=init),
+        keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5, center=False, scale=False),
+    ], name=name)
+
+
+def load_generator(source):
+    """A keras-hub masked LM (a preset directory or name, e.g. what `recipes/pretrain_mlm.py`
+    writes), frozen."""
+    import keras_hub
+
+    from tf_esimcse.errors import ModelLoadError
+
+    try:
+        generator = keras_hub.models.MaskedLM.from_preset(str(source), preprocessor=None)
+    except Exception as e:  # keras-hub raises many kinds; name the source in one line
+        first_line = (str(e).strip().splitlines() or [""])[0]
+        raise ModelLoadError(f"could not load a masked-LM generator from {source!r}: {type(e).__name__}: "
+                             f"{first_line}") from e
+    generator.trainable = False
+    return generator
+
+
+@tf_esimcse_export("objectives.DiffCSEObjective")
+class DiffCSEObjective(SimCSEObjective):
+    """SimCSE's InfoNCE plus lambda x conditional replaced-token detection (module docstring).
+
+    Args:
+        generator: str or `keras_hub.models.MaskedLM`. The frozen MLM generator: a keras-hub
+            preset (directory or name) or a ready model (then not part of `get_config`). Its
+            vocabulary must be the sentence encoder's.
+        temperature: float. Defaults to `0.05`.
+        rtd_weight: float. DiffCSE's lambda. Defaults to `0.005` (BERT-base).
+        batchnorm: bool. Project the [CLS] vectors with DiffCSE's BatchNorm MLP in training.
+            Use it with a `cls_before_pooler` encoder (the recipe does). Defaults to `True`.
+        generator_dropout: bool. Run the generator with dropout on, as the official training
+            does. Defaults to `True`.
+        rtd_on_padding: bool. Average the RTD loss over every position (official) instead of
+            the non-padding ones. Defaults to `False`.
+        cross_replica_negatives: see `SimCSEObjective`.
+        cls_token_id: int or None. The [CLS] id written at position 0 of the edits; `None`
+            reads it from the encoder's tokenizer at `setup`.
+
+    Returns (from `loss_terms`): `{"contrastive": loss, "rtd": loss}`; logs also
+    `rtd_accuracy_replaced`, `rtd_accuracy_kept`, `replaced_fraction`.
+    """
+
+    term_names = ("contrastive", "rtd")
+    normalized_embeddings = False
+
+    def __init__(self, generator, temperature=0.05, rtd_weight=0.005, batchnorm=True, generator_dropout=True,
+                 rtd_on_padding=False, cross_replica_negatives=True, loss_weights=None, cls_token_id=None, **kwargs):
+        if loss_weights is None:
+            loss_weights = {"rtd": rtd_weight}
+        super().__init__(temperature=temperature, cross_replica_negatives=cross_replica_negatives,
+                         loss_weights=loss_weights, **kwargs)
+        if not rtd_weight >= 0:
+            raise ValueError(f"rtd_weight must be >= 0, got {rtd_weight!r}.")
+        self.rtd_weight = float(rtd_weight)
+        self.generator_source = generator if isinstance(generator, str) else None
+        self._generator_model = None if isinstance(generator, str) else generator
+        if generator is None or (self.generator_source is not None and not self.generator_source.strip()):
+            raise ValueError("DiffCSEObjective needs a generator: a keras-hub MaskedLM preset (e.g. the output of "
+                             "recipes/pretrain_mlm.py) or a MaskedLM model.")
+        self.batchnorm = bool(batchnorm)
+        self.generator_dropout = bool(generator_dropout)
+        self.rtd_on_padding = bool(rtd_on_padding)
+        self.generator = None
+        self.discriminator = None
+        self.rtd_head = None
+        self.projection = None
+        self.cls_token_id = None if cls_token_id is None else int(cls_token_id)
+        self.rtd_trackers = {name: keras.metrics.Mean(name=name)
+                             for name in ("rtd_accuracy_replaced", "rtd_accuracy_kept", "replaced_fraction")}
+
+    @property
+    def metrics(self):
+        return list(self.rtd_trackers.values())
+
+    def setup(self, encoder):
+        self.generator = self._generator_model or load_generator(self.generator_source)
+        self.generator.trainable = False
+        if self.cls_token_id is None:
+            tokenizer = getattr(getattr(encoder, "preprocessor", None), "tokenizer", None)
+            if getattr(tokenizer, "cls_token_id", None) is None:
+                raise ValueError("DiffCSE needs the [CLS] id: an encoder with its tokenizer, or cls_token_id=.")
+            self.cls_token_id = int(tokenizer.cls_token_id)
+        generator_vocab = int(self.generator.backbone.vocabulary_size)
+        if generator_vocab != int(encoder.backbone.vocabulary_size):
+            raise ValueError(f"the generator's vocabulary has {generator_vocab} tokens, the sentence encoder's "
+                             f"{encoder.backbone.vocabulary_size}: they must share one WordPiece vocabulary")
+        self.discriminator = clone_frozen(encoder.backbone)
+        self.discriminator.trainable = True
+        pooled_dense = getattr(self.discriminator, "pooled_dense", None)
+        if pooled_dense is not None:
+            pooled_dense.trainable = False
+        hidden = int(encoder.hidden_dim)
+        bound = 1.0 / math.sqrt(hidden)  # torch.nn.Linear's default initialisation
+        self.rtd_head = keras.layers.Dense(
+            2, kernel_initializer=keras.initializers.VarianceScaling(1.0 / 3.0, "fan_in", "uniform"),
+            bias_initializer=keras.initializers.RandomUniform(-bound, bound), name="rtd_head")
+        self.rtd_head.build((None, None, hidden))
+        if self.batchnorm:
+            self.projection = projection_mlp(hidden)
+            self.projection.build((None, hidden))
+
+    def views(self, x):
+        return [x["anchor"], x["anchor"]]
+
+    # --- pre-tape: the generator's edits -------------------------------------------------
+    def generate(self, x):
+        """(edited token ids, replaced 0/1, padding mask), each `(2N, L)` int32, for the two
+        masked copies of `x["anchor"]`."""
+        anchor = x["anchor"]
+        original = tf.concat([anchor["token_ids"]] * 2, axis=0)
+        mask = tf.cast(tf.concat([anchor["padding_mask"]] * 2, axis=0), tf.int32)
+        masked = tf.concat([x[name]["token_ids"] for name in MASKED_VIEWS], axis=0)
+        length = tf.shape(masked)[1]
+        positions = tf.tile(tf.range(length)[None, :], [tf.shape(masked)[0], 1])
+        logits = self.generator({"token_ids": masked, "padding_mask": mask, "segment_ids": tf.zeros_like(masked),
+                                 "mask_positions": positions}, training=self.generator_dropout)
+        prediction = tf.cast(tf.argmax(logits, axis=-1), tf.int32)
+        prediction = tf.concat([tf.fill([tf.shape(prediction)[0], 1], self.cls_token_id), prediction[:, 1:]], axis=1)
+        replaced = tf.cast(tf.not_equal(prediction, tf.cast(original, tf.int32)), tf.int32) * mask
+        edited = prediction * mask
+        return tf.stop_gradient(edited), tf.stop_gradient(replaced), mask
+
+    def before_step(self, encoder, x, new_data_epoch):
+        edited, replaced, mask = self.generate(x)
+        return {"edited": edited, "replaced": replaced, "mask": mask}
+
+    # --- in the tape -----------------------------------------------------------------------
+    def loss_terms(self, encoder, x, embeddings, context, training):
+        z = tf.concat(embeddings, axis=0)
+        if self.projection is not None and training:
+            z = self.projection(z, training=training)
+        z1, z2 = tf.split(z, 2, axis=0)
+        terms = {"contrastive": self.contrastive_loss(z1, z2)}
+        if not context:  # test_step: no generator edits
+            terms["rtd"] = tf.zeros((), tf.float32)
+            return terms
+        edited, replaced, mask = context["edited"], context["replaced"], context["mask"]
+        outputs = self.discriminator.call_with_first_token_embedding(
+            {"token_ids": edited, "padding_mask": mask, "segment_ids": tf.zeros_like(edited)},
+            tf.cast(z, self.discriminator.compute_dtype), training=training)
+        logits = tf.cast(self.rtd_head(outputs["sequence_output"]), tf.float32)
+        per_token = keras.losses.sparse_categorical_crossentropy(replaced, logits, from_logits=True)
+        weights = tf.ones_like(per_token) if self.rtd_on_padding else tf.cast(mask, tf.float32)
+        local_count = tf.reduce_sum(weights)
+        global_count = local_count
+        if num_replicas() > 1:  # every replica divides by the global count: N replicas == one device
+            global_count = tf.reduce_sum(gather_replicas(local_count[None]))
+        terms["rtd"] = tf.reduce_sum(per_token * weights) / tf.maximum(global_count, 1.0) * float(num_replicas())
+
+        predicted = tf.cast(tf.argmax(logits, axis=-1), tf.int32)
+        real = tf.cast(mask, tf.float32)
+        is_replaced = tf.cast(replaced, tf.float32)
+        kept = real * (1.0 - is_replaced)
+        correct = tf.cast(tf.equal(predicted, replaced), tf.float32)
+        self.rtd_trackers["rtd_accuracy_replaced"].update_state(
+            tf.reduce_sum(correct * is_replaced) / tf.maximum(tf.reduce_sum(is_replaced), 1.0))
+        self.rtd_trackers["rtd_accuracy_kept"].update_state(
+            tf.reduce_sum(correct * kept) / tf.maximum(tf.reduce_sum(kept), 1.0))
+        self.rtd_trackers["replaced_fraction"].update_state(
+            tf.reduce_sum(is_replaced) / tf.maximum(tf.reduce_sum(real), 1.0))
+        return terms
+
+    def get_config(self):
+        config = super().get_config()
+        config.pop("same_dropout_mask", None)
+        config.pop("two_encoders", None)
+        config.pop("loss_weights", None)
+        config.update({"generator": self.generator_source, "rtd_weight": self.rtd_weight, "batchnorm": self.batchnorm,
+                       "generator_dropout": self.generator_dropout, "rtd_on_padding": self.rtd_on_padding,
+                       "cls_token_id": self.cls_token_id})
+        return config
+
+
+def diffcse_views(sentences, preprocessor, masking_ratio=0.30, batch_size=64, shuffle=True, seed=42, repeat=False):
+    """DiffCSE batches: `{"anchor"}` plus `{"masked_1", "masked_2"}`, two independently masked
+    copies of each sentence (`TokenMasking`: 80 % [MASK], 10 % random, 10 % kept)."""
+    from tf_esimcse.data.views import View, views_dataset
+    from tf_esimcse.layers.token_masking import TokenMasking
+
+    tokenizer = preprocessor.tokenizer
+    vocabulary_size = int(tokenizer.vocabulary_size())
+    views = {"anchor": View(0)}
+    for i, name in enumerate(MASKED_VIEWS):
+        views[name] = View(0, transform=TokenMasking(vocabulary_size, int(tokenizer.mask_token_id), rate=masking_ratio,
+                                                     seed=seed + 1000 * (i + 1)))
+    return views_dataset(list(sentences), preprocessor, views, batch_size=batch_size, shuffle=shuffle, seed=seed,
+                         repeat=repeat)
