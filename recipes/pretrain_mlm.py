@@ -1,0 +1,197 @@
+"""Pretrain a small BERT masked LM here: a raw (MLM-only) encoder and DiffCSE's generator.
+
+    python recipes/pretrain_mlm.py                          # Brown, 4 layers x 256, ~1 hour on 2 CPU cores
+    python recipes/pretrain_mlm.py --steps 20               # a smoke run
+    python recipes/pretrain_mlm.py --corpus my_sentences.txt --num-layers 6 --hidden-dim 384
+    python recipes/unsup_simcse.py --model saved_models/mlm/model      # then: contrastive training from it
+    python recipes/diffcse.py --generator saved_models/mlm/model       # or as DiffCSE's generator
+
+No raw BERT can be downloaded on an offline machine, yet the SimCSE-family papers start from one,
+and DiffCSE needs a masked-LM generator. This recipe trains keras-hub's `BertBackbone` +
+`BertMaskedLM` (masking by keras-hub's `MaskedLMMaskGenerator` inside `BertMaskedLMPreprocessor`:
+15 % of the tokens, 80 % [MASK] / 10 % random / 10 % kept) on any one-sentence-per-line text
+(default: the Brown corpus), with the WordPiece vocabulary of the default encoder
+(all-MiniLM-L6-v2's, bert-base-uncased's 30,522 tokens; `--vocabulary` for another), so that the
+generator and every encoder share token ids. AdamW with linear warm-up and decay; a progress bar;
+TensorBoard in <output-dir>/logs (MLM loss, masked-token accuracy, learning rate); atomic
+backups every --backup-steps steps (an interrupted run started again resumes); and the held-out
+masked-token accuracy (the last --held-out share of the shuffled sentences) printed and written to
+<output-dir>/results.json. The model is saved as a keras-hub preset in <output-dir>/model, which
+`SentenceEncoder.from_pretrained`, every recipe's `--model` and `recipes/diffcse.py --generator`
+accept. Masks are drawn by keras-hub's stateful generator: a resumed run continues with other
+masks than an uninterrupted one would (the contrastive recipes' resumes are exact).
+"""
+import dataclasses
+import json
+import math
+import os
+import pathlib
+import random
+import shutil
+import sys
+import tempfile
+import time
+
+import keras
+import keras_hub
+import tensorflow as tf
+
+from tf_esimcse.atomic_files import write_json_atomic
+from tf_esimcse.backbones import load_tokenizer
+from tf_esimcse.backup import AtomicBackupAndRestore
+from tf_esimcse.config import default_data_dir, parse_config
+from tf_esimcse.data.corpus import load_sentences
+from tf_esimcse.encoder_files import standard_tokenizer
+from tf_esimcse.environment import environment_info
+from tf_esimcse.schedules import linear_schedule
+from tf_esimcse.training import StopAtStep, main_guard, resolve_jit
+
+
+@dataclasses.dataclass
+class PretrainConfig:
+    corpus: str = "brown"  # "brown" (in --data-dir) or a text file / folder, one sentence per line
+    data_dir: str = dataclasses.field(default_factory=default_data_dir)
+    output_dir: str = "saved_models/mlm"
+    vocabulary: str = "default"  # whose WordPiece vocabulary: "default" (all-MiniLM-L6-v2) or a model path
+    num_layers: int = 4
+    hidden_dim: int = 256
+    num_heads: int = 4
+    intermediate_dim: int = 1024
+    dropout: float = 0.1
+    max_len: int = 64
+    batch_size: int = 128
+    steps: int = 5000
+    learning_rate: float = 5e-4
+    warmup_ratio: float = 0.06
+    weight_decay: float = 0.01
+    mask_rate: float = 0.15
+    held_out: float = 0.02  # share of the sentences kept out of training for the accuracy
+    backup_steps: int = 500
+    max_sentences: int = 0
+    seed: int = 42
+    jit_compile: str = "auto"
+
+
+def split_sentences(sentences, held_out, seed):
+    """(train, held-out): a seeded shuffle, the last `held_out` share (at least one batch' worth
+    of a handful of sentences, never all) held out."""
+    sentences = list(sentences)
+    random.Random(seed).shuffle(sentences)
+    n_held = min(len(sentences) - 1, max(1, int(round(held_out * len(sentences))))) if held_out > 0 else 0
+    return sentences[:len(sentences) - n_held], sentences[len(sentences) - n_held:]
+
+
+def build_masked_lm(config, tokenizer):
+    backbone = keras_hub.models.BertBackbone(
+        vocabulary_size=tokenizer.vocabulary_size(), num_layers=config.num_layers, num_heads=config.num_heads,
+        hidden_dim=config.hidden_dim, intermediate_dim=config.intermediate_dim, dropout=config.dropout,
+        max_sequence_length=max(512, config.max_len))
+    preprocessor = keras_hub.models.BertMaskedLMPreprocessor(
+        tokenizer, sequence_length=config.max_len, mask_selection_rate=config.mask_rate,
+        mask_selection_length=max(1, math.ceil(config.max_len * config.mask_rate * 1.5)))
+    return keras_hub.models.BertMaskedLM(backbone, preprocessor=preprocessor)
+
+
+def _dataset(sentences, batch_size, seed, repeat):
+    """Batches of raw sentences: keras-hub's `fit`/`evaluate` run the task's preprocessor
+    (tokenize, pack, mask) on them in tf.data."""
+    ds = tf.data.Dataset.from_tensor_slices(tf.constant(sentences))
+    if repeat:
+        ds = ds.shuffle(min(len(sentences), 100_000), seed=seed, reshuffle_each_iteration=True).repeat()
+    return ds.batch(batch_size, drop_remainder=repeat)
+
+
+class LogLearningRate(keras.callbacks.Callback):
+    """Adds the step's learning rate to the batch logs (TensorBoard's batch_learning_rate)."""
+
+    def on_train_batch_end(self, batch, logs=None):
+        if logs is not None:
+            optimizer = self.model.optimizer
+            logs["learning_rate"] = float(keras.ops.convert_to_numpy(optimizer.learning_rate))
+
+
+def save_preset_atomically(masked_lm, path):
+    """The keras-hub preset written next to `path` and renamed into place."""
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        masked_lm.save_to_preset(str(tmp))
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return path
+
+
+def run(config):
+    keras.utils.set_random_seed(config.seed)
+    output_dir = pathlib.Path(config.output_dir)
+    sentences = load_sentences(config.corpus, config.data_dir, max_sentences=config.max_sentences or None)
+    train, held_out = split_sentences(sentences, config.held_out, config.seed)
+    if len(train) < config.batch_size:
+        raise ValueError(f"{len(train)} training sentences: fewer than one batch of {config.batch_size}")
+    tokenizer = standard_tokenizer(load_tokenizer(None if config.vocabulary == "default" else config.vocabulary))
+    masked_lm = build_masked_lm(config, tokenizer)
+    print(json.dumps(dataclasses.asdict(config), indent=2))
+    print(f"{len(train)} training and {len(held_out)} held-out sentences; vocabulary {tokenizer.vocabulary_size()}; "
+          f"{masked_lm.backbone.count_params() / 1e6:.1f} M backbone parameters")
+    optimizer = keras.optimizers.AdamW(learning_rate=linear_schedule(config.learning_rate, config.steps,
+                                                                     config.warmup_ratio),
+                                       weight_decay=config.weight_decay, epsilon=1e-6, global_clipnorm=1.0)
+    optimizer.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
+    masked_lm.compile(optimizer=optimizer, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                      weighted_metrics=[keras.metrics.SparseCategoricalAccuracy(name="masked_accuracy")],
+                      jit_compile=resolve_jit(config.jit_compile))
+
+    dataset = _dataset(train, config.batch_size, config.seed, repeat=True)
+    per_epoch = max(1, min(config.backup_steps, config.steps))
+    backup_dir = output_dir / "backup"
+    metadata = backup_dir / "training_metadata.json"
+    if metadata.is_file():
+        done = int(json.loads(metadata.read_text()).get("epoch", 0)) * per_epoch
+        dataset = dataset.skip(done)
+        print(f"resuming from {backup_dir}: skipping the {done} batches already trained on")
+    callbacks = [
+        AtomicBackupAndRestore(str(backup_dir), save_freq="epoch", delete_checkpoint=True),
+        StopAtStep(config.steps),
+        LogLearningRate(),
+        keras.callbacks.TensorBoard(str(output_dir / "logs"), update_freq=max(1, min(10, config.steps // 2))),
+    ]
+    start = time.time()
+    masked_lm.fit(dataset, epochs=-(-config.steps // per_epoch), steps_per_epoch=per_epoch, callbacks=callbacks,
+                  verbose=1 if sys.stdout.isatty() else 2)
+    seconds = time.time() - start
+
+    results = {"config": dataclasses.asdict(config), "train_seconds": seconds,
+               "steps": int(keras.ops.convert_to_numpy(masked_lm.optimizer.iterations)),
+               "environment": environment_info()}
+    if held_out:
+        tf.random.set_seed(config.seed)  # the held-out masks: same draw for the same seed
+        scores = masked_lm.evaluate(_dataset(held_out, config.batch_size, config.seed, repeat=False), verbose=0,
+                                    return_dict=True)
+        results["held_out"] = {"masked_accuracy": float(scores["masked_accuracy"]), "loss": float(scores["loss"]),
+                               "sentences": len(held_out)}
+        print(f"held-out masked-token accuracy {100 * scores['masked_accuracy']:.2f} % "
+              f"(loss {scores['loss']:.3f}, {len(held_out)} sentences)")
+    model_dir = save_preset_atomically(masked_lm, output_dir / "model")
+    results["model_dir"] = str(model_dir)
+    write_json_atomic(output_dir / "results.json", results)
+    print(f"saved the masked LM (a keras-hub preset) to {model_dir}; results in {output_dir / 'results.json'}")
+    return results
+
+
+def main(argv=None):
+    config = parse_config(PretrainConfig, argv, description=__doc__.split("\n")[0])
+    for name in ("steps", "batch_size", "max_len", "num_layers", "hidden_dim", "num_heads", "backup_steps"):
+        if getattr(config, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be >= 1")
+    if config.hidden_dim % config.num_heads:
+        raise ValueError(f"--hidden-dim {config.hidden_dim} is not divisible by --num-heads {config.num_heads}")
+    return run(config)
+
+
+if __name__ == "__main__":
+    main_guard(main)
