@@ -142,7 +142,10 @@ def run(config):
                                                                      config.warmup_ratio),
                                        weight_decay=config.weight_decay, epsilon=1e-6, global_clipnorm=1.0)
     optimizer.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
-    masked_lm.compile(optimizer=optimizer, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    # The loss per masked token: keras-hub pads each row's targets to mask_selection_length with
+    # weight 0, which the default reduction would count.
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction="mean_with_sample_weight")
+    masked_lm.compile(optimizer=optimizer, loss=loss,
                       weighted_metrics=[keras.metrics.SparseCategoricalAccuracy(name="masked_accuracy")],
                       jit_compile=resolve_jit(config.jit_compile))
 
