@@ -115,8 +115,13 @@ def save_preset_atomically(masked_lm, path):
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    # A fresh, uncompiled copy: the preset then holds no optimizer state (which every later load
+    # would warn about and skip).
+    clean = keras_hub.models.BertMaskedLM(keras_hub.models.BertBackbone.from_config(masked_lm.backbone.get_config()),
+                                          preprocessor=masked_lm.preprocessor)
+    clean.set_weights(masked_lm.get_weights())
     try:
-        masked_lm.save_to_preset(str(tmp))
+        clean.save_to_preset(str(tmp))
         if path.exists():
             shutil.rmtree(path)
         os.replace(tmp, path)
