@@ -101,3 +101,53 @@ def test_loss_collapse_warning(tmp_path, capsys):
     from test_recipes import _scalars
 
     assert _scalars(tmp_path)["warnings/loss_collapse"] == [(40, 1.0)]
+
+
+def test_weight_decay_skips_biases_and_layer_norm(tmp_path):
+    """With zero gradients AdamW's update is the decay alone: every kernel and embedding shrinks
+    by lr x weight_decay, no bias and no LayerNorm gamma/beta moves (the HF Trainer's rule)."""
+    import dataclasses
+
+    import keras
+
+    from test_case import tiny_encoder, write_tiny_model_dir
+    from tf_esimcse.config import TrainConfig
+    from tf_esimcse.training import make_optimizer
+
+    encoder = tiny_encoder(write_tiny_model_dir(tmp_path / "tiny"), pooler_type="cls")
+    config = dataclasses.replace(TrainConfig(), learning_rate=0.1, weight_decay=0.5, warmup_ratio=0.0)
+    optimizer = make_optimizer(config, total_steps=10)
+    variables = encoder.trainable_variables
+    before = [np.array(keras.ops.convert_to_numpy(v)) for v in variables]
+    optimizer.apply([keras.ops.zeros_like(v) for v in variables], variables)
+    decayed = kept = 0
+    for v, old in zip(variables, before):
+        new = np.array(keras.ops.convert_to_numpy(v))
+        name = v.path.split("/")[-1]
+        if name in ("bias", "gamma", "beta"):
+            np.testing.assert_array_equal(new, old, err_msg=v.path)
+            kept += 1
+        else:
+            np.testing.assert_allclose(new, old * (1 - 0.1 * 0.5), rtol=1e-6, err_msg=v.path)
+            decayed += 1
+    assert decayed > 5 and kept > 5
+
+
+def test_clipping_gives_exactly_the_max_global_norm():
+    import tensorflow as tf
+
+    from tf_esimcse.distribution import clip_global_norm
+
+    rng = np.random.default_rng(0)
+    grads = [tf.constant(rng.normal(size=s).astype("float32")) for s in [(3, 4), (5,), (2, 2, 2)]]
+    norm = np.sqrt(sum(float(np.sum(np.square(g.numpy()))) for g in grads))
+    for max_norm in (0.5 * norm, 2.0 * norm):
+        clipped = clip_global_norm(grads, max_norm)
+        got = np.sqrt(sum(float(np.sum(np.square(c.numpy()))) for c in clipped))
+        assert got == pytest.approx(min(norm, max_norm), rel=1e-6)
+        for g, c in zip(grads, clipped):  # the direction is kept
+            np.testing.assert_allclose(c.numpy(), g.numpy() * min(1.0, max_norm / norm), rtol=1e-5)
+    # Embedding-style sparse gradients count by their dense value (a repeated index sums).
+    sparse = tf.IndexedSlices(tf.constant([[3.0, 0.0], [3.0, 0.0]]), tf.constant([1, 1]), tf.constant([4, 2]))
+    (clipped,) = clip_global_norm([sparse], 3.0)
+    np.testing.assert_allclose(tf.convert_to_tensor(clipped).numpy(), [[0, 0], [3.0, 0], [0, 0], [0, 0]], rtol=1e-6)

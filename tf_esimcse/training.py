@@ -120,6 +120,18 @@ class LossCollapseWatch(keras.callbacks.Callback):
         return message
 
 
+def make_optimizer(config, total_steps):
+    """The Hugging Face Trainer's optimizer behind the official code: AdamW (betas 0.9/0.999,
+    epsilon 1e-8) on the linear schedule (optional warm-up, decay to exactly 0), weight decay
+    `config.weight_decay` on every weight except biases and LayerNorm's gamma/beta."""
+    optimizer = keras.optimizers.AdamW(
+        learning_rate=linear_schedule(config.learning_rate, total_steps, config.warmup_ratio),
+        weight_decay=config.weight_decay, beta_1=0.9, beta_2=0.999, epsilon=1e-8,
+    )
+    optimizer.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
+    return optimizer
+
+
 def check_data_dir(data_dir, corpus):
     """Fail early, in one line, if the evaluation data (or the Brown corpus) is missing."""
     resolve_senteval_dir(data_dir)
@@ -227,11 +239,7 @@ def run_training(config, build_objective, build_dataset, load_examples=load_corp
             encoder, build_objective(config), max_grad_norm=config.max_grad_norm or None,
             steps_per_data_epoch=max(1, steps_per_epoch),
         )
-        optimizer = keras.optimizers.AdamW(
-            learning_rate=linear_schedule(config.learning_rate, total_steps, config.warmup_ratio),
-            weight_decay=config.weight_decay, beta_1=0.9, beta_2=0.999, epsilon=1e-8,
-        )
-        optimizer.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
+        optimizer = make_optimizer(config, total_steps)
         model.compile(optimizer=optimizer, jit_compile=resolve_jit(config.jit_compile, strategy))
     dataset = build_dataset(examples, encoder.preprocessor, config)
     chief = is_chief(strategy)
