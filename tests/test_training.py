@@ -151,3 +151,36 @@ def test_clipping_gives_exactly_the_max_global_norm():
     sparse = tf.IndexedSlices(tf.constant([[3.0, 0.0], [3.0, 0.0]]), tf.constant([1, 1]), tf.constant([4, 2]))
     (clipped,) = clip_global_norm([sparse], 3.0)
     np.testing.assert_allclose(tf.convert_to_tensor(clipped).numpy(), [[0, 0], [3.0, 0], [0, 0], [0, 0]], rtol=1e-6)
+
+
+def test_a_nonfinite_gradient_never_reaches_the_weights(tmp_path):
+    """A finite loss with NaN gradients (sqrt at 0): the step applies zero gradients (at the first
+    step, with no momentum yet and no weight decay, every weight stays as it was), logs the count,
+    and the guard stops the run naming the gradient and the step."""
+    import keras
+    import tensorflow as tf
+
+    from test_case import TINY_SENTENCES, tiny_encoder, write_tiny_model_dir
+    from tf_esimcse.layers.sentence_preprocessor import trim_to_longest
+    from tf_esimcse.models.contrastive_model import ContrastiveModel
+    from tf_esimcse.objectives import SimCSEObjective
+    from tf_esimcse.training import NonFiniteGuard
+
+    class NaNGradient(SimCSEObjective):
+        def loss_terms(self, encoder, x, embeddings, context, training):
+            terms = super().loss_terms(encoder, x, embeddings, context, training)
+            # value 0, gradient inf * 0 = NaN
+            return {"contrastive": terms["contrastive"] + tf.reduce_sum(tf.sqrt(0.0 * embeddings[0]))}
+
+    encoder = tiny_encoder(write_tiny_model_dir(tmp_path / "tiny"), pooler_type="cls", mlp_only_train=True)
+    model = ContrastiveModel(encoder, NaNGradient(), max_grad_norm=1.0)
+    model.compile(optimizer=keras.optimizers.AdamW(1e-3, weight_decay=0.0))
+    before = [w.copy() for w in model.encoder.get_weights()]
+    batch = trim_to_longest(encoder.preprocessor(tf.constant(TINY_SENTENCES)))
+    guard = NonFiniteGuard()
+    history = model.fit(tf.data.Dataset.from_tensors(batch).repeat(), steps_per_epoch=3, epochs=1, verbose=0,
+                        callbacks=[guard])
+    assert np.isfinite(history.history["loss"][0])
+    assert guard.diverged == (1, "gradient")
+    for a, b in zip(before, model.encoder.get_weights()):
+        np.testing.assert_array_equal(a, b)

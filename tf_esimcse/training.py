@@ -47,9 +47,10 @@ class StopAtStep(keras.callbacks.Callback):
 
 
 class NonFiniteGuard(keras.callbacks.Callback):
-    """Stops training at the first non-finite loss term (the gradients of a finite loss can still
-    overflow: the clipped global norm is then NaN and so is the loss of the next step), and records
-    the step and the term, so that no backup or model with NaN weights is written afterwards."""
+    """Stops training at the first non-finite loss term or gradient (a finite loss can have NaN or
+    Inf gradients: `ContrastiveModel` then zeroes them, leaving the weights as they were, and logs
+    `nonfinite_gradients`), and records the step and the term, so that no backup or model is
+    written afterwards."""
 
     def __init__(self):
         super().__init__()
@@ -57,11 +58,11 @@ class NonFiniteGuard(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         for name, value in (logs or {}).items():
-            if name == "loss" or name.endswith("_loss"):
+            if name == "loss" or name.endswith("_loss") or name == "nonfinite_gradients":
                 number = float(np.asarray(keras.ops.convert_to_numpy(value)).reshape(-1)[0])
-                if not math.isfinite(number):
+                if not math.isfinite(number) or (name == "nonfinite_gradients" and number > 0):
                     step = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
-                    self.diverged = (step, name)
+                    self.diverged = (step, "gradient" if name == "nonfinite_gradients" else name)
                     self.model.stop_training = True
                     return
 

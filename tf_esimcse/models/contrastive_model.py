@@ -28,6 +28,22 @@ def concat_views(views):
 _RANDOM_STATE_KEY = "random_state_"
 
 
+def zero_if_nonfinite(gradients):
+    """`(gradients, count)`: the number of non-finite gradient entries (summed over replicas) and
+    the gradients, all zeroed when that count is not 0, so that a NaN or Inf gradient never
+    reaches the weights: they stay finite (the optimizer's momentum from earlier steps may still
+    move them; nothing else does), and the run stops on the logged count (see
+    `tf_esimcse.training.NonFiniteGuard`)."""
+    dense = [None if g is None else tf.convert_to_tensor(g) for g in gradients]
+    counts = [tf.reduce_sum(tf.cast(tf.logical_not(tf.math.is_finite(g)), tf.float32)) for g in dense if g is not None]
+    count = tf.add_n(counts) if counts else tf.zeros(())
+    ctx = tf.distribute.get_replica_context()
+    if ctx is not None and ctx.num_replicas_in_sync > 1:
+        count = ctx.all_reduce(tf.distribute.ReduceOp.SUM, count)
+    ok = tf.equal(count, 0.0)
+    return [None if g is None else tf.where(ok, g, tf.zeros_like(g)) for g in dense], count
+
+
 @tf_esimcse_export("models.ContrastiveModel")
 class ContrastiveModel(keras.Model):
     """A `SentenceEncoder` trained by an `Objective` with `model.fit`.
@@ -149,11 +165,13 @@ class ContrastiveModel(keras.Model):
             scaled = scale_for_replicas(loss)
         variables = self.trainable_variables
         gradients = tape.gradient(scaled, variables)
-        self.optimizer.apply(clip_global_norm(gradients, self.max_grad_norm), variables)
+        gradients, nonfinite = zero_if_nonfinite(clip_global_norm(gradients, self.max_grad_norm))
+        self.optimizer.apply(gradients, variables)
         self.objective.after_step(context)
         self._track(loss, terms)
         logs = self._logs()
         logs["learning_rate"] = self.optimizer.learning_rate
+        logs["nonfinite_gradients"] = nonfinite
         return reducible_logs(logs)
 
     def test_step(self, data):
