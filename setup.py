@@ -25,7 +25,9 @@ setup(
     python_requires=">=3.10",
     install_requires=INSTALL_REQUIRES,
     extras_require={
-        "test": ["pytest==9.0.3", "matplotlib==3.11.2"],
+        "test": ["pytest==9.0.3", "matplotlib==3.11.2", "faiss-cpu==1.15.1"],
+        # The approximate search index (tf-esimcse build-index --approximate).
+        "search": ["faiss-cpu==1.15.1"],
         # Ablation tables' bar charts and trajectories (recipes/ablations.py); skipped without it.
         "plots": ["matplotlib==3.11.2"],
         "serving": ["tensorflow-serving-api==2.21.0"],

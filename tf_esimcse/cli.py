@@ -1,10 +1,12 @@
-"""The `tf-esimcse` command: evaluate | encode | export.
+"""The `tf-esimcse` command: evaluate | encode | export | build-index | search.
 
     tf-esimcse evaluate --model M [--pooler P] [--data-dir D] [--output results.json] [--length-split]
     tf-esimcse encode   --model M [--pooler P] --input sentences.txt --output embeddings.npy
                         [--precision bfloat16]
     tf-esimcse export   --model M [--pooler P] [--max-len L] --output saved_models/NAME [--version N]
                         [--tokens-only] [--precision bfloat16]
+    tf-esimcse build-index --model M --corpus docs.txt [--output docs.txt.index] [--approximate]
+    tf-esimcse search   --model M --corpus docs.txt --query "..." [--query ...] [--top-k 10] [--index I]
 
 M is a directory written by this package, a training run folder (the `output_dir` of a recipe,
 holding `model/` and `results.json`: its `model/` is used), a Hugging Face BERT directory, a
@@ -141,6 +143,47 @@ def cmd_export(args):
     return 0
 
 
+def _default_index_path(corpus):
+    return pathlib.Path(str(corpus) + ".index")
+
+
+def cmd_build_index(args):
+    from tf_esimcse.search import SearchIndex, read_corpus
+
+    sentences = read_corpus(args.corpus)
+    encoder = _load_encoder(args)
+    index = SearchIndex.build(encoder, sentences, batch_size=args.batch_size, model=str(args.model),
+                              approximate=args.approximate)
+    path = index.save(args.output or _default_index_path(args.corpus))
+    print(f"indexed {len(sentences)} sentences ({index.dim}-dimensional, "
+          f"{'approximate (faiss HNSW)' if args.approximate else 'exact'}) in {path}")
+    return 0
+
+
+def cmd_search(args):
+    from tf_esimcse.search import SearchError, SearchIndex, read_corpus
+
+    if not args.query:
+        raise SearchError("give at least one --query")
+    index_path = pathlib.Path(args.index) if args.index else _default_index_path(args.corpus)
+    encoder = _load_encoder(args)
+    if index_path.is_dir():
+        index = SearchIndex.load(index_path)
+        if index.model and index.model != str(args.model):
+            raise SearchError(f"{index_path} was built with --model {index.model}, not {args.model}: pass that model, "
+                              "or rebuild the index (tf-esimcse build-index)")
+        print(f"loaded the index of {len(index.sentences)} sentences from {index_path}")
+    elif args.index:
+        raise SearchError(f"{index_path}: no search index here; build one with tf-esimcse build-index")
+    else:
+        index = SearchIndex.build(encoder, read_corpus(args.corpus), batch_size=args.batch_size, model=str(args.model))
+    for query, hits in zip(args.query, index.search(encoder.encode(args.query, verbose=0), top_k=args.top_k)):
+        print(f"\nquery: {query}")
+        for rank, (sentence, score) in enumerate(hits, 1):
+            print(f"{rank:3d}. {score:.4f}  {sentence}")
+    return 0
+
+
 def _add_precision_flag(p):
     p.add_argument("--precision", default="float32", choices=["float32", "bfloat16"],
                    help="matrix products in float32 (default) or bfloat16, the rest float32; bfloat16 is "
@@ -181,6 +224,24 @@ def build_parser():
                     help="token ids in only (encode_tokens, also as serving_default): no TF-Text ops in the graph")
     _add_precision_flag(ex)
     ex.set_defaults(fn=cmd_export)
+
+    bi = sub.add_parser("build-index", help="encode a corpus once and save its search index next to it")
+    _add_model_flags(bi)
+    bi.add_argument("--corpus", required=True, help="text file, one sentence per line")
+    bi.add_argument("--output", default=None, help="index folder (default: CORPUS.index)")
+    bi.add_argument("--approximate", action="store_true",
+                    help="also build a faiss HNSW index for large corpora (pip install 'tf_esimcse[search]')")
+    bi.set_defaults(fn=cmd_build_index)
+
+    se = sub.add_parser("search", help="the corpus sentences nearest each query, with cosine scores")
+    _add_model_flags(se)
+    se.add_argument("--corpus", required=True, help="text file, one sentence per line (its CORPUS.index is used "
+                                                    "when present)")
+    se.add_argument("--query", action="append", default=[], help="a query sentence (repeat for several)")
+    se.add_argument("--top-k", type=int, default=10)
+    se.add_argument("--index", default=None, help="index folder (default: CORPUS.index if it exists, else encode "
+                                                  "the corpus now)")
+    se.set_defaults(fn=cmd_search)
     return parser
 
 
