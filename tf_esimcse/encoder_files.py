@@ -107,6 +107,10 @@ def check_tokenizer_matches(location, tokenizer, backbone, strict):
                              "the vocabulary and the weights come from different models")
 
 
+# Our inference poolers that keras-hub's `BertTextEmbedder` computes the same way.
+KERAS_HUB_POOLING = {"cls_before_pooler": "cls", "avg": "mean"}
+
+
 def save_sentence_encoder(encoder, path):
     """Write `encoder` as a model directory at `path` (see the module docstring); returns the
     absolute path.
@@ -127,10 +131,21 @@ def save_sentence_encoder(encoder, path):
 def _save_sentence_encoder(encoder, path):
     tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
-        to_keras_hub_backbone(encoder.backbone).save_to_preset(str(tmp))
-        if encoder.preprocessor is not None:
-            standard_tokenizer(encoder.preprocessor.tokenizer).save_to_preset(str(tmp))
+        backbone = to_keras_hub_backbone(encoder.backbone)
+        backbone.save_to_preset(str(tmp))
         pooler_type = encoder.inference_settings()
+        if encoder.preprocessor is not None:
+            tokenizer = standard_tokenizer(encoder.preprocessor.tokenizer)
+            tokenizer.save_to_preset(str(tmp))
+            pooling_mode = KERAS_HUB_POOLING.get(pooler_type)
+            if pooling_mode is not None:
+                # keras-hub's own sentence embedder, so that `keras_hub.models.TextEmbedder
+                # .from_preset(path)` pools as we do (without task.json it would mean-pool).
+                length = int(encoder.inference_length or backbone.max_sequence_length)
+                embedder = keras_hub.models.BertTextEmbedder(
+                    backbone, keras_hub.models.BertTextEmbedderPreprocessor(tokenizer, sequence_length=length),
+                    pooling_mode=pooling_mode, normalize=True)
+                embedder.save_to_preset(str(tmp))
         settings = {
             "pooler_type": pooler_type,
             "first_layer": encoder.first_layer,
