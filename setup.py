@@ -8,6 +8,8 @@ INSTALL_REQUIRES = [
     "keras==3.15.1",
     "keras-hub==0.32.0",
     "tensorflow-datasets==4.9.10",
+    # TFDS 4.9.10 imports it on Python >= 3.9 without declaring it (tensorflow/datasets#11212).
+    "importlib_resources==7.1.0",
     "tensorboard==2.21.0",
     "scipy==1.17.1",
     "numpy==2.4.6",

@@ -7,6 +7,7 @@
                         [--tokens-only] [--precision bfloat16]
     tf-esimcse build-index --model M --corpus docs.txt [--output docs.txt.index] [--approximate]
     tf-esimcse search   --model M --corpus docs.txt --query "..." [--query ...] [--top-k 10] [--index I]
+    tf-esimcse download-data --dest DIR [--what senteval,wiki1m,nli] [--force]
 
 M is a directory written by this package, a training run folder (the `output_dir` of a recipe,
 holding `model/` and `results.json`: its `model/` is used), a Hugging Face BERT directory, a
@@ -242,6 +243,10 @@ def build_parser():
     se.add_argument("--index", default=None, help="index folder (default: CORPUS.index if it exists, else encode "
                                                   "the corpus now)")
     se.set_defaults(fn=cmd_search)
+
+    from tf_esimcse.data.download import add_download_parser
+
+    add_download_parser(sub)
     return parser
 
 
