@@ -407,3 +407,18 @@ def test_console_script_prints_help():
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("usage: tf-esimcse")
     assert "evaluate" in proc.stdout and "encode" in proc.stdout
+
+
+def test_export_sentence_transformers_format(model_dir, tmp_path, capsys, reference_encoder):
+    out = tmp_path / "st"
+    assert cli.main(["export", "--format", "sentence-transformers", "--model", str(model_dir), "--output", str(out)]) == 0
+    assert "SentenceTransformer(" in capsys.readouterr().out
+    assert {"config.json", "model.safetensors", "vocab.txt", "modules.json"} <= {p.name for p in out.iterdir()}
+    again = SentenceEncoder.from_pretrained(str(out))
+    sentences = ["a cat sat on the mat", "hello world"]
+    np.testing.assert_allclose(again.encode(sentences, verbose=0), reference_encoder.encode(sentences, verbose=0),
+                               atol=1e-5)
+    assert cli.main(["export", "--format", "sentence-transformers", "--model", str(model_dir), "--output", str(out)]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert cli.main(["export", "--format", "sentence-transformers", "--model", str(model_dir), "--output", str(out),
+                 "--overwrite"]) == 0

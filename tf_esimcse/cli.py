@@ -5,6 +5,7 @@
                         [--precision bfloat16]
     tf-esimcse export   --model M [--pooler P] [--max-len L] --output saved_models/NAME [--version N]
                         [--tokens-only] [--precision bfloat16]
+    tf-esimcse export   --format sentence-transformers --model M --output DIR [--overwrite]
     tf-esimcse build-index --model M --corpus docs.txt [--output docs.txt.index] [--approximate]
     tf-esimcse search   --model M --corpus docs.txt --query "..." [--query ...] [--top-k 10] [--index I]
     tf-esimcse download-data --dest DIR [--what senteval,wiki1m,nli] [--force]
@@ -131,6 +132,14 @@ def cmd_encode(args):
 
 
 def cmd_export(args):
+    if args.format == "sentence-transformers":
+        from tf_esimcse.st_export import export_sentence_transformers
+
+        encoder = _load_encoder(args)
+        path = export_sentence_transformers(encoder, pathlib.Path(args.output).expanduser(), overwrite=args.overwrite)
+        print(f"wrote a sentence-transformers / Hugging Face BERT directory to {path}")
+        print(f"load: SentenceTransformer({str(path)!r}) or transformers.AutoModel.from_pretrained({str(path)!r})")
+        return 0
     from tf_esimcse.export import describe_signatures, export_for_serving, resolve_version
 
     base = pathlib.Path(args.output).expanduser().resolve()
@@ -221,6 +230,10 @@ def build_parser():
                     help="export base directory (TF Serving's --model_base_path), e.g. saved_models/NAME")
     ex.add_argument("--version", type=int, default=None,
                     help="version to write (default: 1 + the largest existing); never overwrites")
+    ex.add_argument("--format", default="saved_model", choices=["saved_model", "sentence-transformers"],
+                    help="saved_model (TF Serving, default) or sentence-transformers (a Hugging Face BERT directory "
+                         "with its pooling modules, for SentenceTransformer(DIR) and transformers)")
+    ex.add_argument("--overwrite", action="store_true", help="sentence-transformers: replace a non-empty OUTPUT")
     ex.add_argument("--tokens-only", action="store_true",
                     help="token ids in only (encode_tokens, also as serving_default): no TF-Text ops in the graph")
     _add_precision_flag(ex)
@@ -259,7 +272,7 @@ def main(argv=None):
         if getattr(args, "model", None) is not None:  # every subcommand: a run folder -> its model/
             args.model = resolve_model_path(args.model)
         return args.fn(args)
-    except (TfEsimcseError, ValueError, FileNotFoundError) as e:
+    except (TfEsimcseError, ValueError, FileNotFoundError, FileExistsError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 

@@ -1,0 +1,356 @@
+"""Tests for `tf_esimcse.st_export.export_sentence_transformers` (Hugging Face BERT +
+sentence-transformers directories), without PyTorch.
+
+The exported directory is run by an independent reference built only from its files: the weights
+through `tiny_hf.numpy_bert_forward` (plain NumPy BERT reading Hugging Face names from
+``model.safetensors`` and the architecture from ``config.json``), then the modules ``modules.json``
+lists (``1_Pooling`` as its config says, ``2_Dense`` from its own safetensors with tanh,
+``Normalize``), the sentences tokenized with our tokenizer and truncated / wrapped with
+``[CLS]``/``[SEP]`` as ``sentence_bert_config.json`` and ``special_tokens_map.json`` say. That is
+compared with `SentenceEncoder.encode`. The Hugging Face tokenizer settings are checked with the
+`tokenizers` package when it is installed, and the whole directory with
+`sentence_transformers.SentenceTransformer` when that is (it needs PyTorch: skipped here).
+"""
+import json
+
+import numpy as np
+import pytest
+from safetensors.numpy import load_file
+
+from test_case import TINY_SENTENCES
+from test_case import tiny_encoder
+from test_case import write_tiny_model_dir
+from tf_esimcse.models.sentence_encoder import SentenceEncoder
+from tf_esimcse.st_export import export_sentence_transformers
+from tiny_hf import numpy_bert_forward
+
+# In-vocabulary sentences, one with upper case and accents, one out of vocabulary, one empty,
+# and one longer than the short inference lengths used below (truncated).
+SENTENCES = TINY_SENTENCES + ["Hello WORLD, the Café is naïve !", "zebra xylophone", "",
+                              " ".join(["the lazy dog sat on a mat ."] * 4)]
+ATOL = 1e-4
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    return write_tiny_model_dir(tmp_path_factory.mktemp("tiny_hf"))
+
+
+@pytest.fixture(scope="module")
+def gelu_new_dir(tmp_path_factory):
+    return write_tiny_model_dir(tmp_path_factory.mktemp("tiny_gelu_new"), hidden_act="gelu_new", seed=3)
+
+
+def _perturb(model, seed=1, scale=0.05):
+    """Move every weight of `model` (a trained-looking encoder, different from the checkpoint)."""
+    rng = np.random.default_rng(seed)
+    model.set_weights([w + scale * rng.standard_normal(w.shape).astype(w.dtype) for w in model.get_weights()])
+    return model
+
+
+def _new_mlp(encoder, seed=2):
+    """Give the `cls` head weights of its own (not the checkpoint's BERT pooler)."""
+    rng = np.random.default_rng(seed)
+    kernel, bias = encoder.pooler.mlp.get_weights()
+    encoder.pooler.mlp.set_weights([0.2 * rng.standard_normal(kernel.shape).astype("float32"),
+                                    0.1 * rng.standard_normal(bias.shape).astype("float32")])
+    return encoder
+
+
+def _read_json(path):
+    return json.loads(path.read_text())
+
+
+def reference_encode(export_dir, tokenizer, sentences):
+    """The sentence-transformers pipeline of `export_dir`, in NumPy, from its files only."""
+    special = _read_json(export_dir / "special_tokens_map.json")
+    vocab = (export_dir / "vocab.txt").read_text(encoding="utf-8").split("\n")[:-1]
+    cls_id, sep_id, pad_id = (vocab.index(special[k]) for k in ("cls_token", "sep_token", "pad_token"))
+    max_len = _read_json(export_dir / "sentence_bert_config.json")["max_seq_length"]
+    rows = [[cls_id] + [int(t) for t in tokenizer(s)][: max_len - 2] + [sep_id] for s in sentences]
+    length = max(len(r) for r in rows)
+    token_ids = np.array([r + [pad_id] * (length - len(r)) for r in rows])
+    mask = np.array([[1] * len(r) + [0] * (length - len(r)) for r in rows])
+    states = numpy_bert_forward(export_dir, token_ids, mask)["sequence_output"]
+
+    modules = _read_json(export_dir / "modules.json")
+    assert modules[0] == {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"}
+    vectors = None
+    for module in modules[1:]:
+        kind = module["type"].rsplit(".", 1)[1]
+        folder = export_dir / module["path"]
+        if kind == "Pooling":
+            cfg = _read_json(folder / "config.json")
+            assert sum(bool(v) for k, v in cfg.items() if k.startswith("pooling_mode")) == 1
+            if cfg["pooling_mode_cls_token"]:
+                vectors = states[:, 0]
+            else:
+                assert cfg["pooling_mode_mean_tokens"]
+                vectors = (states * mask[..., None]).sum(1) / mask.sum(1, keepdims=True)
+        elif kind == "Dense":
+            cfg = _read_json(folder / "config.json")
+            assert cfg["activation_function"] == "torch.nn.modules.activation.Tanh" and cfg["bias"]
+            w = load_file(str(folder / "model.safetensors"))
+            assert w["linear.weight"].shape == (cfg["out_features"], cfg["in_features"])
+            vectors = np.tanh(vectors @ w["linear.weight"].astype("float64").T + w["linear.bias"])
+        elif kind == "Normalize":
+            vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+        else:
+            raise AssertionError(f"unexpected module {module}")
+    return vectors
+
+
+def _check_export(encoder, export_dir, sentences=SENTENCES):
+    expected = encoder.encode(sentences, verbose=0)
+    actual = reference_encode(export_dir, encoder.preprocessor.tokenizer, sentences)
+    np.testing.assert_allclose(actual, expected, atol=ATOL, rtol=0)
+    return expected
+
+
+def _module_types(export_dir):
+    return [m["type"].rsplit(".", 1)[1] for m in _read_json(export_dir / "modules.json")]
+
+
+# --- the exported weights and modules compute what the encoder computes ---
+
+
+@pytest.mark.parametrize(
+    "pooler_type, kwargs, modules",
+    [
+        ("cls_before_pooler", {}, ["Transformer", "Pooling", "Normalize"]),
+        ("avg", {}, ["Transformer", "Pooling", "Normalize"]),
+        ("avg", {"normalize": False}, ["Transformer", "Pooling"]),
+        ("cls", {"mlp_only_train": True}, ["Transformer", "Pooling", "Normalize"]),
+        ("cls", {}, ["Transformer", "Pooling", "Dense", "Normalize"]),
+    ],
+    ids=["cls_before_pooler", "avg", "avg-unnormalized", "cls-mlp_only_train", "cls-with-mlp"],
+)
+def test_export_matches_encoder(model_dir, tmp_path, pooler_type, kwargs, modules):
+    encoder = tiny_encoder(model_dir, pooler_type=pooler_type, inference_length=12, **kwargs)
+    if pooler_type == "cls":
+        _new_mlp(encoder)
+    out = export_sentence_transformers(encoder, tmp_path / "export")
+    assert out == (tmp_path / "export").resolve()
+    assert _module_types(out) == modules
+    assert _read_json(out / "sentence_bert_config.json")["max_seq_length"] == 12
+    _check_export(encoder, out)
+    if "Dense" in modules:
+        # The head is also BERT's pooler (transformers' pooler_output), where SimCSE keeps it.
+        kernel, bias = encoder.pooler.mlp.get_weights()
+        weights = load_file(str(out / "model.safetensors"))
+        np.testing.assert_array_equal(weights["pooler.dense.weight"], kernel.T)
+        np.testing.assert_array_equal(weights["pooler.dense.bias"], bias)
+        assert _read_json(out / "modules.json")[3]["path"] == "3_Normalize"
+
+
+def test_export_tanh_gelu_backbone(gelu_new_dir, tmp_path):
+    encoder = tiny_encoder(gelu_new_dir, pooler_type="avg")
+    assert encoder.backbone.activation == "gelu_approximate"
+    out = export_sentence_transformers(encoder, tmp_path / "export")
+    assert _read_json(out / "config.json")["hidden_act"] == "gelu_new"
+    _check_export(encoder, out)
+    # The token states match the tanh GELU the config names, and not the exact one.
+    batch = {k: v.numpy() for k, v in encoder.inference_preprocessor(SENTENCES[:4]).items()}
+    ours = encoder.backbone({"token_ids": batch["token_ids"], "segment_ids": np.zeros_like(batch["token_ids"]),
+                             "padding_mask": batch["padding_mask"]})["sequence_output"].numpy()
+    real = batch["padding_mask"][..., None] == 1
+    tanh = numpy_bert_forward(out, batch["token_ids"], batch["padding_mask"])["sequence_output"]
+    exact = numpy_bert_forward(out, batch["token_ids"], batch["padding_mask"], hidden_act="gelu")["sequence_output"]
+    assert np.abs(np.where(real, ours - tanh, 0)).max() < 1e-5
+    assert np.abs(np.where(real, ours - exact, 0)).max() > 1e-4
+
+
+@pytest.mark.parametrize("pooler_type", ["cls", "avg"])
+def test_export_after_save_pretrained(model_dir, tmp_path, pooler_type):
+    trained = _perturb(tiny_encoder(model_dir, pooler_type=pooler_type))
+    if pooler_type == "cls":
+        _new_mlp(trained)
+    saved = trained.save_pretrained(tmp_path / "saved")
+    reloaded = SentenceEncoder.from_pretrained(str(saved), inference_length=16)
+    assert reloaded.pooler_type == pooler_type
+    out = export_sentence_transformers(reloaded, tmp_path / "export")
+    expected = _check_export(reloaded, out)
+    # The export is of the trained weights, not of the checkpoint trained from.
+    original = tiny_encoder(model_dir, pooler_type=pooler_type, inference_length=16)
+    assert np.abs(original.encode(SENTENCES, verbose=0) - expected).max() > 1e-2
+
+
+# --- reading the export back ---
+
+
+@pytest.mark.parametrize("pooler_type", ["cls_before_pooler", "avg", "cls"])
+def test_from_pretrained_reads_the_export_back(model_dir, tmp_path, pooler_type):
+    encoder = _perturb(tiny_encoder(model_dir, pooler_type=pooler_type))
+    if pooler_type == "cls":
+        _new_mlp(encoder)
+    out = export_sentence_transformers(encoder, tmp_path / "export")
+    # The pooler comes from 1_Pooling; our loader does not read 2_Dense, so a `cls` head is
+    # asked for by name (and taken from BERT's pooler, `pooler.dense`).
+    reloaded = SentenceEncoder.from_pretrained(str(out), pooler_type="cls" if pooler_type == "cls" else None)
+    assert reloaded.pooler_type == pooler_type
+    np.testing.assert_allclose(
+        reloaded.encode(SENTENCES, verbose=0), encoder.encode(SENTENCES, verbose=0), atol=1e-6, rtol=0
+    )
+
+
+# --- files ---
+
+
+def test_exported_files(model_dir, tmp_path):
+    encoder = tiny_encoder(model_dir, pooler_type="avg")
+    out = export_sentence_transformers(encoder, tmp_path / "export")
+    source = _read_json(model_dir / "config.json")
+    config = _read_json(out / "config.json")
+    for key in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
+                "hidden_act", "max_position_embeddings", "type_vocab_size", "layer_norm_eps", "hidden_dropout_prob",
+                "attention_probs_dropout_prob", "initializer_range", "pad_token_id"):
+        assert config[key] == source[key], key
+    assert config["model_type"] == "bert" and config["architectures"] == ["BertModel"]
+
+    # Every weight of the source checkpoint comes back under its name, shape and values
+    # (the encoder was loaded from it and not changed).
+    exported = load_file(str(out / "model.safetensors"))
+    original = load_file(str(model_dir / "model.safetensors"))
+    assert sorted(exported) == sorted(original)
+    for name, value in original.items():
+        assert exported[name].dtype == np.float32
+        np.testing.assert_allclose(exported[name], value, atol=1e-7, rtol=0, err_msg=name)
+
+    assert (out / "vocab.txt").read_text() == (model_dir / "vocab.txt").read_text()
+    tokenizer_config = _read_json(out / "tokenizer_config.json")
+    assert tokenizer_config["do_lower_case"] is True and tokenizer_config["strip_accents"] is True
+    assert tokenizer_config["model_max_length"] == 64  # no inference_length: the position count
+    assert _read_json(out / "special_tokens_map.json") == {
+        "unk_token": "[UNK]", "sep_token": "[SEP]", "pad_token": "[PAD]", "cls_token": "[CLS]", "mask_token": "[MASK]",
+    }
+    assert _read_json(out / "1_Pooling" / "config.json") == {
+        "word_embedding_dimension": 32, "pooling_mode_cls_token": False, "pooling_mode_mean_tokens": True,
+        "pooling_mode_max_tokens": False, "pooling_mode_mean_sqrt_len_tokens": False,
+    }
+    assert _read_json(out / "sentence_bert_config.json") == {"max_seq_length": 64, "do_lower_case": False}
+    assert _read_json(out / "config_sentence_transformers.json")["similarity_fn_name"] == "cosine"
+    assert (out / "2_Normalize").is_dir()
+
+
+def test_cased_tokenizer_settings(tmp_path):
+    model_dir = write_tiny_model_dir(tmp_path / "cased", vocab_words=["Hello", "hello", "café", "cafe", "!"])
+    (model_dir / "tokenizer_config.json").write_text(json.dumps({"do_lower_case": False, "strip_accents": False}))
+    encoder = tiny_encoder(model_dir, pooler_type="cls_before_pooler")
+    assert not encoder.preprocessor.tokenizer.lowercase
+    out = export_sentence_transformers(encoder, tmp_path / "export")
+    cfg = _read_json(out / "tokenizer_config.json")
+    assert cfg["do_lower_case"] is False and cfg["strip_accents"] is False
+    sentences = ["Hello café !", "hello cafe !", "HELLO Café"]
+    _check_export(encoder, out, sentences)
+    # And it reads back cased.
+    reloaded = SentenceEncoder.from_pretrained(str(out))
+    assert not reloaded.preprocessor.tokenizer.lowercase
+    np.testing.assert_allclose(reloaded.encode(sentences, verbose=0), encoder.encode(sentences, verbose=0), atol=1e-6)
+
+
+@pytest.mark.parametrize("lowercase", [True, False])
+def test_hugging_face_tokenizer_gives_our_token_ids(tmp_path, lowercase):
+    """The tokenizer transformers builds from vocab.txt + tokenizer_config.json (the `tokenizers`
+    BertWordPiece pipeline BertTokenizerFast uses) gives the ids our preprocessor gives."""
+    tokenizers = pytest.importorskip("tokenizers", reason="the `tokenizers` package is not installed")
+    model_dir = write_tiny_model_dir(tmp_path / "m", vocab_words=[
+        "Hello", "hello", "café", "cafe", "naive", "world", "the", "dog", "!", ",", ".", "##s", "##ing"])
+    (model_dir / "tokenizer_config.json").write_text(json.dumps({"do_lower_case": lowercase, "strip_accents": None}))
+    encoder = tiny_encoder(model_dir, pooler_type="avg", inference_length=8)
+    out = export_sentence_transformers(encoder, tmp_path / "export")
+    cfg = _read_json(out / "tokenizer_config.json")
+    hf = tokenizers.BertWordPieceTokenizer(
+        str(out / "vocab.txt"), lowercase=cfg["do_lower_case"], strip_accents=cfg["strip_accents"],
+        handle_chinese_chars=cfg["tokenize_chinese_chars"], unk_token=cfg["unk_token"], sep_token=cfg["sep_token"],
+        cls_token=cfg["cls_token"], pad_token=cfg["pad_token"], mask_token=cfg["mask_token"],
+    )
+    hf.enable_truncation(_read_json(out / "sentence_bert_config.json")["max_seq_length"])
+    sentences = ["Hello, world!", "HELLO the Café dogs", "naïve dogging the world . hello hello hello", "", "zebra"]
+    batch = encoder.inference_preprocessor(sentences)
+    for i, sentence in enumerate(sentences):
+        ours = batch["token_ids"].numpy()[i][batch["padding_mask"].numpy()[i] == 1].tolist()
+        assert hf.encode(sentence).ids == ours, sentence
+
+
+# --- errors and overwriting ---
+
+
+@pytest.mark.parametrize("pooler_type", ["avg_top2", "avg_first_last"])
+def test_unsupported_pooler_is_a_clear_error(model_dir, tmp_path, pooler_type):
+    encoder = tiny_encoder(model_dir, pooler_type=pooler_type)
+    with pytest.raises(ValueError, match=f"{pooler_type}.*cannot be exported to sentence-transformers"):
+        export_sentence_transformers(encoder, tmp_path / "export")
+    assert list(tmp_path.iterdir()) == []  # nothing written, no temporary directory left
+
+
+def test_not_a_sentence_encoder(model_dir, tmp_path):
+    encoder = tiny_encoder(model_dir)
+    with pytest.raises(TypeError, match="SentenceEncoder"):
+        export_sentence_transformers(encoder.backbone, tmp_path / "export")
+
+
+def test_refuses_to_overwrite_unless_asked(model_dir, tmp_path):
+    target = tmp_path / "export"
+    target.mkdir()
+    (target / "keep.txt").write_text("mine")
+    avg = tiny_encoder(model_dir, pooler_type="avg")
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        export_sentence_transformers(avg, target)
+    assert [p.name for p in target.iterdir()] == ["keep.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["export"]  # no temporary directory left
+
+    export_sentence_transformers(avg, target, overwrite=True)
+    assert not (target / "keep.txt").exists()
+    assert _read_json(target / "1_Pooling" / "config.json")["pooling_mode_mean_tokens"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["export"]  # no temporary or old directory left
+
+    cls = tiny_encoder(model_dir, pooler_type="cls_before_pooler")
+    with pytest.raises(FileExistsError):  # an earlier export is not replaced either
+        export_sentence_transformers(cls, target)
+    export_sentence_transformers(cls, target, overwrite=True)
+    assert _read_json(target / "1_Pooling" / "config.json")["pooling_mode_cls_token"]
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert export_sentence_transformers(avg, empty) == empty.resolve()  # an empty directory is fine
+    (tmp_path / "file").write_text("")
+    with pytest.raises(FileExistsError, match="not a directory"):
+        export_sentence_transformers(avg, tmp_path / "file", overwrite=True)
+
+
+def test_failed_export_keeps_the_previous_one(model_dir, tmp_path, monkeypatch):
+    from tf_esimcse import st_export
+
+    target = tmp_path / "export"
+    encoder = tiny_encoder(model_dir, pooler_type="avg")
+    export_sentence_transformers(encoder, target)
+    before = {p.name: p.read_bytes() for p in target.iterdir() if p.is_file()}
+
+    def broken(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(st_export, "save_file", broken)
+    with pytest.raises(OSError, match="No space left on device.*untouched"):
+        export_sentence_transformers(encoder, target, overwrite=True)
+    assert {p.name: p.read_bytes() for p in target.iterdir() if p.is_file()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["export"]
+
+
+# --- sentence-transformers itself, when installed ---
+
+
+@pytest.mark.parametrize("pooler_type", ["cls_before_pooler", "avg", "cls"])
+def test_sentence_transformers_loads_the_export(model_dir, tmp_path, pooler_type):
+    st = pytest.importorskip(
+        "sentence_transformers",
+        reason="sentence-transformers (and PyTorch) are not installed; the NumPy reference above checks the files",
+    )
+    encoder = _perturb(tiny_encoder(model_dir, pooler_type=pooler_type))
+    if pooler_type == "cls":
+        _new_mlp(encoder)
+    out = export_sentence_transformers(encoder, tmp_path / "export")
+    model = st.SentenceTransformer(str(out), device="cpu")
+    sentences = TINY_SENTENCES  # plain lower-case in-vocabulary text: both tokenizers agree
+    np.testing.assert_allclose(
+        model.encode(sentences, convert_to_numpy=True), encoder.encode(sentences, verbose=0), atol=ATOL, rtol=0
+    )
