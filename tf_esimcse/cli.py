@@ -1,6 +1,7 @@
 """The `tf-esimcse` command: evaluate | encode | export | build-index | search.
 
     tf-esimcse evaluate --model M [--pooler P] [--data-dir D] [--output results.json] [--length-split]
+                        [--aggregations] [--sts-file F ...] [--only-sts-files]
     tf-esimcse encode   --model M [--pooler P] --input sentences.txt --output embeddings.npy
                         [--precision bfloat16]
     tf-esimcse export   --model M [--pooler P] [--max-len L] --output saved_models/NAME [--version N]
@@ -80,25 +81,44 @@ def _load_encoder(args):
 
 
 def cmd_evaluate(args):
-    from tf_esimcse.data.senteval import resolve_senteval_dir
-    from tf_esimcse.evaluation.sts import encoder_length_split, evaluate_sts, format_length_split, format_table
     from tf_esimcse.atomic_files import write_json_atomic
+    from tf_esimcse.data.senteval import read_sts_file, resolve_senteval_dir
+    from tf_esimcse.evaluation.sts import (encoder_length_split, evaluate_sts, format_aggregations,
+                                           format_length_split, format_table, pair_metrics, sts_year_aggregations)
 
-    resolve_senteval_dir(args.data_dir)  # fail before loading a model
+    # Fail on missing or malformed data before loading a model.
+    files = {str(f): read_sts_file(f) for f in args.sts_file}
+    use_senteval = not args.only_sts_files
+    if use_senteval:
+        resolve_senteval_dir(args.data_dir)
+    elif not files:
+        raise ValueError("--only-sts-files needs at least one --sts-file")
     encoder = _load_encoder(args)
 
     def encode(sentences):
         return encoder.encode(sentences, batch_size=args.batch_size, verbose=0)
 
-    results = evaluate_sts(encode, args.data_dir)
-    results["pooler"] = encoder.pooler_type
-    results["model"] = str(args.model)
-    print(format_table(results))
-    print(f"STS-B dev {results['stsb_dev']:.2f}  alignment {results['alignment']:.4f}  "
-          f"uniformity {results['uniformity']:.4f}")
-    if args.length_split:
-        results["length_split"] = encoder_length_split(encoder, encode, args.data_dir, threshold=args.length_threshold)
-        print(format_length_split(results["length_split"]))
+    results = {"pooler": encoder.pooler_type, "model": str(args.model)}
+    if use_senteval:
+        results.update(evaluate_sts(encode, args.data_dir))
+        print(format_table(results))
+        print(f"STS-B dev {results['stsb_dev']:.2f}  alignment {results['alignment']:.4f}  "
+              f"uniformity {results['uniformity']:.4f}   (STS-B dev selects models; STSB above is its test split)")
+        if args.aggregations:
+            results["sts_aggregations"] = sts_year_aggregations(encode, args.data_dir)
+            print("STS12-16 in SentEval's three aggregations (SimCSE reports 'all'):")
+            print(format_aggregations(results["sts_aggregations"]))
+        if args.length_split:
+            results["length_split"] = encoder_length_split(encoder, encode, args.data_dir,
+                                                           threshold=args.length_threshold)
+            print(format_length_split(results["length_split"]))
+    if files:
+        results["sts_files"] = {}
+        for name, pairs in files.items():
+            metrics = pair_metrics(encode, pairs)
+            results["sts_files"][name] = dict(metrics, pairs=len(pairs.scores))
+            print(f"{name}: Spearman {metrics['spearman']:.2f} ({len(pairs.scores)} pairs)  "
+                  f"alignment {metrics['alignment']:.4f}  uniformity {metrics['uniformity']:.4f}")
     if args.output:
         write_json_atomic(args.output, results)
         print(f"wrote {args.output}")
@@ -213,6 +233,12 @@ def build_parser():
     ev.add_argument("--length-split", action="store_true",
                     help="also report STS-B test Spearman split by the pair's length difference (ESimCSE's length bias)")
     ev.add_argument("--length-threshold", type=int, default=3)
+    ev.add_argument("--sts-file", action="append", default=[], metavar="FILE",
+                    help="your own STS-style file (TSV, or CSV by extension: sentence 1, sentence 2, score; header "
+                         "optional); repeat for several")
+    ev.add_argument("--only-sts-files", action="store_true", help="score the --sts-file files only, not SentEval")
+    ev.add_argument("--aggregations", action="store_true",
+                    help="also STS12-16 in SentEval's 'all', 'mean' and 'wmean' aggregations side by side")
     ev.set_defaults(fn=cmd_evaluate)
 
     en = sub.add_parser("encode", help="one embedding row per input line, in order, as .npy")

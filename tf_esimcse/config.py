@@ -34,6 +34,7 @@ class TrainConfig:
     epochs: int = 1
     steps: int = 0  # total training steps; 0 = `epochs` passes over the corpus
     eval_steps: int = 125  # STS-B dev every N steps; the best weights are kept
+    dev_file: str = ""  # select the best model on your own STS-style file (TSV/CSV: s1, s2, score) instead of STS-B dev
     max_sentences: int = 0  # use only the first N examples of the corpus (0 = all)
     seed: int = 42
     seeds: str = ""  # e.g. "1,2,3": one run per seed under <output_dir>/seed_<n>, then summary.json/.md

@@ -133,9 +133,23 @@ def make_optimizer(config, total_steps):
     return optimizer
 
 
-def check_data_dir(data_dir, corpus):
-    """Fail early, in one line, if the evaluation data (or the Brown corpus) is missing."""
-    resolve_senteval_dir(data_dir)
+def _has_senteval(data_dir):
+    try:
+        resolve_senteval_dir(data_dir)
+    except (TfEsimcseError, ValueError, OSError):
+        return False
+    return True
+
+
+def check_data_dir(data_dir, corpus, dev_file=""):
+    """Fail early, in one line, if the evaluation data (or the Brown corpus) is missing. With a
+    `dev_file`, SentEval is optional (the final 7-task table is then skipped if it is absent)."""
+    if dev_file:
+        from tf_esimcse.data.senteval import read_sts_file
+
+        read_sts_file(dev_file)
+    else:
+        resolve_senteval_dir(data_dir)
     if corpus == "brown" and not (pathlib.Path(data_dir) / "brown").is_dir():
         from tf_esimcse.errors import DataError
 
@@ -215,7 +229,7 @@ def run_training(config, build_objective, build_dataset, load_examples=load_corp
     check_pooler_type(config.pooler)
     if config.strategy not in ("default", "mirrored", "multiworker"):
         raise ValueError(f"Unknown strategy {config.strategy!r}: expected default, mirrored or multiworker.")
-    check_data_dir(config.data_dir, config.corpus)
+    check_data_dir(config.data_dir, config.corpus, config.dev_file)
     keras.utils.set_random_seed(config.seed)
 
     examples = load_examples(config)
@@ -290,8 +304,14 @@ def run_training(config, build_objective, build_dataset, load_examples=load_corp
         best = max([r["stsb_dev"] for r in evaluations if math.isfinite(r["stsb_dev"])] or [float("nan")])
         collapse_watch.check(record, best if math.isfinite(best) else None)
 
+    dev_pairs = None
+    if config.dev_file:
+        from tf_esimcse.data.senteval import read_sts_file
+
+        dev_pairs = read_sts_file(config.dev_file)
+        print(f"model selection on {config.dev_file} ({len(dev_pairs.scores)} pairs) instead of STS-B dev")
     sts_callback = STSEvaluationCallback(
-        encoder, config.data_dir, eval_every_n_steps=config.eval_steps, log_dir=str(log_dir),
+        encoder, config.data_dir, eval_every_n_steps=config.eval_steps, log_dir=str(log_dir), dev_pairs=dev_pairs,
         restore_best_weights=True, on_new_best=save_best, initial_best=initial_best,
         on_evaluation=record_evaluation,
     )
@@ -345,12 +365,20 @@ def run_training(config, build_objective, build_dataset, load_examples=load_corp
         # Evaluate what was saved, reloaded as a user would load it (inference pooler).
         eval_encoder = SentenceEncoder.from_pretrained(model_dir)
         encode = lambda s: eval_encoder.encode(s, batch_size=128, verbose=0)  # noqa: E731
-        scores = evaluate_sts(encode, config.data_dir)
-        # ESimCSE's length-bias check (its Table 1), so every run and seed summary carries it.
-        scores["length_split"] = encoder_length_split(eval_encoder, encode, config.data_dir)
-        results["test"] = scores
-        print(format_table(scores))
-        print(format_length_split(scores["length_split"]))
+        if _has_senteval(config.data_dir):
+            scores = evaluate_sts(encode, config.data_dir)
+            # ESimCSE's length-bias check (its Table 1), so every run and seed summary carries it.
+            scores["length_split"] = encoder_length_split(eval_encoder, encode, config.data_dir)
+            results["test"] = scores
+            print(format_table(scores))
+            print(format_length_split(scores["length_split"]))
+        else:
+            print(f"no SentEval data in {config.data_dir}: the 7-task table is skipped")
+        if dev_pairs is not None:
+            from tf_esimcse.evaluation.sts import pair_metrics
+
+            results["dev_file"] = dict(pair_metrics(encode, dev_pairs), path=config.dev_file)
+            print(f"{config.dev_file}: Spearman {results['dev_file']['spearman']:.2f} (the saved model)")
     write_json_atomic(output_dir / "results.json", results)
     print(f"saved encoder to {model_dir}; results in {output_dir / 'results.json'}")
     return results

@@ -253,3 +253,41 @@ def read_sick(data_dir, split="test"):
         raise ValueError(f"Unknown SICK split {split!r}; expected one of {tuple(SICK_SPLITS)}")
     path = resolve_senteval_dir(data_dir) / "SICK" / SICK_SPLITS[split]
     return _read_tsv_pairs(path, idx1=1, idx2=2, idx_score=3, skip_header=True)
+
+
+def read_sts_file(path):
+    """A user's own STS-style file: one pair per row, `sentence 1, sentence 2, score`.
+
+    Tab-separated, or comma-separated (csv quoting) when the file name ends in `.csv`; a first
+    row whose score is not a number is a header and skipped; blank rows are skipped; extra
+    columns are ignored. Any score scale works (only ranks matter for Spearman; alignment's
+    "positive pairs" assume SentEval's 0-5 scale, scores >= 4).
+
+    Raises:
+        DataError: naming the file and the line, for a missing file, a row with fewer than
+            three fields, a non-numeric score after the first row, or fewer than two pairs.
+    """
+    import csv
+
+    path = pathlib.Path(path)
+    lines = _read_lines(path)
+    if path.suffix.lower() == ".csv":
+        rows = list(csv.reader(lines))
+        kind = "comma-separated"
+    else:
+        rows = [line.split("\t") for line in lines]
+        kind = "tab-separated"
+    sentences1, sentences2, scores = [], [], []
+    for i, fields in enumerate(rows, start=1):
+        if not any(f.strip() for f in fields):
+            continue
+        if len(fields) < 3:
+            raise DataError(f"expected 3 {kind} fields (sentence 1, sentence 2, score), found {len(fields)}", path, i)
+        if i == 1 and not _is_number(fields[2].strip()):
+            continue  # a header
+        scores.append(_parse_score(fields[2].strip(), path, i))
+        sentences1.append(_normalize(fields[0]))
+        sentences2.append(_normalize(fields[1]))
+    if len(scores) < 2:
+        raise DataError(f"{len(scores)} scored pairs: a Spearman correlation needs at least 2", path=path)
+    return STSPairs(sentences1, sentences2, np.asarray(scores, dtype=np.float64))

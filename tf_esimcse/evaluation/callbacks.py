@@ -46,6 +46,9 @@ class STSEvaluationCallback(keras.callbacks.Callback):
             `get_weights()` and `set_weights()`, e.g. a `SentenceEncoder` sharing weights with
             the model being trained.
         data_dir: str or path-like. See `tf_esimcse.data.senteval.resolve_senteval_dir`.
+        dev_pairs: `STSPairs` or None. Select on these pairs instead of STS-B dev (a user's own
+            file, `tf_esimcse.data.senteval.read_sts_file`); the monitor keeps its name
+            "stsb_dev". Defaults to None (STS-B dev from `data_dir`).
         eval_every_n_steps: int. Training batches between evaluations. Defaults to 125, SimCSE's
             setting.
         monitor: str. "stsb_dev" (higher is better), "alignment" or "uniformity" (lower is
@@ -95,6 +98,7 @@ class STSEvaluationCallback(keras.callbacks.Callback):
         batch_size=128,
         initial_best=None,
         on_evaluation=None,
+        dev_pairs=None,
     ):
         super().__init__()
         if monitor not in _MONITORS:
@@ -115,7 +119,7 @@ class STSEvaluationCallback(keras.callbacks.Callback):
         self.on_evaluation = on_evaluation
         self.batch_size = batch_size
 
-        self.dev_pairs = senteval.read_stsb(data_dir, "dev")
+        self.dev_pairs = dev_pairs if dev_pairs is not None else senteval.read_stsb(data_dir, "dev")
         self.history = []
         # A resumed run passes the best of its earlier part ({"step", "score"}), so that a worse
         # model never replaces the saved best. Its weights live on disk, not in `best_weights`.

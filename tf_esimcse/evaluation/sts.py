@@ -363,3 +363,34 @@ def format_length_split(split):
     t = split["threshold"]
     return (f"STS-B test by length difference (tokens): <= {t}: {split['short_diff']:.2f} (n={split['n_short']})"
             f"   > {t}: {split['long_diff']:.2f} (n={split['n_long']})")
+
+
+def sts_year_aggregations(encode_fn, data_dir, years=senteval.STS_YEARS):
+    """STS12-16 in SentEval's three aggregations side by side (papers quote different ones):
+    "all" (one Spearman over the concatenated subsets: what SimCSE reports and `evaluate_sts`
+    gives), "mean" (the mean of the per-subset Spearmans) and "wmean" (that mean weighted by
+    the subsets' sizes), as `STSEval.run` computes them.
+
+    Returns:
+        `{year: {"all", "mean", "wmean", "subsets": {name: spearman}}}` (Spearman x100).
+    """
+    out = {}
+    for year in years:
+        subsets = senteval.read_sts_year(data_dir, year)
+        encoded = _Encoded(encode_fn, _all_sentences(*subsets.values()))
+        per_subset = {name: spearman(encoded.cosines(p), p.scores) for name, p in subsets.items()}
+        sizes = np.array([len(p.scores) for p in subsets.values()], dtype=np.float64)
+        values = np.array(list(per_subset.values()))
+        everything = _concat(list(subsets.values()))
+        out[year] = {"all": spearman(encoded.cosines(everything), everything.scores),
+                     "mean": float(np.mean(values)), "wmean": float(np.average(values, weights=sizes)),
+                     "subsets": per_subset}
+    return out
+
+
+def format_aggregations(aggregations):
+    """STS12-16 rows with their "all", "mean" and "wmean" Spearman x100."""
+    lines = ["        all    mean   wmean"]
+    for year, agg in aggregations.items():
+        lines.append(f"{year}  {agg['all']:6.2f}  {agg['mean']:6.2f}  {agg['wmean']:6.2f}")
+    return "\n".join(lines)
