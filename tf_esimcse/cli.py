@@ -1,7 +1,8 @@
 """The `tf-esimcse` command: evaluate | encode | export | build-index | search.
 
     tf-esimcse evaluate --model M [--pooler P] [--data-dir D] [--output results.json] [--length-split]
-                        [--aggregations] [--sts-file F ...] [--only-sts-files]
+                        [--aggregations] [--sts-file F ...] [--only-sts-files] [--plot out.png]
+    tf-esimcse plot-run saved_models/NAME [--output run.png]
     tf-esimcse encode   --model M [--pooler P] --input sentences.txt --output embeddings.npy
                         [--precision bfloat16]
     tf-esimcse export   --model M [--pooler P] [--max-len L] --output saved_models/NAME [--version N]
@@ -122,6 +123,24 @@ def cmd_evaluate(args):
     if args.output:
         write_json_atomic(args.output, results)
         print(f"wrote {args.output}")
+    if args.plot:
+        from tf_esimcse import plots
+
+        if "length_split" in results:
+            path = plots.plot_length_split([(str(args.model), results)], args.plot)
+        elif "avg" in results:
+            path = plots.plot_sts_table([(str(args.model), results)], args.plot)
+        else:
+            raise ValueError("--plot draws the SentEval table or (with --length-split) the length split")
+        print(f"wrote {path}")
+    return 0
+
+
+def cmd_plot_run(args):
+    from tf_esimcse import plots
+
+    path = plots.plot_run(args.run_dir, args.output)
+    print(f"wrote {path}")
     return 0
 
 
@@ -237,6 +256,8 @@ def build_parser():
                     help="your own STS-style file (TSV, or CSV by extension: sentence 1, sentence 2, score; header "
                          "optional); repeat for several")
     ev.add_argument("--only-sts-files", action="store_true", help="score the --sts-file files only, not SentEval")
+    ev.add_argument("--plot", default=None, metavar="PNG",
+                    help="draw the length split (with --length-split) or the 7-task table as bars")
     ev.add_argument("--aggregations", action="store_true",
                     help="also STS12-16 in SentEval's 'all', 'mean' and 'wmean' aggregations side by side")
     ev.set_defaults(fn=cmd_evaluate)
@@ -282,6 +303,12 @@ def build_parser():
     se.add_argument("--index", default=None, help="index folder (default: CORPUS.index if it exists, else encode "
                                                   "the corpus now)")
     se.set_defaults(fn=cmd_search)
+
+    pr = sub.add_parser("plot-run", help="loss, learning rate, STS-B dev and alignment/uniformity of a training "
+                                          "run (or a --seeds folder) as one PNG")
+    pr.add_argument("run_dir", help="a recipe's --output-dir")
+    pr.add_argument("--output", default=None, help="PNG path (default: RUN_DIR/run.png)")
+    pr.set_defaults(fn=cmd_plot_run)
 
     from tf_esimcse.data.download import add_download_parser
 

@@ -1,0 +1,658 @@
+"""Figures of a training run and of evaluation results, written as PNG files.
+
+`plot_run(run_dir)` draws what a recipe left in its output folder (`tf_esimcse.training.run_training`)
+in one 2 x 2 figure, `<run_dir>/run.png` by default:
+
+- training loss, and each `*_loss` term of the objective, against the step (the TensorBoard
+  `batch_*` scalars under `logs/train`; Keras logs their running mean since the start of the
+  current backup chunk of `backup_steps` steps);
+- the learning rate against the step (`batch_learning_rate`);
+- STS-B dev Spearman x100 against the step, the best evaluation marked with a star;
+- alignment against uniformity on STS-B dev at every evaluation (SimCSE's Figure 2: x uniformity,
+  y alignment, lower-left is better), arrows following training, first and last step named.
+
+The evaluations come from `evaluations.json`, else from `results.json`'s "evaluations", else from
+the STS-B dev scalars of `STSEvaluationCallback` under `logs/validation`. A seeds folder
+(`seed_<n>/` sub-folders, as `run_seeds` writes them) gives one line per seed in every panel.
+The `epoch_*` scalars are not drawn: their step is the Keras epoch (a backup chunk), not the
+training step. A resumed run has one event file per part, each counting batches from 1: a part is
+shifted to its global step by its first epoch index x `backup_steps` (from `results.json`'s config,
+or, for a run still training, from the last step logged before the first part's first epoch ended:
+exact when the logging interval divides `backup_steps`, as with the defaults);
+a part that cannot be placed yet is left out and the loss panel says so.
+
+`plot_length_split(results, output)` draws ESimCSE's length-bias check (its Table 1) as grouped
+bars, and `plot_sts_table(results, output)` the 7 STS tasks and their average, for one results
+dict (`tf-esimcse evaluate --output`, or a run's `results.json`) or several `(label, results)`
+pairs side by side.
+
+matplotlib is imported only when a figure is drawn (`pip install "tf_esimcse[plots]"`); figures
+are rendered with the Agg canvas without touching pyplot's global state, and every PNG is written
+to a temporary file in the same folder and renamed into place, so a crash never leaves a
+half-written image (nor a temporary file).
+
+Example:
+```python
+from tf_esimcse.plots import plot_length_split, plot_run
+
+plot_run("saved_models/unsup_esimcse")            # -> saved_models/unsup_esimcse/run.png
+plot_length_split([("SimCSE", simcse), ("ESimCSE", esimcse)], "length_split.png")
+```
+"""
+import json
+import math
+import os
+import pathlib
+import re
+import tempfile
+
+from tf_esimcse.errors import TfEsimcseError
+
+__all__ = ["PlotError", "MatplotlibNotInstalled", "read_scalars", "read_run", "run_figure", "plot_run",
+           "length_split_figure", "plot_length_split", "sts_table_figure", "plot_sts_table"]
+
+STS_TASKS = (("sts12", "STS12"), ("sts13", "STS13"), ("sts14", "STS14"), ("sts15", "STS15"),
+             ("sts16", "STS16"), ("stsb_test", "STS-B"), ("sickr_test", "SICK-R"), ("avg", "Avg."))
+_SEED_DIR = re.compile(r"seed_(\d+)$")
+_DPI = 120
+
+
+class PlotError(TfEsimcseError, ValueError):
+    """Nothing to plot, or input that is not what a figure needs; the message names the folder
+    or the entry and what was expected."""
+
+
+class MatplotlibNotInstalled(TfEsimcseError, ImportError):
+    """matplotlib, which only the figures need, is not installed."""
+
+
+def _matplotlib():
+    """`(Figure, FigureCanvasAgg)`, imported on first use."""
+    try:
+        import matplotlib  # noqa: F401
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError as e:
+        raise MatplotlibNotInstalled(
+            f'the figures need matplotlib, which is not installed ({e}): pip install "tf_esimcse[plots]"'
+        ) from e
+    return Figure, FigureCanvasAgg
+
+
+def _new_figure(figsize):
+    Figure, FigureCanvasAgg = _matplotlib()
+    fig = Figure(figsize=figsize, layout="constrained")
+    FigureCanvasAgg(fig)  # the Agg backend, for this figure only
+    return fig
+
+
+def _save_png(fig, path):
+    """Render `fig` as a PNG at `path` atomically; creates the parent folder. Returns the path."""
+    path = pathlib.Path(path)
+    if path.is_dir():
+        raise PlotError(f"{path} is a folder: give a file name such as {path / 'figure.png'}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            fig.savefig(f, format="png", dpi=_DPI)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    return path
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading a run folder
+
+
+def _read_json(path):
+    try:
+        return json.loads(pathlib.Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise PlotError(f"{path}: cannot be read as JSON ({type(e).__name__}: {e})") from e
+
+
+def _event_files(log_dir):
+    return sorted(pathlib.Path(log_dir).glob("events.out.tfevents.*"))
+
+
+def _file_events(path):
+    """[(wall_time, step, tag, value)] of one event file's numeric summaries, in file order
+    (text summaries skipped); the file's first wall time (or None for an empty file)."""
+    import tensorflow as tf
+
+    rows, first_time = [], None
+    try:
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            if first_time is None:
+                first_time = event.wall_time
+            for value in event.summary.value:
+                if value.HasField("tensor"):
+                    array = tf.make_ndarray(value.tensor)
+                    if array.dtype.kind in "SUO" or array.size != 1:  # text and non-scalar summaries
+                        continue
+                    number = float(array.reshape(()))
+                else:
+                    number = float(value.simple_value)
+                rows.append((event.wall_time, int(event.step), value.tag, number))
+    except tf.errors.DataLossError:  # a file still being written ends mid-record: keep what was read
+        pass
+    return rows, first_time
+
+
+def _files_in_time_order(log_dir):
+    files = []
+    for path in _event_files(log_dir):
+        rows, first_time = _file_events(path)
+        files.append((first_time if first_time is not None else math.inf, path.name, rows))
+    return [rows for _, _, rows in sorted(files, key=lambda f: (f[0], f[1]))]
+
+
+def read_scalars(log_dir):
+    """Every numeric scalar of the TensorBoard event files in `log_dir` (not its sub-folders).
+
+    Args:
+        log_dir: str or path-like, e.g. `<run_dir>/logs/validation`.
+
+    Returns:
+        {tag: [(step, value), ...]} sorted by step; for a step written more than once (a resumed
+        run replays the steps after its last backup) the latest write wins. Tensor-valued scalar
+        summaries (Keras 3, `tf.summary.scalar`) and `simple_value` ones are both read; text
+        summaries are skipped. {} when there are no event files.
+    """
+    tags = {}
+    for rows in _files_in_time_order(log_dir):
+        for _, step, tag, value in rows:
+            tags.setdefault(tag, {})[step] = value
+    return {tag: sorted(points.items()) for tag, points in tags.items()}
+
+
+def _chunk_steps(config):
+    """Training steps per Keras epoch (backup chunk) from a run's config, or None if unknown."""
+    backup, steps = int(config.get("backup_steps") or 0), int(config.get("steps") or 0)
+    if backup and (not steps or backup <= steps):
+        return backup
+    return steps or None
+
+
+def _train_curves(log_dir, chunk_steps=None):
+    """The `batch_*` scalars of `log_dir`, each part of a resumed run shifted to its global steps.
+
+    Returns:
+        ({tag without "batch_": [(step, value)]}, number of parts that could not be placed).
+    """
+    parts = []
+    for rows in _files_in_time_order(log_dir):
+        batch, first_epoch, before_epoch = {}, None, 0
+        for _, step, tag, value in rows:
+            if tag.startswith("batch_"):
+                batch.setdefault(tag[len("batch_"):], []).append((step, value))
+                if first_epoch is None:
+                    before_epoch = max(before_epoch, step)
+            elif tag.startswith("epoch_") and first_epoch is None:
+                first_epoch = step
+        if batch:
+            parts.append((batch, first_epoch, before_epoch))
+    if chunk_steps is None:  # a run still training has no results.json: estimate from a fresh part
+        fresh = [before for _, first, before in parts if first == 0 and before]
+        chunk_steps = fresh[0] if fresh else None
+
+    curves, unplaced = {}, 0
+    for i, (batch, first_epoch, _) in enumerate(parts):
+        if first_epoch == 0 or (first_epoch is None and i == 0):
+            offset = 0
+        elif first_epoch is not None and chunk_steps:
+            offset = first_epoch * chunk_steps
+        else:
+            unplaced += 1
+            continue
+        for name, points in batch.items():
+            # The resumed part replays the steps after the backup: its values replace the earlier ones.
+            kept = [p for p in curves.get(name, []) if p[0] <= offset]
+            curves[name] = kept + [(step + offset, value) for step, value in points]
+    return curves, unplaced
+
+
+def _finite(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _number(value):
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
+
+
+def read_run(run_dir):
+    """What `plot_run` draws for one run folder (not a seeds folder).
+
+    Args:
+        run_dir: str or path-like. A folder written by `tf_esimcse.training.run_training`.
+
+    Returns:
+        A dict: "train" ({name: [(step, value)]} of the batch-level TensorBoard scalars, with the
+        "batch_" prefix removed: "loss", "contrastive_loss", "learning_rate", ...), "unplaced"
+        (event files of a resumed run that could not be placed on the step axis), "evaluations"
+        (list of {"step", "stsb_dev", "alignment", "uniformity"}, sorted by step),
+        "evaluations_source" ("evaluations.json", "results.json", "tensorboard" or None),
+        "results" (the `results.json` dict, or None) and "log_dir".
+    """
+    run_dir = pathlib.Path(run_dir)
+    results = _read_json(run_dir / "results.json") if (run_dir / "results.json").is_file() else None
+    config = (results or {}).get("config") or {}
+    log_dir = pathlib.Path(config["log_dir"]) if config.get("log_dir") else run_dir / "logs"
+    if not log_dir.is_dir():
+        log_dir = run_dir / "logs"
+    train, unplaced = _train_curves(log_dir / "train", _chunk_steps(config) if config else None)
+
+    evaluations, source = None, None
+    if (run_dir / "evaluations.json").is_file():
+        evaluations, source = _read_json(run_dir / "evaluations.json"), "evaluations.json"
+    elif results is not None and results.get("evaluations"):
+        evaluations, source = results["evaluations"], "results.json"
+    else:
+        from tf_esimcse.evaluation.callbacks import _SUMMARY_NAMES
+
+        scalars = read_scalars(log_dir / "validation")
+        by_step = {}
+        for key, tag in _SUMMARY_NAMES.items():
+            for step, value in scalars.get(tag, []):
+                by_step.setdefault(step, {"step": step})[key] = value
+        if by_step:
+            evaluations, source = list(by_step.values()), "tensorboard"
+    if evaluations is not None:
+        if not isinstance(evaluations, list) or not all(isinstance(r, dict) and "step" in r for r in evaluations):
+            raise PlotError(f"{run_dir / source}: expected a list of {{'step', 'stsb_dev', 'alignment', "
+                            f"'uniformity'}} records")
+        evaluations = sorted(({"step": int(r["step"]), **{k: _number(r.get(k)) for k in
+                                                            ("stsb_dev", "alignment", "uniformity")}}
+                              for r in evaluations), key=lambda r: r["step"])
+    return {"train": train, "unplaced": unplaced, "evaluations": evaluations or [],
+            "evaluations_source": source, "results": results, "log_dir": log_dir}
+
+
+def _has_data(run):
+    return bool(run["train"] or run["evaluations"])
+
+
+def _seed_dirs(folder):
+    seeds = []
+    for child in folder.iterdir():
+        match = _SEED_DIR.match(child.name)
+        if match and child.is_dir():
+            seeds.append((int(match.group(1)), child))
+    return sorted(seeds)
+
+
+def _read_runs(run_dir):
+    """[(label or None, read_run dict)]: one per seed with data, or the single run."""
+    run_dir = pathlib.Path(run_dir)
+    expected = ("expected evaluations.json, or TensorBoard event files under logs/train and logs/validation "
+                "(as a recipe's run leaves them), or seed_<n>/ folders of such runs")
+    if not run_dir.is_dir():
+        raise PlotError(f"{run_dir}: no such folder; {expected}")
+    seeds = _seed_dirs(run_dir)
+    if seeds:
+        runs = [(f"seed {seed}", read_run(path)) for seed, path in seeds]
+        runs = [(label, run) for label, run in runs if _has_data(run)]
+        if not runs:
+            names = ", ".join(path.name for _, path in seeds)
+            raise PlotError(f"{run_dir}: none of its seed folders ({names}) has training logs or evaluations yet; "
+                            f"{expected}")
+        return runs
+    run = read_run(run_dir)
+    if not _has_data(run):
+        raise PlotError(f"{run_dir}: no training logs or evaluations to plot; {expected}")
+    return [(None, run)]
+
+
+# ---------------------------------------------------------------------------------------------
+# The run figure
+
+
+def _color(i):
+    return f"C{i % 10}"
+
+
+def _no_data(ax, text):
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, fontsize=8, color="0.4", wrap=True)
+
+
+def _loss_curves(train):
+    """[(legend name, points)]: the total loss, then each `*_loss` term that differs from it (a
+    single-term objective logs the same curve twice; it is drawn once, its term named)."""
+    terms = sorted(n for n in train if n.endswith("_loss"))
+    if "loss" not in train:
+        return [(name, train[name]) for name in terms]
+    same = [name for name in terms if train[name] == train["loss"]]
+    total = "loss" + (f" (= {', '.join(same)})" if same else "")
+    return [(total, train["loss"])] + [(name, train[name]) for name in terms if name not in same]
+
+
+def _integer_steps(ax):
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
+def _draw_losses(ax, runs):
+    styles = ("-", "--", ":", "-.")
+    drawn = unplaced = 0
+    for i, (label, run) in enumerate(runs):
+        unplaced += run["unplaced"]
+        for j, (name, points) in enumerate(_loss_curves(run["train"])):
+            steps, values = zip(*points)
+            if label is None:  # one run: a color per term
+                ax.plot(steps, values, color=_color(j), lw=1.8 if j == 0 else 1.2, label=name)
+            else:  # seeds: a color per seed, a line style per term
+                ax.plot(steps, values, color=_color(i), ls=styles[j % len(styles)], lw=1.2, label=f"{label} {name}")
+            drawn += 1
+    ax.set_title("training loss (running mean, as logged)", fontsize=10)
+    ax.set_xlabel("step")
+    _integer_steps(ax)
+    if unplaced:
+        ax.text(0.01, 0.01, f"{unplaced} resumed part(s) not placed on the step axis yet", transform=ax.transAxes,
+                fontsize=7, color="tab:red")
+    if drawn:
+        ax.legend(fontsize=7)
+    else:
+        _no_data(ax, "no batch_loss scalars under logs/train")
+
+
+def _draw_learning_rate(ax, runs):
+    drawn = False
+    for i, (label, run) in enumerate(runs):
+        points = run["train"].get("learning_rate")
+        if points:
+            steps, values = zip(*points)
+            ax.plot(steps, values, color=_color(i), label=label)
+            drawn = True
+    ax.set_title("learning rate", fontsize=10)
+    ax.set_xlabel("step")
+    _integer_steps(ax)
+    ax.ticklabel_format(axis="y", style="sci", scilimits=(-3, 3))
+    if not drawn:
+        _no_data(ax, "no batch_learning_rate scalars under logs/train")
+    elif len(runs) > 1:
+        ax.legend(fontsize=7)
+
+
+def _best(evaluations):
+    """The first evaluation with the highest finite STS-B dev (the callback keeps strictly greater)."""
+    best = None
+    for r in evaluations:
+        if _finite(r["stsb_dev"]) and (best is None or r["stsb_dev"] > best["stsb_dev"]):
+            best = r
+    return best
+
+
+def _draw_stsb(ax, runs):
+    drawn = nan_marked = False
+    all_steps = [r["step"] for _, run in runs for r in run["evaluations"]]
+    middle = (min(all_steps) + max(all_steps)) / 2 if all_steps else 0
+    for i, (label, run) in enumerate(runs):
+        evaluations = run["evaluations"]
+        if not evaluations:
+            continue
+        finite = [r for r in evaluations if _finite(r["stsb_dev"])]
+        ax.plot([r["step"] for r in finite], [r["stsb_dev"] for r in finite], color=_color(i), marker="o",
+                markersize=3, label=label)
+        nan_steps = [r["step"] for r in evaluations if not _finite(r["stsb_dev"])]
+        if nan_steps:  # collapsed embeddings: marked on the step axis
+            ax.plot(nan_steps, [0.0] * len(nan_steps), transform=ax.get_xaxis_transform(), marker="x", ls="none",
+                    color="tab:red", clip_on=False, label=None if nan_marked else "NaN evaluation")
+            nan_marked = True
+        best = _best(evaluations)
+        if best is not None:
+            ax.plot([best["step"]], [best["stsb_dev"]], marker="*", markersize=13, color=_color(i),
+                    markeredgecolor="black", ls="none", zorder=3)
+            right = best["step"] > middle  # the label on the inner side of the star
+            ax.annotate(f"best {best['stsb_dev']:.2f} @ {best['step']}", (best["step"], best["stsb_dev"]),
+                        xytext=(-6 if right else 6, 6 + 9 * i), textcoords="offset points", fontsize=7,
+                        color=_color(i), ha="right" if right else "left")
+        drawn = True
+    ax.set_title("STS-B dev Spearman x100 (* best)", fontsize=10)
+    ax.set_xlabel("step")
+    _integer_steps(ax)
+    ax.margins(x=0.05, y=0.15)
+    if not drawn:
+        _no_data(ax, "no evaluations (evaluations.json or logs/validation)")
+    elif len(runs) > 1 or nan_marked:
+        ax.legend(fontsize=7)
+
+
+def _draw_alignment_uniformity(ax, runs):
+    drawn = False
+    for i, (label, run) in enumerate(runs):
+        points = [(r["uniformity"], r["alignment"], r["step"]) for r in run["evaluations"]
+                  if _finite(r["uniformity"]) and _finite(r["alignment"])]
+        if not points:
+            continue
+        xs, ys, steps = zip(*points)
+        ax.plot(xs, ys, color=_color(i), marker="o", markersize=3, lw=0.6, label=label)
+        for (x0, y0, _), (x1, y1, _) in zip(points, points[1:]):
+            ax.annotate("", xy=(x1, y1), xytext=(x0, y0),
+                        arrowprops={"arrowstyle": "->", "color": _color(i), "lw": 0.8})
+        ends = [points[0]] if len(points) == 1 else [points[0], points[-1]]
+        for x, y, step in ends:
+            ax.annotate(f"step {step}", (x, y), xytext=(3, 3), textcoords="offset points", fontsize=6,
+                        color=_color(i))
+        drawn = True
+    ax.set_title("alignment vs uniformity on STS-B dev (lower-left is better)", fontsize=10)
+    ax.set_xlabel("uniformity")
+    ax.set_ylabel("alignment")
+    ax.margins(0.12)
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(nbins=4))  # readable labels even for a tiny range
+    if not drawn:
+        _no_data(ax, "no alignment/uniformity evaluations")
+    elif len(runs) > 1:
+        ax.legend(fontsize=7)
+
+
+def _run_title(run_dir, runs):
+    run_dir = pathlib.Path(run_dir)
+    if runs[0][0] is not None:
+        return f"{run_dir.name}: {len(runs)} seed{'s' if len(runs) != 1 else ''} ({', '.join(l for l, _ in runs)})"
+    run = runs[0][1]
+    results = run["results"] or {}
+    parts = []
+    if results.get("status") == "diverged":
+        parts.append(f"diverged: {results.get('reason', '')}")
+    best = _best(run["evaluations"])
+    if best is not None:
+        parts.append(f"best STS-B dev {best['stsb_dev']:.2f} at step {best['step']}")
+    avg = (results.get("test") or {}).get("avg")
+    if _finite(avg):
+        parts.append(f"test Avg. {avg:.2f}")
+    return f"{run_dir.name}: " + "; ".join(parts) if parts else run_dir.name
+
+
+def run_figure(run_dir):
+    """The figure `plot_run` saves, as a `matplotlib.figure.Figure` with 4 axes (see the module
+    docstring): loss, learning rate, STS-B dev, alignment vs uniformity.
+
+    Raises:
+        PlotError: the folder has no training logs nor evaluations (the message names it).
+        MatplotlibNotInstalled: matplotlib is missing.
+    """
+    runs = _read_runs(run_dir)
+    fig = _new_figure((11, 8))
+    (loss, lr), (stsb, align) = fig.subplots(2, 2)
+    _draw_losses(loss, runs)
+    _draw_learning_rate(lr, runs)
+    _draw_stsb(stsb, runs)
+    _draw_alignment_uniformity(align, runs)
+    fig.suptitle(_run_title(run_dir, runs), fontsize=11)
+    return fig
+
+
+def plot_run(run_dir, output=None):
+    """Draw a training run (or a folder of seeds, one line per seed) as one PNG.
+
+    Args:
+        run_dir: str or path-like. A recipe's output folder (`results.json`, `evaluations.json`,
+            `logs/`), or a seeds folder with `seed_<n>/` runs. A run still training can be drawn.
+        output: str, path-like or None. Where to write the PNG. Defaults to `<run_dir>/run.png`.
+
+    Returns:
+        The `pathlib.Path` of the PNG written.
+
+    Raises:
+        PlotError: nothing to plot in `run_dir` (the message names the folder and what was expected).
+        MatplotlibNotInstalled: matplotlib is missing (`pip install "tf_esimcse[plots]"`).
+    """
+    fig = run_figure(run_dir)
+    return _save_png(fig, pathlib.Path(run_dir) / "run.png" if output is None else output)
+
+
+# ---------------------------------------------------------------------------------------------
+# Evaluation results
+
+
+def _label_of(results):
+    config = results.get("config") or {}
+    where = results.get("model") or config.get("output_dir") or "model"
+    return pathlib.PurePath(str(where)).name or str(where)
+
+
+def _labelled(results):
+    """[(label, results dict)] from one dict, a JSON path, or a list of (label, dict or path)."""
+    def load(value):
+        if isinstance(value, (str, os.PathLike)):
+            value = _read_json(value)
+        if not isinstance(value, dict):
+            raise PlotError(f"expected a results dict (as `tf-esimcse evaluate --output` writes it), got "
+                            f"{type(value).__name__}")
+        return value
+
+    if isinstance(results, (dict, str, os.PathLike)):
+        one = load(results)
+        return [(_label_of(one), one)]
+    pairs = []
+    for item in results:
+        if not (isinstance(item, (tuple, list)) and len(item) == 2):
+            raise PlotError(f"expected (label, results) pairs, got {item!r:.80}")
+        pairs.append((str(item[0]), load(item[1])))
+    if not pairs:
+        raise PlotError("no results to plot")
+    return pairs
+
+
+def _grouped_bars(ax, groups, series):
+    """Bars of `series` ([(label, [value per group])]) side by side in each group; NaN as "n/a"."""
+    n = len(series)
+    width = 0.8 / n
+    for i, (label, values) in enumerate(series):
+        xs = [g + (i - (n - 1) / 2) * width for g in range(len(groups))]
+        heights = [v if _finite(v) else 0.0 for v in values]
+        bars = ax.bar(xs, heights, width=width * 0.95, color=_color(i), label=label)
+        texts = [f"{v:.2f}" if _finite(v) else "n/a" for v in values]
+        ax.bar_label(bars, labels=texts, fontsize=7 if n <= 2 else 6, padding=2, rotation=0 if n <= 2 else 90)
+    ax.set_xticks(range(len(groups)), groups)
+    ax.axhline(0, color="0.3", lw=0.6)
+    ax.margins(y=0.15)
+    if n > 1:
+        ax.legend(fontsize=8)
+
+
+def _length_split_of(label, results):
+    split = results.get("length_split") or (results.get("test") or {}).get("length_split")
+    if split is None and "short_diff" in results:
+        split = results
+    if not isinstance(split, dict) or not {"short_diff", "long_diff", "n_short", "n_long"} <= set(split):
+        raise PlotError(f"{label}: no length split in the results: expected results['length_split'] with "
+                        f"short_diff, long_diff, n_short, n_long (`tf-esimcse evaluate --length-split --output "
+                        f"FILE`, or a training run's results.json)")
+    return split
+
+
+def length_split_figure(results):
+    """The figure `plot_length_split` saves (one axes)."""
+    pairs = [(label, _length_split_of(label, r)) for label, r in _labelled(results)]
+    thresholds = {s.get("threshold") for _, s in pairs}
+    units = {s.get("unit") for _, s in pairs} - {None}
+    t = thresholds.pop() if len(thresholds) == 1 else "t"
+    same_n = len({(s["n_short"], s["n_long"]) for _, s in pairs}) == 1
+    groups = [f"length diff <= {t}", f"length diff > {t}"]
+    if same_n:
+        groups = [f"{groups[0]}\n(n={pairs[0][1]['n_short']})", f"{groups[1]}\n(n={pairs[0][1]['n_long']})"]
+    series = []
+    for label, split in pairs:
+        name = label
+        if not same_n:
+            name += f" (n = {split['n_short']} / {split['n_long']})"
+        if t == "t":
+            name += f" (t={split.get('threshold')})"
+        series.append((name, [_number(split["short_diff"]), _number(split["long_diff"])]))
+
+    fig = _new_figure((max(5.0, 2.0 + 1.2 * len(pairs)), 4.2))
+    ax = fig.subplots()
+    _grouped_bars(ax, groups, series)
+    ax.set_ylabel("STS-B test Spearman x100")
+    unit = f" ({units.pop()})" if len(units) == 1 else ""
+    ax.set_title(f"STS-B test by sentence-length difference{unit}", fontsize=10)
+    return fig
+
+
+def plot_length_split(results, output):
+    """Grouped bars of STS-B test Spearman for the pairs whose sentences differ in length by at
+    most the threshold and by more (ESimCSE's Table 1), n in the labels.
+
+    Args:
+        results: a results dict with "length_split" (`tf-esimcse evaluate --length-split`, or a
+            run's `results.json`, where it is under "test"), a path to such a JSON file, or a
+            list of `(label, results)` pairs to draw several models side by side.
+        output: str or path-like. The PNG to write.
+
+    Returns:
+        The `pathlib.Path` of the PNG written.
+
+    Raises:
+        PlotError: an entry has no length split (the message names it).
+        MatplotlibNotInstalled: matplotlib is missing.
+    """
+    return _save_png(length_split_figure(results), output)
+
+
+def _sts_scores_of(label, results):
+    top_level = any(key in results for key, _ in STS_TASKS)
+    scores = results if top_level or not isinstance(results.get("test"), dict) else results["test"]
+    missing = [key for key, _ in STS_TASKS if key not in scores]
+    if missing:
+        raise PlotError(f"{label}: the results lack {', '.join(missing)}: expected the 7 STS tasks and avg "
+                        f"(`tf-esimcse evaluate --output FILE`, or a training run's results.json with final_eval)")
+    return [_number(scores[key]) for key, _ in STS_TASKS]
+
+
+def sts_table_figure(results):
+    """The figure `plot_sts_table` saves (one axes)."""
+    pairs = _labelled(results)
+    series = [(label, _sts_scores_of(label, r)) for label, r in pairs]
+    fig = _new_figure((max(6.5, 2.5 + len(STS_TASKS) * (0.35 + 0.2 * len(series))), 4.2))
+    ax = fig.subplots()
+    _grouped_bars(ax, [name for _, name in STS_TASKS], series)
+    ax.set_ylabel("Spearman x100")
+    ax.set_title("STS12-16 ('all' setting), STS-B and SICK-R test, and their average", fontsize=10)
+    return fig
+
+
+def plot_sts_table(results, output):
+    """Bars of the 7 STS tasks (STS12-16, STS-B test, SICK-R test) and their average, for one
+    results dict or several `(label, results)` pairs side by side.
+
+    Args:
+        results: as for `plot_length_split` (the scores at the top level, as `tf-esimcse
+            evaluate` writes them, or under "test" in a run's `results.json`).
+        output: str or path-like. The PNG to write.
+
+    Returns:
+        The `pathlib.Path` of the PNG written.
+    """
+    return _save_png(sts_table_figure(results), output)
