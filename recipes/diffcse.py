@@ -48,7 +48,7 @@ def prepare(config):
 def build_objective(config):
     return DiffCSEObjective(config.generator, temperature=config.temperature, rtd_weight=config.rtd_weight,
                             batchnorm=config.batchnorm, generator_dropout=config.generator_dropout,
-                            rtd_on_padding=config.rtd_on_padding)
+                            rtd_on_padding=config.rtd_on_padding, mask_duplicates=config.mask_duplicates)
 
 
 def build_dataset(sentences, preprocessor, config):

@@ -42,7 +42,8 @@ def load_examples(config):
 
 def build_objective(config):
     return SupervisedSimCSEObjective(temperature=config.temperature, alpha=config.alpha,
-                                     hard_negative_weight=config.hard_negative_weight)
+                                     hard_negative_weight=config.hard_negative_weight,
+                                     mask_duplicates=config.mask_duplicates)
 
 
 def build_dataset(triplets, preprocessor, config):

@@ -34,7 +34,8 @@ class ESimCSEConfig(TrainConfig):
 
 def build_objective(config):
     return ESimCSEObjective(temperature=config.temperature, queue_size=config.queue_size,
-                            momentum=config.momentum, use_momentum_queue=config.use_momentum_queue)
+                            momentum=config.momentum, use_momentum_queue=config.use_momentum_queue,
+                            mask_duplicates=config.mask_duplicates)
 
 
 def build_dataset(sentences, preprocessor, config):

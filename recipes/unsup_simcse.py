@@ -33,7 +33,7 @@ class SimCSEConfig(TrainConfig):
 
 def build_objective(config):
     return SimCSEObjective(temperature=config.temperature, same_dropout_mask=config.same_dropout_mask,
-                           two_encoders=config.two_encoders)
+                           two_encoders=config.two_encoders, mask_duplicates=config.mask_duplicates)
 
 
 def build_dataset(sentences, preprocessor, config):

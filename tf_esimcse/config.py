@@ -27,6 +27,7 @@ class TrainConfig:
     learning_rate: float = 3e-5
     max_len: int = 32
     temperature: float = 0.05
+    mask_duplicates: bool = False  # drop in-batch duplicates of a sentence from its negatives (not in the official code)
     pooler: str = "cls"
     mlp_only_train: bool = True
     dropout: float = 0.1

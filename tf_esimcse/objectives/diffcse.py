@@ -93,6 +93,7 @@ class DiffCSEObjective(SimCSEObjective):
         rtd_on_padding: bool. Average the RTD loss over every position (official) instead of
             the non-padding ones. Defaults to `False`.
         cross_replica_negatives: see `SimCSEObjective`.
+        mask_duplicates: see `SimCSEObjective` (forwarded through `**kwargs`). Defaults to `False`.
         cls_token_id: int or None. The [CLS] id written at position 0 of the edits; `None`
             reads it from the encoder's tokenizer at `setup`.
 
@@ -190,7 +191,7 @@ class DiffCSEObjective(SimCSEObjective):
         if self.projection is not None and training:
             z = self.projection(z, training=training)
         z1, z2 = tf.split(z, 2, axis=0)
-        terms = {"contrastive": self.contrastive_loss(z1, z2)}
+        terms = {"contrastive": self.contrastive_loss(z1, z2, anchor_ids=self.anchor_token_ids(x))}
         if not context:  # test_step: no generator edits
             terms["rtd"] = tf.zeros((), tf.float32)
             return terms

@@ -45,6 +45,8 @@ class ESimCSEObjective(SimCSEObjective):
             (official behaviour; the model's `steps_per_data_epoch` says when that is).
             Defaults to `True`.
         cross_replica_negatives: bool. See `SimCSEObjective`.
+        mask_duplicates: bool. See `SimCSEObjective` (queued negatives are never masked).
+            Defaults to `False`.
     """
 
     def __init__(self, temperature=0.05, queue_size=160, momentum=0.995, use_momentum_queue=True,
@@ -93,7 +95,8 @@ class ESimCSEObjective(SimCSEObjective):
             return super().loss_terms(encoder, x, embeddings, context, training)
         positives = self.positives(encoder, x, embeddings, training)
         return {"contrastive": self.contrastive_loss(embeddings[0], positives, queue=context["negatives"],
-                                                     queue_mask=context["filled"])}
+                                                     queue_mask=context["filled"],
+                                                     anchor_ids=self.anchor_token_ids(x))}
 
     def after_step(self, context):
         if context:

@@ -5,6 +5,9 @@ the two copies get independent masks and form the positive pair; the other sente
 (global) batch are the negatives. Batches are either one view `{"token_ids", "padding_mask"}`
 (the sentence twice, dropout being the only augmentation) or `{"anchor", "positive"}` views (any
 augmentation made in tf.data, e.g. ESimCSE's word repetition or a crop).
+
+With `mask_duplicates=True` (not in the official code), a sentence that appears more than once in
+the global batch (identical anchor token ids) does not count its copies' positives as negatives.
 """
 import keras
 import tensorflow as tf
@@ -32,13 +35,18 @@ class SimCSEObjective(Objective):
         two_encoders: bool. SimCSE's "two encoders" ablation: positives go through a second
             backbone, a trainable copy of the pretrained one made at `setup` (the pooler head is
             shared). Defaults to `False` (one encoder, as the method).
+        mask_duplicates: bool. Drop, from anchor i's negatives, the in-batch positive of every other
+            example j whose anchor view has the same token ids as i's (row for row, padding
+            included): a duplicate sentence's positive is a false negative. Compared over the
+            global batch (the anchors' ids are all-gathered as the positives are); hard-negative
+            and queue columns are untouched. Defaults to `False` (the official code keeps them).
         loss_weights: see `Objective`.
 
     Returns (from `loss_terms`): `{"contrastive": loss}`.
     """
 
     def __init__(self, temperature=0.05, cross_replica_negatives=True, same_dropout_mask=False, two_encoders=False,
-                 **kwargs):
+                 mask_duplicates=False, **kwargs):
         super().__init__(**kwargs)
         if not temperature > 0:
             raise ValueError(f"temperature must be > 0, got {temperature!r}.")
@@ -46,6 +54,7 @@ class SimCSEObjective(Objective):
         self.cross_replica_negatives = bool(cross_replica_negatives)
         self.same_dropout_mask = bool(same_dropout_mask)
         self.two_encoders = bool(two_encoders)
+        self.mask_duplicates = bool(mask_duplicates)
         if self.same_dropout_mask and self.two_encoders:
             raise ValueError("same_dropout_mask and two_encoders exclude each other (two encoders share no mask).")
         self.positive_backbone = None
@@ -81,25 +90,48 @@ class SimCSEObjective(Objective):
             return keras.ops.normalize(z, axis=-1, order=2) if encoder.normalize else z
         return embeddings[1]
 
-    def contrastive_loss(self, z1, z2, hard_negatives=None, hard_negative_offset=0.0, queue=None, queue_mask=None):
+    def anchor_token_ids(self, x):
+        """The token ids of batch `x`'s anchor view (the first of `views`), or `None` when
+        `mask_duplicates` is off: what `contrastive_loss` compares to find duplicates."""
+        if not self.mask_duplicates:
+            return None
+        return self.views(x)[0]["token_ids"]
+
+    def contrastive_loss(self, z1, z2, hard_negatives=None, hard_negative_offset=0.0, queue=None, queue_mask=None,
+                         anchor_ids=None):
         """InfoNCE of anchors `z1` against the (gathered) positives `z2`, optional hard negatives
-        (gathered too) whose own column gets `hard_negative_offset` added, and queued negatives."""
+        (gathered too) whose own column gets `hard_negative_offset` added, and queued negatives.
+        With `mask_duplicates`, `anchor_ids` (the local anchors' token ids, `anchor_token_ids(x)`)
+        are gathered like `z2` and every other example with the same ids loses its positive
+        column from the anchor's negatives."""
+        if self.mask_duplicates and anchor_ids is None:
+            raise ValueError("mask_duplicates=True needs the anchors' token ids: pass "
+                             "anchor_ids=self.anchor_token_ids(x) to contrastive_loss.")
         offset = 0
+        example_ids = anchor_ids
         if self.cross_replica_negatives and num_replicas() > 1:
             z2 = gather_replicas(z2)
             if hard_negatives is not None:
                 hard_negatives = gather_replicas(hard_negatives)
+            if self.mask_duplicates:
+                example_ids = gather_replicas(anchor_ids)
             offset = replica_offset(tf.shape(z1)[0])
+        kwargs = {}
+        if self.mask_duplicates:
+            kwargs["positive_mask"] = losses.duplicate_mask(anchor_ids, example_ids, label_offset=offset)
         return losses.info_nce(
             z1, z2, temperature=self.temperature, hard_negatives=hard_negatives,
             hard_negative_offset=hard_negative_offset, queue=queue, queue_mask=queue_mask, label_offset=offset,
+            **kwargs,
         )
 
     def loss_terms(self, encoder, x, embeddings, context, training):
-        return {"contrastive": self.contrastive_loss(embeddings[0], self.positives(encoder, x, embeddings, training))}
+        return {"contrastive": self.contrastive_loss(embeddings[0], self.positives(encoder, x, embeddings, training),
+                                                     anchor_ids=self.anchor_token_ids(x))}
 
     def get_config(self):
         config = super().get_config()
         config.update({"temperature": self.temperature, "cross_replica_negatives": self.cross_replica_negatives,
-                       "same_dropout_mask": self.same_dropout_mask, "two_encoders": self.two_encoders})
+                       "same_dropout_mask": self.same_dropout_mask, "two_encoders": self.two_encoders,
+                       "mask_duplicates": self.mask_duplicates})
         return config

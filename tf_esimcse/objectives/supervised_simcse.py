@@ -29,6 +29,8 @@ class SupervisedSimCSEObjective(SimCSEObjective):
         hard_negative_weight: float. The official code's `--hard_negative_weight`: added to each
             anchor's own hard-negative logit. Defaults to `0.0` (no change).
         cross_replica_negatives: bool. See `SimCSEObjective`; hard negatives are gathered too.
+        mask_duplicates: bool. See `SimCSEObjective` (duplicates are found by the anchors, the
+            premises; only entailment columns are dropped). Defaults to `False`.
     """
 
     def __init__(self, temperature=0.05, alpha=1.0, hard_negative_weight=0.0, **kwargs):
@@ -50,7 +52,8 @@ class SupervisedSimCSEObjective(SimCSEObjective):
     def loss_terms(self, encoder, x, embeddings, context, training):
         hard = embeddings[2] if len(embeddings) > 2 else None
         return {"contrastive": self.contrastive_loss(embeddings[0], embeddings[1], hard_negatives=hard,
-                                                     hard_negative_offset=self.hard_negative_offset)}
+                                                     hard_negative_offset=self.hard_negative_offset,
+                                                     anchor_ids=self.anchor_token_ids(x))}
 
     def get_config(self):
         config = super().get_config()
