@@ -355,23 +355,25 @@ def _three_batch_dataset(batches):
 
 
 def test_fit_lowers_the_loss_on_fixed_data(model_dir, batches):
-    """18 steps over 3 fixed batches (a queue of 2 batches never holds the current sentences).
+    """30 steps over 3 fixed batches (a queue of 2 batches never holds the current sentences).
 
     Dropout is 0 here: the positives come from word repetition alone. (On this tiny random
     model the inference-mode loss, which has neither the queue nor the training-only MLP head,
     need not fall while the training objective does; the real-model runs in README do both.)
     """
     keras.utils.set_random_seed(0)
-    model = _esimcse(model_dir, dropout=0.0, queue_size=16, momentum=0.995, learning_rate=0.05,
+    model = _esimcse(model_dir, dropout=0.0, queue_size=16, momentum=0.995, learning_rate=0.003,
                      reset_queue_each_epoch=False)
     data = _three_batch_dataset(batches)
     # The training objective (with the queue's negatives and the training-only MLP head) is what
     # fit optimizes; compare its mean over the first and the last 6 steps.
-    history = model.fit(data.repeat(), epochs=3, steps_per_epoch=6, verbose=0, shuffle=False)
+    history = model.fit(data.repeat(), epochs=5, steps_per_epoch=6, verbose=0, shuffle=False)
     losses = history.history["loss"]
     assert all(np.isfinite(losses))
     assert history.history["queue_fill"][-1] == 1.0
-    assert losses[-1] < losses[0] - 0.02, losses
+    # A wide margin (1.78 -> 0.19 here): a loss that barely moves would be at the mercy of
+    # thread scheduling in the float reductions.
+    assert losses[-1] < 0.5 * losses[0], losses
 
 
 class _StepLosses(keras.callbacks.Callback):
