@@ -44,7 +44,7 @@ from tf_esimcse.data.corpus import load_sentences
 from tf_esimcse.encoder_files import standard_tokenizer
 from tf_esimcse.environment import environment_info
 from tf_esimcse.schedules import linear_schedule
-from tf_esimcse.training import StopAtStep, main_guard, resolve_jit
+from tf_esimcse.training import StopAtStep, fit_closing_tensorboard, main_guard, resolve_jit
 
 
 @dataclasses.dataclass
@@ -169,8 +169,8 @@ def run(config):
         keras.callbacks.TensorBoard(str(output_dir / "logs"), update_freq=max(1, min(10, config.steps // 2))),
     ]
     start = time.time()
-    masked_lm.fit(dataset, epochs=-(-config.steps // per_epoch), steps_per_epoch=per_epoch, callbacks=callbacks,
-                  verbose=1 if sys.stdout.isatty() else 2)
+    fit_closing_tensorboard(masked_lm, dataset, epochs=-(-config.steps // per_epoch), steps_per_epoch=per_epoch,
+                            callbacks=callbacks, verbose=1 if sys.stdout.isatty() else 2)
     seconds = time.time() - start
 
     results = {"config": dataclasses.asdict(config), "train_seconds": seconds,

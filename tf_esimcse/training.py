@@ -121,6 +121,23 @@ class LossCollapseWatch(keras.callbacks.Callback):
         return message
 
 
+def fit_closing_tensorboard(model, dataset, **fit_kwargs):
+    """`model.fit`, and when it raises, the TensorBoard callbacks' writers are closed as `fit`
+    would have: Keras' TensorBoard enters a process-wide `tf.summary.record_if` context in
+    `on_train_begin` and leaves it only in `on_train_end`, so an interrupted `fit` would
+    otherwise leave every later summary of the process filtered by a dead callback's step."""
+    try:
+        return model.fit(dataset, **fit_kwargs)
+    except BaseException:
+        for callback in fit_kwargs.get("callbacks") or []:
+            if isinstance(callback, keras.callbacks.TensorBoard):
+                try:
+                    callback.on_train_end()
+                except Exception:  # noqa: BLE001 (already failing: keep the original error)
+                    pass
+        raise
+
+
 def make_optimizer(config, total_steps):
     """The Hugging Face Trainer's optimizer behind the official code: AdamW (betas 0.9/0.999,
     epsilon 1e-8) on the linear schedule (optional warm-up, decay to exactly 0), weight decay
@@ -336,9 +353,9 @@ def run_training(config, build_objective, build_dataset, load_examples=load_corp
         dataset = dataset.skip(done_steps)
         print(f"skipping the {done_steps} batches already trained on")
     start = time.time()
-    model.fit(dataset, epochs=epochs, steps_per_epoch=per_epoch, callbacks=callbacks,
-              verbose=1 if sys.stdout.isatty() else 2,  # no progress-bar spam in log files
-              shuffle=False)
+    fit_closing_tensorboard(model, dataset, epochs=epochs, steps_per_epoch=per_epoch, callbacks=callbacks,
+                            verbose=1 if sys.stdout.isatty() else 2,  # no progress-bar spam in log files
+                            shuffle=False)
     seconds = time.time() - start
     done = int(keras.ops.convert_to_numpy(model.optimizer.iterations))
     print(f"trained to step {done} of {total_steps}; this session ran {seconds:.0f} s")
