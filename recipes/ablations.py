@@ -24,7 +24,6 @@ import argparse
 import dataclasses
 import importlib.util
 import math
-import os
 import pathlib
 import re
 import shlex
@@ -33,7 +32,7 @@ import sys
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tf_esimcse.atomic_files import write_json_atomic, write_text_atomic  # noqa: E402
+from tf_esimcse.atomic_files import write_atomic, write_json_atomic, write_text_atomic  # noqa: E402
 from tf_esimcse.errors import TrainingDiverged  # noqa: E402
 from tf_esimcse.training import main_guard  # noqa: E402
 
@@ -234,9 +233,7 @@ def format_markdown(name, table, entries, command, seeds):
 
 
 def _save_figure(fig, path):
-    tmp = pathlib.Path(path).with_suffix(".incomplete.png")
-    fig.savefig(tmp, dpi=120, bbox_inches="tight")
-    os.replace(tmp, path)
+    write_atomic(path, lambda f: fig.savefig(f, format="png", dpi=120, bbox_inches="tight"))
 
 
 def plot_table(path, name, table, entries):

@@ -24,19 +24,16 @@ masks than an uninterrupted one would (the contrastive recipes' resumes are exac
 import dataclasses
 import json
 import math
-import os
 import pathlib
 import random
-import shutil
 import sys
-import tempfile
 import time
 
 import keras
 import keras_hub
 import tensorflow as tf
 
-from tf_esimcse.atomic_files import write_json_atomic
+from tf_esimcse.atomic_files import replace_directory, write_json_atomic
 from tf_esimcse.backbones import load_tokenizer
 from tf_esimcse.backup import AtomicBackupAndRestore
 from tf_esimcse.config import default_data_dir, parse_config
@@ -112,23 +109,14 @@ class LogLearningRate(keras.callbacks.Callback):
 
 def save_preset_atomically(masked_lm, path):
     """The keras-hub preset written next to `path` and renamed into place."""
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     # A fresh, uncompiled copy: the preset then holds no optimizer state (which every later load
     # would warn about and skip).
     clean = keras_hub.models.BertMaskedLM(keras_hub.models.BertBackbone.from_config(masked_lm.backbone.get_config()),
                                           preprocessor=masked_lm.preprocessor)
     clean.set_weights(masked_lm.get_weights())
-    try:
+    with replace_directory(path) as tmp:
         clean.save_to_preset(str(tmp))
-        if path.exists():
-            shutil.rmtree(path)
-        os.replace(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return path
+    return pathlib.Path(path)
 
 
 def run(config):

@@ -15,6 +15,7 @@ from test_recipes import _argv, load_recipe, workspace  # noqa: F401  (fixture)
 from tf_esimcse.backup import AtomicBackupAndRestore
 from tf_esimcse.errors import ModelLoadError, ModelSaveError, TfEsimcseError
 from tf_esimcse.models.sentence_encoder import SentenceEncoder
+from training_test_case import crash_at_step
 
 
 @pytest.fixture(scope="module")
@@ -124,14 +125,7 @@ def test_a_damaged_backup_stops_the_resume_with_its_name(workspace, tmp_path, mo
     output_dir = tmp_path / "out"
     argv = _argv(workspace, output_dir, steps=6, **{"eval-steps": 2, "backup-steps": 2})
     recipe = load_recipe("unsup_simcse")
-    original = training.StopAtStep.on_train_batch_end
-
-    def crash(self, batch, logs=None):
-        if int(keras.ops.convert_to_numpy(self.model.optimizer.iterations)) >= 3:
-            raise RuntimeError("simulated crash")
-        return original(self, batch, logs)
-
-    monkeypatch.setattr(training.StopAtStep, "on_train_batch_end", crash)
+    crash_at_step(monkeypatch, 3)
     with pytest.raises(RuntimeError):
         recipe.main(argv)
     monkeypatch.undo()

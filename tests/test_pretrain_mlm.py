@@ -3,14 +3,13 @@ accuracy, prints and saves the held-out accuracy, resumes after a crash, and lea
 preset that `SentenceEncoder.from_pretrained`, `tf-esimcse evaluate` and DiffCSE's generator accept."""
 import json
 
-import keras
 import keras_hub
 import numpy as np
 import pytest
 
-import tf_esimcse.training as training
 from test_recipes import _scalars, load_recipe, workspace  # noqa: F401  (fixture)
 from tf_esimcse.models.sentence_encoder import SentenceEncoder
+from training_test_case import crash_at_step
 
 
 def _flags(workspace, output_dir, **extra):  # noqa: F811
@@ -50,14 +49,7 @@ def test_pretrain_saves_a_preset_every_consumer_accepts(workspace, tmp_path, cap
 
 def test_pretrain_resumes_after_a_crash(workspace, tmp_path, monkeypatch, capsys):  # noqa: F811
     out = tmp_path / "mlm"
-    original = training.StopAtStep.on_train_batch_end
-
-    def crash(self, batch, logs=None):
-        if int(keras.ops.convert_to_numpy(self.model.optimizer.iterations)) >= 4:
-            raise RuntimeError("simulated crash")
-        return original(self, batch, logs)
-
-    monkeypatch.setattr(training.StopAtStep, "on_train_batch_end", crash)
+    crash_at_step(monkeypatch, 4)
     recipe = load_recipe("pretrain_mlm")
     with pytest.raises(RuntimeError):
         recipe.main(_flags(workspace, out))

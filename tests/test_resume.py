@@ -7,9 +7,9 @@ import keras
 import numpy as np
 import pytest
 
-import tf_esimcse.training as training
 from test_recipes import _argv, load_recipe, workspace  # noqa: F401  (fixture)
 from tf_esimcse.backup import AtomicBackupAndRestore
+from training_test_case import crash_at_step
 
 
 def _tiny_model():
@@ -56,14 +56,7 @@ def test_interrupted_recipe_resumes_to_the_same_step_count(workspace, tmp_path, 
     argv = _argv(workspace, output_dir, steps=8, **{"eval-steps": 2, "backup-steps": 2})
     recipe = load_recipe("unsup_esimcse")
 
-    original = training.StopAtStep.on_train_batch_end
-
-    def crash_at_step_5(self, batch, logs=None):
-        if int(keras.ops.convert_to_numpy(self.model.optimizer.iterations)) >= 5:
-            raise RuntimeError("simulated crash")
-        return original(self, batch, logs)
-
-    monkeypatch.setattr(training.StopAtStep, "on_train_batch_end", crash_at_step_5)
+    crash_at_step(monkeypatch, 5)
     with pytest.raises(RuntimeError, match="simulated crash"):
         recipe.main(argv)
     monkeypatch.undo()

@@ -14,6 +14,8 @@ Given a factory of the objective, fixed int32 batches and an independent NumPy l
 
 Dropout is 0 in all of it, so that every mode computes the same function (the hash dropout used
 under XLA draws other masks than Keras' Philox); dropout itself is tested elsewhere.
+
+Also `crash_at_step`, which makes a recipe's training crash part-way (the resume tests).
 """
 import keras
 import numpy as np
@@ -126,3 +128,19 @@ def _approx(expected):
     import pytest
 
     return pytest.approx(expected, rel=1e-4, abs=1e-5)
+
+
+def crash_at_step(monkeypatch, step):
+    """Make training raise `RuntimeError("simulated crash")` once the optimizer has taken `step`
+    steps (in `tf_esimcse.training.StopAtStep.on_train_batch_end`, which every recipe uses);
+    `monkeypatch.undo()` lets training run again."""
+    import tf_esimcse.training as training
+
+    original = training.StopAtStep.on_train_batch_end
+
+    def crash(self, batch, logs=None):
+        if int(keras.ops.convert_to_numpy(self.model.optimizer.iterations)) >= step:
+            raise RuntimeError("simulated crash")
+        return original(self, batch, logs)
+
+    monkeypatch.setattr(training.StopAtStep, "on_train_batch_end", crash)

@@ -16,14 +16,12 @@ A saved encoder is a directory holding
 `tf_esimcse.backbones.load_backbone`.
 """
 import json
-import os
 import pathlib
-import shutil
-import tempfile
 
 import keras
 import keras_hub
 
+from tf_esimcse.atomic_files import replace_directory
 from tf_esimcse.backbones import ENCODER_CONFIG_FILE
 from tf_esimcse.backbones import load_backbone
 from tf_esimcse.backbones import resolve_source
@@ -129,8 +127,7 @@ def save_sentence_encoder(encoder, path):
 
 
 def _save_sentence_encoder(encoder, path):
-    tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    try:
+    with replace_directory(path) as tmp:
         backbone = to_keras_hub_backbone(encoder.backbone)
         backbone.save_to_preset(str(tmp))
         pooler_type = encoder.inference_settings()
@@ -157,18 +154,6 @@ def _save_sentence_encoder(encoder, path):
         if pooler_type == "cls":
             keras.saving.save_weights(encoder.pooler, str(tmp / POOLER_WEIGHTS_FILE))
         (tmp / ENCODER_CONFIG_FILE).write_text(json.dumps(settings, indent=2) + "\n")
-        old = None
-        if path.exists():
-            old = path.with_name(f".{path.name}.old")
-            if old.exists():
-                shutil.rmtree(old)
-            os.replace(path, old)
-        os.replace(tmp, path)
-        if old is not None:
-            shutil.rmtree(old)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return path
 
 

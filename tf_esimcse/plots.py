@@ -44,8 +44,8 @@ import math
 import os
 import pathlib
 import re
-import tempfile
 
+from tf_esimcse.atomic_files import write_atomic
 from tf_esimcse.errors import TfEsimcseError
 
 __all__ = ["PlotError", "MatplotlibNotInstalled", "read_scalars", "read_run", "run_figure", "plot_run",
@@ -91,19 +91,7 @@ def _save_png(fig, path):
     path = pathlib.Path(path)
     if path.is_dir():
         raise PlotError(f"{path} is a folder: give a file name such as {path / 'figure.png'}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            fig.savefig(f, format="png", dpi=_DPI)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    return path
+    return write_atomic(path, lambda f: fig.savefig(f, format="png", dpi=_DPI))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -14,13 +14,11 @@ On disk an index is one folder: `embeddings.npy` (float32 [n, dim], L2-normalise
 written atomically; `faiss.index` too when approximate.
 """
 import json
-import os
 import pathlib
-import shutil
-import tempfile
 
 import numpy as np
 
+from tf_esimcse.atomic_files import replace_directory
 from tf_esimcse.errors import TfEsimcseError
 
 FORMAT = "tf_esimcse.search_index/1"
@@ -112,9 +110,7 @@ class SearchIndex:
     def save(self, path):
         """Write the index folder at `path` atomically (a new folder renamed into place)."""
         path = pathlib.Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-        try:
+        with replace_directory(path) as tmp:
             np.save(tmp / "embeddings.npy", self.embeddings)
             (tmp / "sentences.json").write_text(json.dumps(self.sentences, ensure_ascii=False))
             meta = {"format": FORMAT, "model": self.model, "dim": self.dim, "count": len(self.sentences),
@@ -124,12 +120,6 @@ class SearchIndex:
 
                 faiss.write_index(self.faiss_index, str(tmp / "faiss.index"))
             (tmp / "index.json").write_text(json.dumps(meta, indent=2) + "\n")
-            if path.exists():
-                shutil.rmtree(path)
-            os.replace(tmp, path)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         return path
 
     @classmethod

@@ -39,15 +39,13 @@ place, so a crash never leaves a half-written export; an existing non-empty `out
 replaced only with `overwrite=True`.
 """
 import json
-import os
 import pathlib
-import shutil
-import tempfile
 
 import numpy as np
 from safetensors.numpy import save_file
 
 from tf_esimcse.api_export import tf_esimcse_export
+from tf_esimcse.atomic_files import replace_directory
 from tf_esimcse.backbones import _named_weights
 from tf_esimcse.backbones import _weight_name_map
 from tf_esimcse.errors import ModelSaveError
@@ -332,35 +330,17 @@ def export_sentence_transformers(encoder, output_dir, overwrite=False):
         raise FileExistsError(f"{path}: directory exists and is not empty; pass overwrite=True (--overwrite) to replace it.")
     _st_pooling(encoder)  # fail on an unsupported pooler before writing anything
     existed = path.exists()
+    entered = False
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+        # Refuses (again) a non-empty directory that appeared while we were writing.
+        with replace_directory(path, overwrite=overwrite, mode=0o755) as tmp:  # mkdtemp makes it 0700
+            entered = True
+            _write_export(encoder, tmp)
     except OSError as e:
-        raise ModelSaveError(f"{path}: could not create the export directory ({e.strerror or e})") from e
-    try:
-        _write_export(encoder, tmp)
-        os.chmod(tmp, 0o755)  # mkdtemp makes it 0700
-        old = None
-        if path.exists():
-            if _is_nonempty_dir(path) and not overwrite:  # appeared while we were writing
-                raise FileExistsError(f"{path}: directory exists and is not empty; pass overwrite=True (--overwrite) to replace it.")
-            old = pathlib.Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
-            os.replace(path, old / "previous")
-        try:
-            os.replace(tmp, path)
-        except BaseException:
-            if old is not None:  # put the previous export back
-                os.replace(old / "previous", path)
-            raise
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except OSError as e:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if not entered:
+            raise ModelSaveError(f"{path}: could not create the export directory ({e.strerror or e})") from e
         if isinstance(e, FileExistsError):
             raise
         kept = "the directory there before is untouched" if existed else "nothing was written there"
         raise ModelSaveError(f"{path}: could not export the encoder ({e.strerror or e}); {kept}") from e
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return path
