@@ -26,7 +26,8 @@ class SimCSEConfig(TrainConfig):
     # negatives; see benchmarks/README.md for its STS-B dev against random batches.
     length_buckets: bool = False
     # SimCSE's ablations (recipes/ablations.py runs them as tables):
-    augmentation: str = "none"  # positive = none (dropout only) | crop:K | word_deletion:K | delete_one_word | next_sentence | next_3_sentences
+    augmentation: str = "none"  # positive = none (dropout only) | crop:K | word_deletion:K | delete_one_word | next_sentence | next_3_sentences | mlm:K
+    augmentation_generator: str = ""  # mlm:K's masked LM (a keras-hub MaskedLM preset sharing the vocabulary, e.g. saved_models/mlm/model)
     same_dropout_mask: bool = False  # "fixed 0.1": both copies share one dropout mask
     two_encoders: bool = False  # positives through a second (trainable) copy of the backbone
 
@@ -41,7 +42,8 @@ def build_dataset(sentences, preprocessor, config):
         if config.length_buckets:
             raise ValueError("--length-buckets works with --augmentation none only")
         return augmentation_dataset(sentences, preprocessor, config.augmentation, batch_size=config.batch_size,
-                                    seed=config.seed, repeat=True, dynamic_padding=config.dynamic_padding)
+                                    seed=config.seed, repeat=True, dynamic_padding=config.dynamic_padding,
+                                    generator=config.augmentation_generator or None)
     if getattr(config, "length_buckets", False):
         return bucketed_unsup_dataset(sentences, preprocessor, batch_size=config.batch_size, seed=config.seed,
                                       repeat=True)
@@ -51,7 +53,10 @@ def build_dataset(sentences, preprocessor, config):
 
 def main(argv=None):
     config = parse_config(SimCSEConfig, argv, description=__doc__.split("\n")[0])
-    parse_augmentation(config.augmentation)  # a bad --augmentation fails before any loading
+    kind, _ = parse_augmentation(config.augmentation)  # a bad --augmentation fails before any loading
+    if kind == "mlm" and not config.augmentation_generator:
+        raise ValueError("--augmentation mlm:K needs --augmentation-generator <keras-hub MaskedLM preset sharing the "
+                         "encoder's vocabulary> (e.g. saved_models/mlm/model from python recipes/pretrain_mlm.py)")
     return run_seeds(config, build_objective, build_dataset, name="unsup_simcse")
 
 

@@ -53,11 +53,21 @@ def test_rows_filter_and_rows_that_cannot_run_here(workspace, tmp_path):  # noqa
     rows = {r["label"]: r for r in out["rows"]}
     assert set(rows) == {"delete one word", "MLM 15 %"}
     assert rows["delete one word"]["status"] == "ok"
-    assert rows["MLM 15 %"]["status"] == "unavailable" and "MaskedLM" in rows["MLM 15 %"]["reason"]
+    assert rows["MLM 15 %"]["status"] == "unavailable" and "--augmentation-generator" in rows["MLM 15 %"]["reason"]
     config = json.loads((tmp_path / "simcse-augmentation" / "delete_one_word" / "seed_1" / "results.json")
                         .read_text())["config"]
     assert config["augmentation"] == "delete_one_word"
-    assert "unavailable: needs a MaskedLM" in (tmp_path / "simcse-augmentation" / "table.md").read_text()
+    assert "unavailable: needs --augmentation-generator" in (tmp_path / "simcse-augmentation" / "table.md").read_text()
+
+    # With a masked-LM generator on the table command, the MLM row trains.
+    from test_diffcse import write_tiny_generator
+
+    generator = write_tiny_generator(tmp_path / "generator")
+    out = runner.main(_flags(workspace, tmp_path, "--table", "simcse-augmentation", "--rows", "MLM 15 %",
+                             "--augmentation-generator", generator))
+    assert out["rows"][0]["status"] == "ok"
+    config = json.loads((tmp_path / "simcse-augmentation" / "mlm_15" / "seed_1" / "results.json").read_text())["config"]
+    assert (config["augmentation"], config["augmentation_generator"]) == ("mlm:15", generator)
 
 
 def test_bad_arguments_are_one_line_errors(tmp_path, capsys):

@@ -16,12 +16,15 @@ augmentation makes the positive, and dropout stays on for both unless `--dropout
     next_sentence         the next sentence of the corpus
     next_3_sentences      one of the next three sentences, drawn at random (once per sentence, from
                           the seed), as SimCSE's Table 2 describes it
+    mlm:K                 K % of the tokens replaced by a masked LM's best other token
+                          (`MaskedLMReplacement`; needs `generator`, e.g. `--augmentation-generator`
+                          saved_models/mlm/model from `recipes/pretrain_mlm.py`)
 """
 import random
 
 from tf_esimcse.data.views import View, views_dataset
 
-SPECS = ("none", "crop:K", "word_deletion:K", "delete_one_word", "next_sentence", "next_3_sentences")
+SPECS = ("none", "crop:K", "word_deletion:K", "delete_one_word", "next_sentence", "next_3_sentences", "mlm:K")
 
 
 def parse_augmentation(spec):
@@ -30,7 +33,7 @@ def parse_augmentation(spec):
     spec = str(spec or "none").strip().lower()
     kind, _, value = spec.partition(":")
     try:
-        if kind in ("crop", "word_deletion") and value:
+        if kind in ("crop", "word_deletion", "mlm") and value:
             percent = float(value)
             if 0 <= percent <= 100:
                 return kind, percent / 100.0
@@ -44,9 +47,6 @@ def parse_augmentation(spec):
             return "next_sentences", 3
     except ValueError:
         pass
-    if kind == "mlm":
-        raise ValueError("augmentation 'mlm' (replacing tokens with a masked LM's predictions) is not available yet: "
-                         "it needs a MaskedLM generator")
     raise ValueError(f"unknown augmentation {spec!r}: expected one of {', '.join(SPECS)} (K a percentage, 0-100)")
 
 
@@ -60,12 +60,13 @@ def next_sentence_pairs(sentences, count=1, seed=0):
 
 
 def augmentation_dataset(sentences, preprocessor, spec="none", batch_size=64, shuffle=True, seed=42, repeat=False,
-                         dynamic_padding=False):
+                         dynamic_padding=False, generator=None):
     """Batches for SimCSE with the positive made by `spec` (see the module docstring).
 
     `none` gives one-view batches (`{"token_ids", "padding_mask"}`: the model encodes each
     sentence twice); the others `{"anchor", "positive"}` views. Transforms draw per batch from
-    `seed`, as every view transform does (`views_dataset`).
+    `seed`, as every view transform does (`views_dataset`). `generator`: the masked LM of `mlm:K`
+    (a keras-hub `MaskedLM` or a preset path).
     """
     from tf_esimcse.layers.random_crop import RandomCrop
     from tf_esimcse.layers.word_deletion import WordDeletion
@@ -77,6 +78,9 @@ def augmentation_dataset(sentences, preprocessor, spec="none", batch_size=64, sh
     if kind == "next_sentences":
         return views_dataset(next_sentence_pairs(sentences, value, seed=seed), preprocessor,
                              {"anchor": View(0), "positive": View(1)}, **common)
+    if kind == "mlm":
+        return mlm_replacement_dataset(sentences, preprocessor, value, generator, seed=seed, **{
+            k: v for k, v in common.items() if k != "seed"})
     if kind == "crop":
         transform = RandomCrop(rate=value, seed=seed)
     elif kind == "word_deletion":
@@ -85,3 +89,40 @@ def augmentation_dataset(sentences, preprocessor, spec="none", batch_size=64, sh
         transform = WordDeletion(count=value, seed=seed)
     return views_dataset(list(sentences), preprocessor, {"anchor": View(0), "positive": View(0, transform=transform)},
                          **common)
+
+
+def mlm_replacement_dataset(sentences, preprocessor, rate, generator, batch_size=64, shuffle=True, seed=42,
+                            repeat=False, dynamic_padding=False):
+    """`{"anchor", "positive"}` batches whose positive has `rate` of its tokens replaced by
+    `generator`'s best other token (`MaskedLMReplacement`), one stateless key per batch
+    (`(seed, batch index)`), so the stream is the same on every run and after a resume."""
+    import tensorflow as tf
+
+    from tf_esimcse.layers.masked_lm_replacement import MaskedLMReplacement
+
+    if generator is None or generator == "":
+        raise ValueError("--augmentation mlm:K needs a masked-LM generator sharing the encoder's vocabulary: "
+                         "--augmentation-generator <keras-hub MaskedLM preset> (e.g. saved_models/mlm/model from "
+                         "python recipes/pretrain_mlm.py)")
+    if isinstance(generator, str) or hasattr(generator, "__fspath__"):
+        from tf_esimcse.objectives.diffcse import load_generator
+
+        generator = load_generator(str(generator))
+    tokenizer = preprocessor.tokenizer
+    vocabulary_size = int(tokenizer.vocabulary_size())
+    generator_vocabulary = int(generator.backbone.vocabulary_size)
+    if generator_vocabulary != vocabulary_size:
+        raise ValueError(f"the masked-LM generator has a vocabulary of {generator_vocabulary} ids, the encoder's "
+                         f"tokenizer {vocabulary_size}: they must share one vocabulary.")
+    special = [getattr(tokenizer, f"{name}_token_id", None) for name in ("pad", "cls", "sep", "mask", "unk")]
+    layer = MaskedLMReplacement(generator, int(tokenizer.mask_token_id),
+                                unselectable_token_ids=[0] + [int(i) for i in special if i is not None], rate=rate)
+    base = views_dataset(list(sentences), preprocessor, {"anchor": View(0), "positive": View(0)},
+                         batch_size=batch_size, shuffle=shuffle, seed=seed, repeat=repeat,
+                         dynamic_padding=dynamic_padding)
+
+    def replace(index, batch):
+        positive, _ = layer(batch["positive"], seed=tf.stack([tf.cast(seed, tf.int64), index]))
+        return {"anchor": batch["anchor"], "positive": dict(batch["positive"], token_ids=positive)}
+
+    return base.enumerate().map(replace)
