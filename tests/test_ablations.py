@@ -81,3 +81,6 @@ def test_bad_arguments_are_one_line_errors(tmp_path, capsys):
     runner.main(["--list"])
     listing = capsys.readouterr().out
     assert "esimcse-queue" in listing and "python recipes/unsup_esimcse.py --queue-size 160" in listing
+    # beyond what fits in memory, the batch-size rows train with the cached step
+    assert "python recipes/unsup_simcse.py --batch-size 2048 --mini-batch-size 64" in listing
+    assert "python recipes/sup_simcse.py --batch-size 512\n" in listing

@@ -61,3 +61,12 @@ def test_keras_still_reads_the_input_conversion_flags():
 
     out = RandomCrop(rate=0.0, seed=1)([[5, 6, 7]])
     assert out.dtype in (tf.int32, tf.int64)
+
+
+def test_sublayers_still_finds_nested_layers():
+    inner = keras.layers.Dropout(0.1, name="inner_dropout")
+    block = keras.Sequential([keras.layers.Dense(2), inner])
+    outer = keras.Sequential([keras.Input((3,)), block])
+    names = [layer.name for layer in private_apis.sublayers(outer)]
+    assert "inner_dropout" in names and outer.name in names
+    assert len(names) == len(set(names))

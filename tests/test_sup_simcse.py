@@ -68,9 +68,12 @@ def test_sup_simcse_recipe_trains_and_keeps_the_mlp_head(workspace, tmp_path):  
     assert isinstance(objective, SupervisedSimCSEObjective) and objective.alpha == 2.0
 
     output_dir = tmp_path / "out"
-    results = recipe.main(_argv(workspace, output_dir, corpus=folder, **{"learning-rate": 1e-4}))
+    # through the cached large-batch step (3 x 8 rows in mini-batches of 5: the last one padded)
+    results = recipe.main(_argv(workspace, output_dir, corpus=folder, **{"learning-rate": 1e-4,
+                                                                          "mini-batch-size": 5}))
     saved = json.loads((output_dir / "results.json").read_text())
     assert saved["status"] == "ok" and saved["config"]["corpus"] == str(folder)
+    assert saved["config"]["mini_batch_size"] == 5
     assert np.isfinite(saved["test"]["avg"]) and results["best_step"] in (2, 3)
     # The MLP head is part of the supervised model at test time, saved beside the backbone.
     settings = json.loads((output_dir / "model" / "tf_esimcse.json").read_text())

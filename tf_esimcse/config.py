@@ -24,6 +24,7 @@ class TrainConfig:
     output_dir: str = "saved_models/unsup_simcse"  # best encoder + results.json land here
     log_dir: str = ""  # TensorBoard logs; default <output_dir>/logs
     batch_size: int = 64
+    mini_batch_size: int = 0  # >0: the cached step embeds each batch in mini-batches of this many rows (same gradients, flat memory)
     learning_rate: float = 3e-5
     max_len: int = 32
     temperature: float = 0.05

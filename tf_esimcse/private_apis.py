@@ -23,6 +23,10 @@ training behaviour.
 3. `in_multi_worker_mode(strategy)`: `strategy.extended._in_multi_worker_mode()`. Keras reduces
    step logs with `reduce(MEAN, axis=0)` across workers, which rejects scalars under
    `MultiWorkerMirroredStrategy`; the training step gives its logs a leading axis there only.
+5. `sublayers(layer)`: `Layer._flatten_layers(include_self=True, recursive=True)`, every layer
+   nested in a layer (Keras 3 has a public list only for functional models' top level). The
+   cached large-batch step checks that every dropout in the encoder can replay its masks by row
+   and that no layer mixes rows (BatchNormalization in training).
 """
 import tensorflow as tf
 
@@ -72,3 +76,11 @@ def keep_input_tensors(layer):
     layer._convert_input_args = False
     layer._allow_non_tensor_positional_args = True
     return layer
+
+
+KERAS_FLATTEN_LAYERS = "_flatten_layers"
+
+
+def sublayers(layer):
+    """`layer` and every layer nested in it, each once (see note 5)."""
+    return list(getattr(layer, KERAS_FLATTEN_LAYERS)(include_self=True, recursive=True))

@@ -269,7 +269,7 @@ def run_training(config, build_objective, build_dataset, load_examples=load_corp
         )
         model = ContrastiveModel(
             encoder, build_objective(config), max_grad_norm=config.max_grad_norm or None,
-            steps_per_data_epoch=max(1, steps_per_epoch),
+            steps_per_data_epoch=max(1, steps_per_epoch), mini_batch_size=config.mini_batch_size or None,
         )
         optimizer = make_optimizer(config, total_steps)
         model.compile(optimizer=optimizer, jit_compile=resolve_jit(config.jit_compile, strategy))

@@ -10,6 +10,7 @@ import tensorflow as tf
 from tf_esimcse import private_apis
 from tf_esimcse.api_export import tf_esimcse_export
 from tf_esimcse.distribution import clip_global_norm, reducible_logs, scale_for_replicas
+from tf_esimcse.models.cached_step import cached_gradients, check_rows_independent, width_groups
 
 
 def concat_views(views):
@@ -59,6 +60,13 @@ class ContrastiveModel(keras.Model):
             objective is told when a data epoch begins (ESimCSE empties its queue then), read
             from the optimizer's step counter, so it holds across resumed runs whose Keras epochs
             are shorter chunks. `None` (default): no data-epoch boundaries.
+        mini_batch_size: int or None. Train with the cached large-batch step
+            (`tf_esimcse.models.cached_step`): the batch is embedded in mini-batches of this many
+            rows (views counted separately), the loss is taken over the whole batch, and each
+            mini-batch is replayed under a tape with the same dropout masks, so the loss and
+            gradients are the plain step's (with hash dropout) in the memory of one mini-batch.
+            Needs an encoder built with `fast_dropout=True` and no BatchNormalization.
+            `None` (default): the plain step.
 
     Distribution: `train_step` runs once per replica. Objectives all-gather what must span the
     global batch (`tf_esimcse.distribution.gather_replicas`); each replica's loss is divided by the
@@ -76,7 +84,8 @@ class ContrastiveModel(keras.Model):
     ```
     """
 
-    def __init__(self, encoder, objective, max_grad_norm=None, steps_per_data_epoch=None, **kwargs):
+    def __init__(self, encoder, objective, max_grad_norm=None, steps_per_data_epoch=None, mini_batch_size=None,
+                 **kwargs):
         super().__init__(**kwargs)
         if max_grad_norm is not None and not max_grad_norm > 0:
             raise ValueError(f"max_grad_norm must be > 0 or None, got {max_grad_norm!r}.")
@@ -84,6 +93,11 @@ class ContrastiveModel(keras.Model):
                                                  or int(steps_per_data_epoch) != steps_per_data_epoch
                                                  or int(steps_per_data_epoch) < 1):
             raise ValueError(f"steps_per_data_epoch must be a positive integer or None, got {steps_per_data_epoch!r}.")
+        if mini_batch_size is not None and (isinstance(mini_batch_size, bool) or int(mini_batch_size) != mini_batch_size
+                                            or int(mini_batch_size) < 1):
+            raise ValueError(f"mini_batch_size must be a positive integer or None, got {mini_batch_size!r}.")
+        if mini_batch_size is not None:
+            check_rows_independent(encoder)
         # === Layers ===
         self.encoder = encoder
         # BERT's own pretraining pooler (dense+tanh on [CLS]) is not part of any SimCSE pooler.
@@ -95,6 +109,7 @@ class ContrastiveModel(keras.Model):
         # === Config ===
         self.max_grad_norm = None if max_grad_norm is None else float(max_grad_norm)
         self.steps_per_data_epoch = None if steps_per_data_epoch is None else int(steps_per_data_epoch)
+        self.mini_batch_size = None if mini_batch_size is None else int(mini_batch_size)
         # === Metrics ===
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.term_trackers = {name: keras.metrics.Mean(name=f"{name}_loss") for name in objective.term_names}
@@ -119,13 +134,8 @@ class ContrastiveModel(keras.Model):
         output, only the cost. Each pass draws its own dropout seeds.
         """
         views = self.objective.views(x)
-        groups = {}
-        for i, view in enumerate(views):
-            groups.setdefault(view["token_ids"].shape[1], []).append(i)
-        if len(groups) == 1 or None in groups:
-            groups = {None: list(range(len(views)))}
         out = [None] * len(views)
-        for members in groups.values():
+        for members in width_groups(views):
             part = [views[i] for i in members]
             sizes = [tf.shape(v["token_ids"])[0] for v in part]
             embeddings = self._encode(concat_views(part), training)
@@ -158,13 +168,8 @@ class ContrastiveModel(keras.Model):
     def train_step(self, data):
         x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
         context = self.objective.before_step(self.encoder, x, self._new_data_epoch())
-        with tf.GradientTape() as tape:
-            embeddings = self.embed_views(x, training=True)
-            terms = self.objective.loss_terms(self.encoder, x, embeddings, context, training=True)
-            loss = self._total(terms)
-            scaled = scale_for_replicas(loss)
         variables = self.trainable_variables
-        gradients = tape.gradient(scaled, variables)
+        loss, terms, gradients = self.loss_and_gradients(x, context)
         gradients, nonfinite = zero_if_nonfinite(clip_global_norm(gradients, self.max_grad_norm))
         self.optimizer.apply(gradients, variables)
         self.objective.after_step(context)
@@ -173,6 +178,19 @@ class ContrastiveModel(keras.Model):
         logs["learning_rate"] = self.optimizer.learning_rate
         logs["nonfinite_gradients"] = nonfinite
         return reducible_logs(logs)
+
+    def loss_and_gradients(self, x, context):
+        """`(loss, terms, gradients)` of batch `x` given the objective's step `context`, the
+        gradients (of the loss scaled for the replicas) lined up with `trainable_variables`: one
+        tape over the whole batch, or the cached step when `mini_batch_size` is set."""
+        if self.mini_batch_size is not None:
+            return cached_gradients(self, x, context, self.mini_batch_size)
+        with tf.GradientTape() as tape:
+            embeddings = self.embed_views(x, training=True)
+            terms = self.objective.loss_terms(self.encoder, x, embeddings, context, training=True)
+            loss = self._total(terms)
+            scaled = scale_for_replicas(loss)
+        return loss, terms, tape.gradient(scaled, self.trainable_variables)
 
     def test_step(self, data):
         x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
@@ -234,6 +252,7 @@ class ContrastiveModel(keras.Model):
             "objective": keras.saving.serialize_keras_object(self.objective),
             "max_grad_norm": self.max_grad_norm,
             "steps_per_data_epoch": self.steps_per_data_epoch,
+            "mini_batch_size": self.mini_batch_size,
         }
 
     @classmethod

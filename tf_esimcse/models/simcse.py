@@ -14,13 +14,14 @@ class _FlatSettingsModel(ContrastiveModel):
     objective_class = None
     objective_settings = ()
 
-    def __init__(self, encoder, max_grad_norm=None, steps_per_data_epoch=None, name=None, **settings):
+    def __init__(self, encoder, max_grad_norm=None, steps_per_data_epoch=None, mini_batch_size=None, name=None,
+                 **settings):
         unknown = sorted(set(settings) - set(self.objective_settings))
         if unknown:
             raise TypeError(f"{type(self).__name__} got unexpected arguments {unknown}.")
         objective = self.objective_class(**settings)
         super().__init__(encoder, objective, max_grad_norm=max_grad_norm, steps_per_data_epoch=steps_per_data_epoch,
-                         name=name)
+                         mini_batch_size=mini_batch_size, name=name)
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -53,6 +54,7 @@ class SimCSE(_FlatSettingsModel):
             Defaults to `True`.
         max_grad_norm: float or None. Global gradient clipping (see `ContrastiveModel`).
         steps_per_data_epoch: int or None. See `ContrastiveModel`.
+        mini_batch_size: int or None. The cached large-batch step (see `ContrastiveModel`).
 
     Inputs to `fit`: int32 batches `{"token_ids", "padding_mask"}` (each sentence is used twice,
     with two dropout masks) or `{"anchor": view, "positive": view}` (an augmented positive).

@@ -1,0 +1,211 @@
+"""The cached large-batch step: the gradient of a big batch in the memory of a small one.
+
+In-batch negatives make the contrastive loss of every row depend on every other row, so gradient
+accumulation over small batches is a different objective (fewer negatives), not a cheaper way to
+the same one. Gradient caching (Gao et al., 2021, "Scaling Deep Contrastive Learning Batch Size
+under Memory Limited Setup"; sentence-transformers' `CachedMultipleNegativesRankingLoss`) computes
+the SAME gradient in three passes:
+
+1. embed the batch in mini-batches without a gradient tape (only the embeddings are kept);
+2. compute the loss on the full set of embeddings under a tape, and its gradient with respect
+   to the embeddings (and to any weights the objective uses directly);
+3. re-embed each mini-batch under a tape and back-propagate its slice of the cached embedding
+   gradient (`output_gradients`), summing the weight gradients.
+
+Pass 3 must see the very dropout masks of pass 1, or its gradients belong to other embeddings
+(the silent error sentence-transformers fixed with its `RandContext`). Here every mini-batch is
+embedded inside `dropout_rows(first_row)` with the encoder's seed generators rewound to the state
+they had before the pass: each `HashDropout` then draws, for each row, the mask that row gets in
+ONE forward pass of the whole batch. So the cached step's loss and gradients equal the plain
+step's (`ContrastiveModel` without `mini_batch_size`, when its dropout hashes: under XLA, or
+inside `dropout_rows(0)`), to float round-off, and the seed generators end in the same state.
+(Outside XLA the plain step draws Keras' Philox masks instead: other masks, same distribution.)
+
+Views of different widths (ESimCSE's longer positives) are embedded per width group, as the plain
+step does, each group from its own rewound state. Rows are padded up to a multiple of the
+mini-batch size with one-token dummy rows whose gradient is zero.
+
+Peak memory: one mini-batch's activations + two copies of the encoder's gradients, whatever the
+batch size; the cost is one extra forward pass (~1.3x a plain step's time).
+"""
+import keras
+import tensorflow as tf
+
+from tf_esimcse import private_apis
+from tf_esimcse.distribution import scale_for_replicas
+from tf_esimcse.layers.hash_dropout import HashDropout, dropout_rows
+
+
+def width_groups(views):
+    """Lists of view indices embedded in one forward pass each: one list when every view has
+    the same static width (or a width is unknown), else one per static width, in first-seen order."""
+    groups = {}
+    for i, view in enumerate(views):
+        groups.setdefault(view["token_ids"].shape[1], []).append(i)
+    if len(groups) == 1 or None in groups:
+        return [list(range(len(views)))]
+    return list(groups.values())
+
+
+def check_rows_independent(encoder):
+    """Raise `ValueError` unless the encoder's training forward pass treats rows independently
+    with replayable randomness: every dropout with a rate is a `HashDropout` without noise_shape,
+    and no BatchNormalization (which mixes rows in training) is inside it."""
+    for layer in private_apis.sublayers(encoder):
+        if isinstance(layer, keras.layers.BatchNormalization):
+            raise ValueError(f"mini_batch_size (the cached step) needs an encoder whose rows are independent; "
+                             f"layer {layer.name!r} is a BatchNormalization, which mixes the rows of a batch.")
+        if isinstance(layer, keras.layers.Dropout) and layer.rate > 0:
+            if not isinstance(layer, HashDropout):
+                raise ValueError(
+                    f"mini_batch_size (the cached step) replays dropout masks by row, which needs HashDropout; "
+                    f"layer {layer.name!r} is a {type(layer).__name__} (build the encoder with fast_dropout=True, "
+                    "e.g. `SentenceEncoder.from_pretrained(..., fast_dropout=True)`).")
+            if layer.noise_shape is not None:
+                raise ValueError(f"mini_batch_size (the cached step): dropout layer {layer.name!r} has a noise_shape, "
+                                 "whose masks cannot be replayed by row.")
+
+
+def encoder_random_states(encoder):
+    """The encoder's seed-generator states (its variables that are not weights)."""
+    weights = {id(v) for v in encoder.weights}
+    return [v for v in encoder.variables if id(v) not in weights]
+
+
+def _read(states):
+    return [tf.identity(tf.convert_to_tensor(v.value)) for v in states]
+
+
+def _assign(states, values):
+    for variable, value in zip(states, values):
+        variable.assign(value)
+
+
+def _pad_rows(batch, rows, padded_rows):
+    """Pad a {token_ids, padding_mask} batch with dummy rows (one real token each)."""
+    extra = padded_rows - rows
+    width = tf.shape(batch["token_ids"])[1]
+    ids = tf.concat([batch["token_ids"], tf.zeros([extra, width], batch["token_ids"].dtype)], axis=0)
+    dummy_mask = tf.cast(tf.one_hot(tf.zeros([extra], tf.int32), width), batch["padding_mask"].dtype)
+    mask = tf.concat([batch["padding_mask"], dummy_mask], axis=0)
+    return {"token_ids": ids, "padding_mask": mask}
+
+
+def _rows_of(batch):
+    static = batch["token_ids"].shape[0]
+    return static if static is not None else tf.shape(batch["token_ids"])[0]
+
+
+def _chunk(batch, start, size):
+    return {k: tf.slice(v, tf.stack([start, 0]), tf.stack([size, tf.shape(v)[1]])) for k, v in batch.items()}
+
+
+class _Group:
+    """One width group of views: the concatenated batch, padded to whole mini-batches."""
+
+    def __init__(self, views, members, mini_batch_size):
+        from tf_esimcse.models.contrastive_model import concat_views
+
+        self.members = members
+        self.sizes = [tf.shape(views[i]["token_ids"])[0] for i in members]
+        batch = concat_views([views[i] for i in members])
+        self.rows = _rows_of(batch)
+        m = mini_batch_size
+        if isinstance(self.rows, int):
+            self.num_chunks = -(-self.rows // m)
+        else:
+            self.num_chunks = (self.rows + m - 1) // m
+        self.batch = _pad_rows(batch, self.rows, self.num_chunks * m)
+
+
+def cached_gradients(model, x, context, mini_batch_size):
+    """`(loss, terms, gradients)` of one training step of `model` (a `ContrastiveModel`) on batch
+    `x`, computed with gradient caching in mini-batches of `mini_batch_size` rows (see the module
+    docstring). `gradients` line up with `model.trainable_variables` (None where unconnected)."""
+    encoder, objective, m = model.encoder, model.objective, int(mini_batch_size)
+    views = objective.views(x)
+    groups = [_Group(views, members, m) for members in width_groups(views)]
+    states = encoder_random_states(encoder)
+    dim = embedding_dim(encoder)
+
+    def encode(batch, i):
+        start = i * m
+        with dropout_rows(start):
+            return model._encode(_chunk(batch, start, m), training=True)
+
+    # --- pass 1: embeddings, no tape ---
+    starts, group_embeddings = [], []
+    for group in groups:
+        start_state = _read(states)
+        starts.append(start_state)
+
+        def embed_body(i, array, group=group, start_state=start_state):
+            _assign(states, start_state)
+            return i + 1, array.write(i, tf.cast(encode(group.batch, i), tf.float32))
+
+        array = tf.TensorArray(tf.float32, size=group.num_chunks, element_shape=tf.TensorShape([m, dim]))
+        _, array = tf.while_loop(lambda i, a: i < group.num_chunks, embed_body, (tf.constant(0), array),
+                                 parallel_iterations=1)
+        embeddings = array.concat()
+        group_embeddings.append(tf.stop_gradient(embeddings[: group.rows]))
+    end_state = _read(states)  # where one plain forward pass of every group leaves the generators
+
+    # --- pass 2: the loss and its gradient w.r.t. the embeddings ---
+    variables = model.trainable_variables
+    # Weights the objective runs itself (a second encoder, DiffCSE's discriminator) draw their
+    # dropout on the whole batch, hashed as under XLA, so the step is the plain XLA step throughout.
+    with tf.GradientTape() as tape, dropout_rows(0):
+        tape.watch(group_embeddings)
+        embeddings = [None] * len(views)
+        for group, emb in zip(groups, group_embeddings):
+            for i, part in zip(group.members, tf.split(emb, group.sizes, axis=0)):
+                embeddings[i] = part
+        terms = objective.loss_terms(encoder, x, embeddings, context, training=True)
+        loss = model._total(terms)
+        scaled = scale_for_replicas(loss)
+    grads = tape.gradient(scaled, [*group_embeddings, *variables])
+    embedding_grads, direct = grads[: len(groups)], list(grads[len(groups):])
+
+    # --- pass 3: replay each mini-batch under a tape, back-propagate its cached gradient ---
+    encoder_vars = encoder.trainable_variables
+    for group, start_state, emb_grad in zip(groups, starts, embedding_grads):
+        if emb_grad is None:
+            continue
+        connected = set()  # encoder variables this group's replay reaches (known when the loop body is traced)
+        emb_grad = tf.convert_to_tensor(emb_grad)
+        padded_grad = tf.concat([emb_grad, tf.zeros([group.num_chunks * m - group.rows, tf.shape(emb_grad)[1]],
+                                                     emb_grad.dtype)], axis=0)
+
+        def replay_body(i, *sums, group=group, start_state=start_state, padded_grad=padded_grad):
+            _assign(states, start_state)
+            with tf.GradientTape() as chunk_tape:
+                z = encode(group.batch, i)
+            upstream = tf.cast(tf.slice(padded_grad, tf.stack([i * m, 0]), tf.stack([m, tf.shape(padded_grad)[1]])),
+                               z.dtype)
+            chunk_grads = chunk_tape.gradient(z, encoder_vars, output_gradients=upstream)
+            out = []
+            for k, (total, g) in enumerate(zip(sums, chunk_grads)):
+                if g is None:
+                    out.append(total)
+                else:
+                    connected.add(k)
+                    out.append(total + tf.cast(tf.convert_to_tensor(g), total.dtype))
+            return (i + 1, *out)
+
+        zeros = [tf.zeros(v.shape, v.dtype) for v in encoder_vars]
+        _, *sums = tf.while_loop(lambda i, *s: i < group.num_chunks, replay_body, (tf.constant(0), *zeros),
+                                 parallel_iterations=1)
+        index = {id(v): k for k, v in enumerate(variables)}
+        for k, (variable, total) in enumerate(zip(encoder_vars, sums)):
+            if k not in connected:
+                continue
+            j = index[id(variable)]
+            direct[j] = total if direct[j] is None else tf.convert_to_tensor(direct[j]) + total
+    _assign(states, end_state)
+    return loss, terms, direct
+
+
+def embedding_dim(encoder):
+    """The width of the encoder's (pooled) embeddings."""
+    shape = encoder.pooler.compute_output_shape({"sequence_output": (None, None, encoder.hidden_dim)})
+    return int(shape[-1])
