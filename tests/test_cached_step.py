@@ -36,15 +36,18 @@ def generator_dir(tmp_path_factory):
     return write_tiny_generator(tmp_path_factory.mktemp("generator") / "mlm")
 
 
-def _model(model_dir, make_objective, mini_batch_size=None, strategy=None, **encoder_kwargs):
+def _model(model_dir, make_objective, mini_batch_size=None, strategy=None, sgd=False, **encoder_kwargs):
+    """`sgd=True`: plain SGD without clipping, so that the weights after a step show the gradients'
+    sizes (AdamW's first step and clipping would hide a wrong scale)."""
     strategy = strategy or tf.distribute.get_strategy()
     with strategy.scope():
         keras.utils.set_random_seed(0)
         kwargs = dict(pooler_type="cls", mlp_only_train=True, dropout=DROPOUT, fast_dropout=True)
         kwargs.update(encoder_kwargs)
         encoder = tiny_encoder(model_dir, **kwargs)
-        model = ContrastiveModel(encoder, make_objective(), max_grad_norm=1.0, mini_batch_size=mini_batch_size)
-        model.compile(optimizer=keras.optimizers.AdamW(1e-3, weight_decay=0.01))
+        model = ContrastiveModel(encoder, make_objective(), max_grad_norm=None if sgd else 1.0,
+                                 mini_batch_size=mini_batch_size)
+        model.compile(optimizer=keras.optimizers.SGD(0.5) if sgd else keras.optimizers.AdamW(1e-3, weight_decay=0.01))
         model.optimizer.build(model.trainable_variables)
     return model
 
@@ -95,6 +98,8 @@ OBJECTIVES = {
     "simcse": (lambda: SimCSEObjective(temperature=0.05), "plain"),
     "simcse_pairs_mask_duplicates": (lambda: SimCSEObjective(mask_duplicates=True), "pairs"),
     "supervised_alpha": (lambda: SupervisedSimCSEObjective(alpha=2.0, hard_negative_weight=0.5), "triplets"),
+    # the positives go through a second backbone inside the loss: its gradients come from the loss tape
+    "simcse_two_encoders": (lambda: SimCSEObjective(two_encoders=True), "plain"),
     # positives 3 tokens wider than anchors: two width groups, each from its own seed state
     "esimcse": (lambda: ESimCSEObjective(queue_size=12, momentum=0.9), "pairs"),
 }
@@ -104,6 +109,7 @@ OBJECTIVES = {
     ("simcse", 5),  # 32 rows: 7 mini-batches, the last padded with dummy rows
     ("simcse_pairs_mask_duplicates", 8),
     ("supervised_alpha", 8),
+    ("simcse_two_encoders", 8),
     ("esimcse", 5),
 ])
 def test_cached_step_equals_the_plain_step_with_dropout(model_dir, name, mini_batch_size):
@@ -140,7 +146,7 @@ def test_dropout_is_on_and_matters(model_dir):
 def _fit(model, batches, jit_compile, strategy=None):
     strategy = strategy or tf.distribute.get_strategy()
     with strategy.scope():
-        model.compile(optimizer=keras.optimizers.AdamW(1e-3, weight_decay=0.01), jit_compile=jit_compile)
+        model.compile(optimizer=keras.optimizers.SGD(0.5), jit_compile=jit_compile)  # weights move by the gradients
     ds = tf.data.Dataset.from_tensor_slices(tf.nest.map_structure(lambda *t: np.stack(t), *batches))
     history = model.fit(ds, epochs=1, steps_per_epoch=len(batches), verbose=0, shuffle=False)
     return history.history["loss"][-1], [np.asarray(to_numpy(v)) for v in model.weights]
@@ -157,8 +163,8 @@ def test_cached_fit_under_xla_equals_the_plain_fit_under_xla(model_dir):
     queue and seed states with and without `mini_batch_size`."""
     make_objective, kind = OBJECTIVES["esimcse"]
     batches = view_batches(kind)
-    plain = _model(model_dir, make_objective)
-    cached = _model(model_dir, make_objective, mini_batch_size=4)
+    plain = _model(model_dir, make_objective, sgd=True)
+    cached = _model(model_dir, make_objective, mini_batch_size=4, sgd=True)
     _assert_same_fit(_fit(plain, batches, jit_compile=True), _fit(cached, batches, jit_compile=True))
     np.testing.assert_allclose(to_numpy(cached.objective.queue.negatives()[0]),
                                to_numpy(plain.objective.queue.negatives()[0]), rtol=TOL, atol=TOL)
@@ -190,11 +196,15 @@ def test_cached_step_on_two_replicas_equals_the_plain_step(model_dir, mirrored_s
     full train step (clip, AdamW), the cached model's weights equal the plain model's."""
     make_objective, kind = OBJECTIVES[name]
     batch = view_batches(kind)[0]
-    plain = _model(model_dir, make_objective, strategy=mirrored_strategy)
-    cached = _model(model_dir, make_objective, mini_batch_size=2, strategy=mirrored_strategy)
+    plain = _model(model_dir, make_objective, strategy=mirrored_strategy, sgd=True)
+    cached = _model(model_dir, make_objective, mini_batch_size=2, strategy=mirrored_strategy, sgd=True)
+    before = [np.asarray(to_numpy(v)) for v in plain.weights]
     a = _distributed_step(plain, batch, mirrored_strategy, hashed_plain=True)
     b = _distributed_step(cached, batch, mirrored_strategy, hashed_plain=False)
     _assert_same_fit(a, b)
+    # SGD without clipping: the step moved the weights by lr x the summed replica gradients
+    moved = max(float(np.abs(w - w0).max()) for w, w0 in zip(a[1], before))
+    assert moved > 1e-3
 
 
 def test_diffcse_cached_step_equals_the_plain_step(model_dir, generator_dir):

@@ -125,4 +125,5 @@ def mlm_replacement_dataset(sentences, preprocessor, rate, generator, batch_size
         positive, _ = layer(batch["positive"], seed=tf.stack([tf.cast(seed, tf.int64), index]))
         return {"anchor": batch["anchor"], "positive": dict(batch["positive"], token_ids=positive)}
 
-    return base.enumerate().map(replace)
+    # stateless keys per batch: parallel calls keep the stream deterministic
+    return base.enumerate().map(replace, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)

@@ -26,7 +26,9 @@ step does, each group from its own rewound state. Rows are padded up to a multip
 mini-batch size with one-token dummy rows whose gradient is zero.
 
 Peak memory: one mini-batch's activations + two copies of the encoder's gradients, whatever the
-batch size; the cost is one extra forward pass (~1.3x a plain step's time).
+batch size; the cost is one extra forward pass. Weights the objective runs itself on the whole
+batch (SimCSE's `two_encoders` positive backbone, DiffCSE's discriminator) are not cached: their
+activations still grow with the batch; the encoder's do not.
 """
 import keras
 import tensorflow as tf
@@ -50,8 +52,20 @@ def width_groups(views):
 def check_rows_independent(encoder):
     """Raise `ValueError` unless the encoder's training forward pass treats rows independently
     with replayable randomness: every dropout with a rate is a `HashDropout` without noise_shape,
+    no other layer draws random numbers (each seed-generator state must belong to such a dropout),
     and no BatchNormalization (which mixes rows in training) is inside it."""
-    for layer in private_apis.sublayers(encoder):
+    layers = private_apis.sublayers(encoder)
+    hashed = [layer for layer in layers if isinstance(layer, HashDropout) and layer.rate > 0]
+    states = encoder_random_states(encoder)
+    if len(states) > len(hashed):
+        others = [layer.name for layer in layers if not isinstance(layer, HashDropout)
+                  and any(id(v) in {id(s) for s in states} for v in getattr(layer, "variables", []))]
+        raise ValueError(
+            "mini_batch_size (the cached step) replays dropout masks by row, which only HashDropout can do; this "
+            f"encoder has {len(states)} random-generator states but {len(hashed)} HashDropout layers"
+            + (f" (other random layers: {sorted(set(others))[:5]})" if others else "")
+            + ". Build the encoder with fast_dropout=True and without other random layers.")
+    for layer in layers:
         if isinstance(layer, keras.layers.BatchNormalization):
             raise ValueError(f"mini_batch_size (the cached step) needs an encoder whose rows are independent; "
                              f"layer {layer.name!r} is a BatchNormalization, which mixes the rows of a batch.")
@@ -148,7 +162,6 @@ def cached_gradients(model, x, context, mini_batch_size):
                                  parallel_iterations=1)
         embeddings = array.concat()
         group_embeddings.append(tf.stop_gradient(embeddings[: group.rows]))
-    end_state = _read(states)  # where one plain forward pass of every group leaves the generators
 
     # --- pass 2: the loss and its gradient w.r.t. the embeddings ---
     variables = model.trainable_variables
@@ -163,15 +176,17 @@ def cached_gradients(model, x, context, mini_batch_size):
         terms = objective.loss_terms(encoder, x, embeddings, context, training=True)
         loss = model._total(terms)
         scaled = scale_for_replicas(loss)
+    end_state = _read(states)  # where the plain step leaves the encoder's generators (after the loss)
     grads = tape.gradient(scaled, [*group_embeddings, *variables])
     embedding_grads, direct = grads[: len(groups)], list(grads[len(groups):])
 
     # --- pass 3: replay each mini-batch under a tape, back-propagate its cached gradient ---
     encoder_vars = encoder.trainable_variables
+    sums = [tf.zeros(v.shape, v.dtype) for v in encoder_vars]  # ONE accumulator for every group
+    connected = set()  # encoder variables a replay reaches (known when the loop body is traced)
     for group, start_state, emb_grad in zip(groups, starts, embedding_grads):
         if emb_grad is None:
             continue
-        connected = set()  # encoder variables this group's replay reaches (known when the loop body is traced)
         emb_grad = tf.convert_to_tensor(emb_grad)
         padded_grad = tf.concat([emb_grad, tf.zeros([group.num_chunks * m - group.rows, tf.shape(emb_grad)[1]],
                                                      emb_grad.dtype)], axis=0)
@@ -192,15 +207,14 @@ def cached_gradients(model, x, context, mini_batch_size):
                     out.append(total + tf.cast(tf.convert_to_tensor(g), total.dtype))
             return (i + 1, *out)
 
-        zeros = [tf.zeros(v.shape, v.dtype) for v in encoder_vars]
-        _, *sums = tf.while_loop(lambda i, *s: i < group.num_chunks, replay_body, (tf.constant(0), *zeros),
+        _, *sums = tf.while_loop(lambda i, *s: i < group.num_chunks, replay_body, (tf.constant(0), *sums),
                                  parallel_iterations=1)
-        index = {id(v): k for k, v in enumerate(variables)}
-        for k, (variable, total) in enumerate(zip(encoder_vars, sums)):
-            if k not in connected:
-                continue
-            j = index[id(variable)]
-            direct[j] = total if direct[j] is None else tf.convert_to_tensor(direct[j]) + total
+    index = {id(v): k for k, v in enumerate(variables)}
+    for k, (variable, total) in enumerate(zip(encoder_vars, sums)):
+        if k not in connected:
+            continue
+        j = index[id(variable)]
+        direct[j] = total if direct[j] is None else tf.convert_to_tensor(direct[j]) + total
     _assign(states, end_state)
     return loss, terms, direct
 
