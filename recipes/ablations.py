@@ -4,6 +4,8 @@
     python recipes/ablations.py --table esimcse-components --steps 300 --seeds 1,2,3
     python recipes/ablations.py --table simcse-dropout --steps 300 --seeds 1,2,3 --trajectory 25
     python recipes/ablations.py --table simcse-augmentation --rows "crop 10 %,delete one word"
+    python recipes/ablations.py --table methods --model saved_models/mlm/model \
+        --generator saved_models/mlm/model --steps 500 --seeds 1,2,3    # SimCSE vs ESimCSE vs DiffCSE
 
 Every row is one recipe run with one or two flags (shown in the table: run it alone with
 `python recipes/<recipe>.py <flags>`); every row trains from the same encoder with the same seeds
@@ -155,6 +157,12 @@ TABLES = {
     "esimcse-momentum": Table(
         "Momentum of the momentum encoder", ESIMCSE_PAPER,
         _rows("unsup_esimcse", [(f"momentum {m}", ["--momentum", str(m)], None) for m in (0.9, 0.99, 0.995, 0.999)])),
+    "methods": Table(
+        "SimCSE, ESimCSE and DiffCSE at equal steps, each with its official settings (DiffCSE: lr 7e-6, "
+        "masking 0.30, lambda 0.005, BatchNorm projection)", SIMCSE_PAPER,
+        (Row("unsup SimCSE", "unsup_simcse", (), 82.5),
+         Row("ESimCSE", "unsup_esimcse", ()),
+         Row("DiffCSE", "diffcse", (), requires="--generator"))),
     "batch-size": Table(
         f"Batch size, unsupervised and supervised SimCSE (from {CACHED_FROM} on, the cached step in "
         f"mini-batches of {MINI_BATCH}: the same gradients in the memory of one mini-batch)", SIMCSE_PAPER,
@@ -194,6 +202,24 @@ def _diverged_seed(row_dir):
         if data.get("status") == "diverged":
             return data.get("reason", "diverged")
     return None
+
+
+def row_flags(row, common_flags, table):
+    """`common_flags` as this row receives them: a flag some row of the table `requires` (e.g.
+    DiffCSE's `--generator`) goes only to the rows that require it (the other recipes do not
+    know it)."""
+    required = {r.requires for r in table.rows if r.requires} - {row.requires}
+    out, skip = [], False
+    for flag in common_flags:
+        name = flag.split("=", 1)[0]
+        if skip:
+            skip = False
+            continue
+        if name in required:
+            skip = "=" not in flag
+            continue
+        out.append(flag)
+    return out
 
 
 def run_row(row, row_dir, common_flags):
@@ -371,7 +397,7 @@ def main(argv=None):
     command = " ".join(["python", "recipes/ablations.py", *map(shlex.quote, argv)])
     entries = []
     for row in rows:
-        entries.append(run_row(row, out_dir / slug(row.label), common))
+        entries.append(run_row(row, out_dir / slug(row.label), row_flags(row, common, table)))
         markdown = write_outputs(out_dir, args.table, table, entries, command, args.seeds, args.trajectory)
     print("\n" + markdown)
     print(f"table in {out_dir}: table.md, table.json, table.png" + (", trajectory.png" if args.trajectory else ""))

@@ -84,3 +84,18 @@ def test_bad_arguments_are_one_line_errors(tmp_path, capsys):
     # beyond what fits in memory, the batch-size rows train with the cached step
     assert "python recipes/unsup_simcse.py --batch-size 2048 --mini-batch-size 64" in listing
     assert "python recipes/sup_simcse.py --batch-size 512\n" in listing
+
+
+def test_methods_table_gives_the_generator_to_diffcse_only(workspace, tmp_path):  # noqa: F811
+    """SimCSE vs ESimCSE vs DiffCSE in one command: `--generator` reaches the DiffCSE row only
+    (the other recipes have no such flag)."""
+    from test_diffcse import write_tiny_generator
+
+    runner = load_recipe("ablations")
+    generator = write_tiny_generator(tmp_path / "generator")
+    out = runner.main(_flags(workspace, tmp_path, "--table", "methods", "--seeds", "1", "--generator", generator))
+    rows = {r["label"]: r for r in out["rows"]}
+    assert [rows[k]["status"] for k in ("unsup SimCSE", "ESimCSE", "DiffCSE")] == ["ok"] * 3
+    assert "--generator" in rows["DiffCSE"]["command"] and "--generator" not in rows["ESimCSE"]["command"]
+    config = json.loads((tmp_path / "methods" / "diffcse" / "seed_1" / "results.json").read_text())["config"]
+    assert config["generator"] == generator
