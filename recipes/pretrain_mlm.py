@@ -1,6 +1,6 @@
 """Pretrain a small BERT masked LM here: a raw (MLM-only) encoder and DiffCSE's generator.
 
-    python recipes/pretrain_mlm.py                          # Brown, 4 layers x 256, ~1 hour on 2 CPU cores
+    python recipes/pretrain_mlm.py                          # Brown, 4 layers x 256, ~1.5 hours on 2 CPU cores
     python recipes/pretrain_mlm.py --steps 20               # a smoke run
     python recipes/pretrain_mlm.py --corpus my_sentences.txt --num-layers 6 --hidden-dim 384
     python recipes/unsup_simcse.py --model saved_models/mlm/model      # then: contrastive training from it
