@@ -10,9 +10,9 @@ import tensorflow as tf
 
 from test_case import to_numpy
 from test_case import tiny_encoder
-from test_case import write_tiny_model_dir
 from test_diffcse import _batches as diffcse_batches
-from test_diffcse import write_tiny_generator
+from test_diffcse import generator_dir  # noqa: F401  (fixture)
+from test_diffcse import model_dir  # noqa: F401  (fixture)
 from test_mask_duplicates import _batches as view_batches
 from tf_esimcse.layers.hash_dropout import dropout_rows
 from tf_esimcse.layers.hash_dropout import hash_dropout
@@ -24,16 +24,6 @@ from tf_esimcse.objectives.diffcse import DiffCSEObjective
 
 DROPOUT = 0.1
 TOL = 1e-5
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    return write_tiny_model_dir(tmp_path_factory.mktemp("tiny_hf"))
-
-
-@pytest.fixture(scope="module")
-def generator_dir(tmp_path_factory):
-    return write_tiny_generator(tmp_path_factory.mktemp("generator") / "mlm")
 
 
 def _model(model_dir, make_objective, mini_batch_size=None, strategy=None, sgd=False, **encoder_kwargs):
