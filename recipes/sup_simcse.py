@@ -12,7 +12,9 @@ enough for a demo only (the paper trains on 275k).
 Defaults (the paper's `run_sup_example.sh`): batch 512, lr 5e-5, 3 epochs, max_len 32,
 temperature 0.05, pooler `cls` with its MLP kept at test time, hard-negative alpha 1 (`--alpha`,
 the paper's weight; `--hard-negative-weight`, the official code's logit offset, default 0),
-STS-B dev every 125 steps with the best weights kept.
+STS-B dev every 125 steps with the best weights kept. `--use-neutral-negatives` adds each
+premise's neutral hypothesis as a second hard negative (the paper's "contradiction + neutral";
+SNLI folders only, premises with all three labels).
 """
 import dataclasses
 
@@ -34,10 +36,12 @@ class SupervisedConfig(TrainConfig):
     alpha: float = 1.0  # the paper's hard-negative weight (log(alpha) added to the own hard-negative logit)
     hard_negative_weight: float = 0.0  # the official code's offset added to that logit
     use_hard_negatives: bool = True  # False: (premise, entailment) pairs, in-batch negatives only
+    use_neutral_negatives: bool = False  # True: neutral hypotheses as second hard negatives (SNLI folders only)
 
 
 def load_examples(config):
-    return load_nli(config.corpus, config.data_dir, max_examples=config.max_sentences or None)
+    return load_nli(config.corpus, config.data_dir, max_examples=config.max_sentences or None,
+                    neutral=config.use_neutral_negatives)
 
 
 def build_objective(config):
@@ -47,7 +51,8 @@ def build_objective(config):
 
 
 def build_dataset(triplets, preprocessor, config):
-    views = supervised_views(0, 1, 2 if config.use_hard_negatives else None)
+    views = supervised_views(0, 1, 2 if config.use_hard_negatives else None,
+                             neutral=3 if config.use_neutral_negatives else None)
     return views_dataset(triplets, preprocessor, views, batch_size=config.batch_size, seed=config.seed, repeat=True,
                          dynamic_padding=config.dynamic_padding)
 

@@ -37,11 +37,15 @@ def _data(kind, seed=0):
     view = {"token_ids": ids, "padding_mask": mask}
     if kind == "simcse":
         return view
-    if kind == "supervised":  # (anchor, entailment, contradiction) triplets: hard negatives are gathered too
+    if kind.startswith("supervised"):  # (anchor, entailment, contradiction) triplets: hard negatives are gathered too
         other = rng.integers(5, 100, size=ids.shape).astype("int32")
         negative = rng.integers(5, 100, size=ids.shape).astype("int32")
-        return {"anchor": view, "positive": {"token_ids": other, "padding_mask": np.ones_like(other)},
-                "negative": {"token_ids": negative, "padding_mask": np.ones_like(negative)}}
+        batch = {"anchor": view, "positive": {"token_ids": other, "padding_mask": np.ones_like(other)},
+                 "negative": {"token_ids": negative, "padding_mask": np.ones_like(negative)}}
+        if kind == "supervised_neutral":  # + a neutral hypothesis: a second block of hard negatives
+            neutral = rng.integers(5, 100, size=ids.shape).astype("int32")
+            batch["neutral"] = {"token_ids": neutral, "padding_mask": np.ones_like(neutral)}
+        return batch
     rep = ids.copy()
     rep[:, 1] = rep[:, 0]  # a different positive view, as word repetition makes one
     return {"anchor": view, "positive": {"token_ids": rep, "padding_mask": mask}}
@@ -54,7 +58,7 @@ def _build(kind, **kwargs):
     encoder = SentenceEncoder(backbone, pooler_type="cls", mlp_only_train=True)
     if kind == "simcse":
         model = SimCSE(encoder, **kwargs)
-    elif kind == "supervised":
+    elif kind.startswith("supervised"):
         model = SupervisedSimCSE(encoder, alpha=2.0, **kwargs)
     else:
         model = ESimCSE(encoder, queue_size=12, **kwargs)
@@ -76,7 +80,7 @@ def _train(kind, strategy, **kwargs):
     return model, np.array(losses)
 
 
-@pytest.mark.parametrize("kind", ["simcse", "supervised", "esimcse"])
+@pytest.mark.parametrize("kind", ["simcse", "supervised", "supervised_neutral", "esimcse"])
 def test_two_replicas_equal_one(kind, mirrored_strategy):
     single, single_losses = _train(kind, tf.distribute.get_strategy())
     mirrored, mirrored_losses = _train(kind, mirrored_strategy)

@@ -67,6 +67,26 @@ def test_hard_negatives_with_weight_match_numpy(alpha):
     assert got == _approx(expected, rel=1e-5)
 
 
+@pytest.mark.parametrize("alpha", [1.0, 2.0])
+def test_two_hard_negative_blocks_match_numpy(alpha):
+    """Contradiction + neutral: each block of hard columns, own column offset by log(alpha)."""
+    z1, z2, zc, zn = _embeddings((N, D), (N, D), (N, D), (N, D), seed=3)
+    unit = [v / np.linalg.norm(v, axis=1, keepdims=True) for v in (z1, z2, zc, zn)]
+    expected = 0.0
+    for i in range(N):  # row by row, float64
+        row = [unit[0][i] @ unit[1][j] / T for j in range(N)]
+        for block in (unit[2], unit[3]):
+            row += [unit[0][i] @ block[j] / T + (np.log(alpha) if j == i else 0.0) for j in range(N)]
+        row = np.array(row, dtype=np.float64)
+        expected += (np.log(np.exp(row - row.max()).sum()) + row.max() - row[i]) / N
+    got = _loss(z1, z2, temperature=T, hard_negatives=[zc, zn], hard_negative_offset=np.log(alpha))
+    assert got == _approx(expected, rel=1e-5)
+    logits, _ = contrastive_logits(z1, z2, temperature=T, hard_negatives=[zc, zn])
+    assert tuple(logits.shape) == (N, 3 * N)
+    # one block alone is the single-tensor form
+    assert _loss(z1, z2, hard_negatives=[zc]) == _approx(_loss(z1, z2, hard_negatives=zc))
+
+
 def test_hard_negative_weight_only_on_matching_column():
     z1, z2, zh = _embeddings((N, D), (N, D), (N, D), seed=1)
     plain, _ = contrastive_logits(z1, z2, temperature=T, hard_negatives=zh)

@@ -41,6 +41,23 @@ def test_snli_triplets_are_grouped_by_premise(tmp_path):
     assert load_nli(str(folder)) == triplets
 
 
+def test_neutral_hypotheses_as_second_hard_negatives(tmp_path):
+    folder = write_snli(tmp_path / "SNLI", n=5)
+    write_snli(folder, n=3, seed=1, split="test")
+    s2 = (folder / "s2.dev").read_text().splitlines()
+    quads = read_snli_triplets(folder, neutral=True)
+    assert len(quads) == 8 and quads[0][1:] == (s2[1], s2[2], s2[0])  # entailment, contradiction, neutral
+    assert [q[:3] for q in quads] == read_snli_triplets(folder)
+    # the recipe's flag reads them and feeds a "neutral" view
+    recipe = load_recipe("sup_simcse")
+    config = recipe.parse_config(recipe.SupervisedConfig, ["--corpus", str(folder), "--use-neutral-negatives"])
+    assert recipe.load_examples(config) == quads
+    csv = tmp_path / "nli.csv"
+    csv.write_text("sent0,sent1,hard_neg\na,b,c\n")
+    with pytest.raises(DataError, match="nli.csv: neutral hard negatives need an SNLI folder"):
+        load_nli(str(csv), neutral=True)
+
+
 @pytest.mark.parametrize("problem, needle", [("label", "labels.dev:4: unknown label 'maybe'"),
                                              ("length", "differ in length"), ("missing", "s2.dev: no such file")])
 def test_snli_errors_name_the_file_and_line(tmp_path, problem, needle):
@@ -58,7 +75,8 @@ def test_snli_errors_name_the_file_and_line(tmp_path, problem, needle):
         read_snli_triplets(folder)
 
 
-def test_sup_simcse_recipe_trains_and_keeps_the_mlp_head(workspace, tmp_path):  # noqa: F811
+@pytest.mark.parametrize("neutral", [False, True], ids=["contradiction", "contradiction+neutral"])
+def test_sup_simcse_recipe_trains_and_keeps_the_mlp_head(workspace, tmp_path, neutral):  # noqa: F811
     folder = write_snli(tmp_path / "SNLI", n=40)
     write_snli(folder, n=8, seed=2, split="test")
     recipe = load_recipe("sup_simcse")
@@ -70,14 +88,22 @@ def test_sup_simcse_recipe_trains_and_keeps_the_mlp_head(workspace, tmp_path):  
     output_dir = tmp_path / "out"
     # through the cached large-batch step (3 x 8 rows in mini-batches of 5: the last one padded)
     results = recipe.main(_argv(workspace, output_dir, corpus=folder, **{"learning-rate": 1e-4,
-                                                                          "mini-batch-size": 5}))
+                                                                          "mini-batch-size": 5})
+                          + (["--use-neutral-negatives"] if neutral else []))
     saved = json.loads((output_dir / "results.json").read_text())
     assert saved["status"] == "ok" and saved["config"]["corpus"] == str(folder)
+    assert saved["config"]["use_neutral_negatives"] is neutral
     assert saved["config"]["mini_batch_size"] == 5
     assert np.isfinite(saved["test"]["avg"]) and results["best_step"] in (2, 3)
     # The MLP head is part of the supervised model at test time, saved beside the backbone.
     settings = json.loads((output_dir / "model" / "tf_esimcse.json").read_text())
     assert settings["pooler_type"] == "cls"
+    # the batches it trained on: the neutral hypothesis is a fourth view
+    config = recipe.parse_config(recipe.SupervisedConfig, ["--corpus", str(folder), "--batch-size", "4"]
+                                 + (["--use-neutral-negatives"] if neutral else []))
+    encoder = SentenceEncoder.from_pretrained(str(output_dir / "model"))
+    batch = next(iter(recipe.build_dataset(recipe.load_examples(config), encoder.preprocessor, config)))
+    assert sorted(batch) == sorted(["anchor", "positive", "negative"] + (["neutral"] if neutral else []))
     assert (output_dir / "model" / "pooler.weights.h5").is_file()
     encoder = SentenceEncoder.from_pretrained(str(output_dir / "model"))
     assert encoder.pooler_type == "cls" and np.isfinite(encoder.encode(["the cat sat"], verbose=0)).all()

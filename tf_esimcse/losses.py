@@ -50,9 +50,11 @@ def contrastive_logits(z1, z2, temperature=0.05, hard_negatives=None, hard_negat
     Args:
         z1: (n, d) anchors. z2: (m, d) positives and in-batch negatives (m >= n; anchor i's
             positive is row `label_offset + i`, e.g. a replica's offset into the global batch).
-        hard_negatives: (m, d) or None. Supervised SimCSE's contradiction sentences.
+        hard_negatives: (m, d), a list of (m, d) or None. Supervised SimCSE's contradiction
+            sentences; a list gives one block of columns each (e.g. contradictions, then
+            neutrals: the paper's "contradiction + neutral").
         hard_negative_offset: float. Added to each anchor's own hard-negative logit (column
-            `label_offset + i` of the hard block): log(alpha) for the paper's alpha, or the
+            `label_offset + i` of every hard block): log(alpha) for the paper's alpha, or the
             official code's `--hard_negative_weight`. Defaults to `0.0`.
         queue: (q, d) or None. ESimCSE's queued negatives. queue_mask: (q,) bool, filled slots.
         label_offset: int or scalar tensor.
@@ -62,7 +64,7 @@ def contrastive_logits(z1, z2, temperature=0.05, hard_negatives=None, hard_negat
             all-False leaves the logits unchanged.
 
     Returns:
-        (logits (n, m [+ m] [+ q]) float32, labels (n,) int32)
+        (logits (n, m [+ m per hard block] [+ q]) float32, labels (n,) int32)
     """
     z1 = l2_normalize(tf.cast(z1, tf.float32))
     z2 = l2_normalize(tf.cast(z2, tf.float32))
@@ -74,12 +76,13 @@ def contrastive_logits(z1, z2, temperature=0.05, hard_negatives=None, hard_negat
                               tf.logical_not(tf.cast(tf.one_hot(labels, tf.shape(z2)[0]), tf.bool)))
         blocks[0] = tf.where(drop, tf.constant(MASKED_LOGIT, tf.float32), blocks[0])
     if hard_negatives is not None:
-        zh = l2_normalize(tf.cast(hard_negatives, tf.float32))
-        hard = tf.matmul(z1, zh, transpose_b=True) / temperature
-        if hard_negative_offset != 0.0:
-            weight = tf.one_hot(labels, tf.shape(zh)[0], on_value=float(hard_negative_offset), off_value=0.0)
-            hard = hard + weight
-        blocks.append(hard)
+        for block in hard_negatives if isinstance(hard_negatives, (list, tuple)) else [hard_negatives]:
+            zh = l2_normalize(tf.cast(block, tf.float32))
+            hard = tf.matmul(z1, zh, transpose_b=True) / temperature
+            if hard_negative_offset != 0.0:
+                weight = tf.one_hot(labels, tf.shape(zh)[0], on_value=float(hard_negative_offset), off_value=0.0)
+                hard = hard + weight
+            blocks.append(hard)
     if queue is not None:
         zq = l2_normalize(tf.cast(queue, tf.float32))
         qlogits = tf.matmul(z1, zq, transpose_b=True) / temperature

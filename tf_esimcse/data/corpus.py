@@ -104,12 +104,14 @@ def read_nli_triplets(path):
 SNLI_LABELS = ("entailment", "neutral", "contradiction")
 
 
-def read_snli_triplets(snli_dir, splits=("dev", "test")):
+def read_snli_triplets(snli_dir, splits=("dev", "test"), neutral=False):
     """SentEval's SNLI files (`s1.<split>`, `s2.<split>`, `labels.<split>`: one sentence or label
     per line) -> (premise, entailment, contradiction) triplets, as SimCSE builds its NLI data:
     the hypotheses are grouped by premise, and each premise with both an entailment and a
     contradiction gives `min(#entailments, #contradictions)` triplets (paired in file order).
-    Neutral hypotheses are not used.
+    Neutral hypotheses are not used, unless `neutral=True`: then each premise with all three
+    labels gives `min(#entailments, #contradictions, #neutrals)` 4-tuples (premise, entailment,
+    contradiction, neutral), for the SimCSE paper's "contradiction + neutral" hard negatives.
 
     Raises `DataError` naming the file (and line) for a missing file, files of different lengths
     or an unknown label.
@@ -134,25 +136,36 @@ def read_snli_triplets(snli_dir, splits=("dev", "test")):
             if not premise or not hypothesis:
                 continue
             groups.setdefault(premise, {"entailment": [], "contradiction": [], "neutral": []})[label].append(hypothesis)
+    if neutral:
+        triplets = [(premise, e, c, n) for premise, g in groups.items()
+                    for e, c, n in zip(g["entailment"], g["contradiction"], g["neutral"])]
+        if not triplets:
+            raise DataError("no premise has an entailment, a contradiction and a neutral hypothesis", path=snli_dir)
+        return triplets
     triplets = [(premise, e, c) for premise, g in groups.items() for e, c in zip(g["entailment"], g["contradiction"])]
     if not triplets:
         raise DataError("no premise has both an entailment and a contradiction", path=snli_dir)
     return triplets
 
 
-def load_nli(source, data_dir=None, max_examples=None):
+def load_nli(source, data_dir=None, max_examples=None, neutral=False):
     """NLI triplets from `source`: `"snli"` (SentEval's SNLI dev + test under
     `<data_dir>/senteval/SNLI`, a small demo set), a SentEval-style SNLI folder, or SimCSE's
-    `nli_for_simcse.csv` (header sent0,sent1,hard_neg)."""
+    `nli_for_simcse.csv` (header sent0,sent1,hard_neg). With `neutral=True`, 4-tuples
+    (premise, entailment, contradiction, neutral) from an SNLI folder (the csv has no neutral
+    hypotheses: `DataError`)."""
     if source == "snli":
         if data_dir is None:
             raise DataError("corpus 'snli' needs --data-dir (the folder that holds senteval/SNLI)")
-        triplets = read_snli_triplets(pathlib.Path(data_dir) / "senteval" / "SNLI")
+        triplets = read_snli_triplets(pathlib.Path(data_dir) / "senteval" / "SNLI", neutral=neutral)
     else:
         path = pathlib.Path(os.path.expanduser(str(source)))
         if path.is_dir():
-            triplets = read_snli_triplets(path)
+            triplets = read_snli_triplets(path, neutral=neutral)
         elif path.is_file():
+            if neutral:
+                raise DataError("neutral hard negatives need an SNLI folder (s1/s2/labels.<split>): SimCSE's NLI "
+                                "csv (sent0,sent1,hard_neg) has no neutral hypotheses", path=path)
             triplets = read_nli_triplets(path)
         else:
             raise DataError("no such file or folder (expected nli_for_simcse.csv, an SNLI folder or 'snli')",

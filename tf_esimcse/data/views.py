@@ -108,14 +108,18 @@ class View:
             )
 
 
-def supervised_views(anchor=0, positive=1, negative=2):
+def supervised_views(anchor=0, positive=1, negative=2, neutral=None):
     """Supervised SimCSE's views: `{"anchor": View(anchor), "positive": View(positive),
-    "negative": View(negative)}` (no `"negative"` when `negative` is None). The defaults fit
+    "negative": View(negative)}` (no `"negative"` when `negative` is None), plus
+    `"neutral": View(neutral)` (a second hard negative) when `neutral` is given. The defaults fit
     triplets given as tuples (`read_nli_triplets`); pass `"sent0", "sent1", "hard_neg"` for
-    SimCSE's NLI csv columns given as a dict."""
+    SimCSE's NLI csv columns given as a dict, and `neutral=3` for `read_snli_triplets(...,
+    neutral=True)`."""
     views = {"anchor": View(anchor), "positive": View(positive)}
     if negative is not None:
         views["negative"] = View(negative)
+    if neutral is not None:
+        views["neutral"] = View(neutral)
     return views
 
 

@@ -111,7 +111,9 @@ class SimCSEObjective(Objective):
         example_ids = anchor_ids
         if self.cross_replica_negatives and num_replicas() > 1:
             z2 = gather_replicas(z2)
-            if hard_negatives is not None:
+            if isinstance(hard_negatives, (list, tuple)):
+                hard_negatives = [gather_replicas(block) for block in hard_negatives]
+            elif hard_negatives is not None:
                 hard_negatives = gather_replicas(hard_negatives)
             if self.mask_duplicates:
                 example_ids = gather_replicas(anchor_ids)

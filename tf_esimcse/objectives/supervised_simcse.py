@@ -9,7 +9,9 @@ to that logit); the official code (`simcse/models.py`, `--hard_negative_weight`)
 names: the offset added is `log(alpha) + hard_negative_weight`.
 
 Batches: `{"anchor", "positive", "negative"}` views (or `{"anchor", "positive"}`: pairs with
-in-batch negatives only).
+in-batch negatives only); an optional `"neutral"` view is a second hard negative per anchor (the
+paper's "contradiction + neutral" row: one more block of columns, gathered and offset
+like the contradictions').
 """
 import math
 
@@ -25,7 +27,7 @@ class SupervisedSimCSEObjective(SimCSEObjective):
     Args:
         temperature: float. Defaults to `0.05`.
         alpha: float > 0. The paper's hard-negative weight: log(alpha) is added to each anchor's
-            own hard-negative logit. Defaults to `1.0` (no change).
+            own hard-negative logit(s). Defaults to `1.0` (no change).
         hard_negative_weight: float. The official code's `--hard_negative_weight`: added to each
             anchor's own hard-negative logit. Defaults to `0.0` (no change).
         cross_replica_negatives: bool. See `SimCSEObjective`; hard negatives are gathered too.
@@ -47,10 +49,10 @@ class SupervisedSimCSEObjective(SimCSEObjective):
         return math.log(self.alpha) + self.hard_negative_weight
 
     def views(self, x):
-        return named_views(x, optional=("negative",))
+        return named_views(x, optional=("negative", "neutral"))
 
     def loss_terms(self, encoder, x, embeddings, context, training):
-        hard = embeddings[2] if len(embeddings) > 2 else None
+        hard = list(embeddings[2:]) or None
         return {"contrastive": self.contrastive_loss(embeddings[0], embeddings[1], hard_negatives=hard,
                                                      hard_negative_offset=self.hard_negative_offset,
                                                      anchor_ids=self.anchor_token_ids(x))}
