@@ -12,7 +12,8 @@ Every row is one recipe run with one or two flags (shown in the table: run it al
 into `<output-dir>/<table>/<row>/seed_<n>/`. A killed table run started again picks up where it
 stopped: finished seeds are skipped, an interrupted one resumes from its backup. Written to
 `<output-dir>/<table>/` after every row: `table.json`, `table.md` (our STS-B dev mean ± std
-beside the paper's figure for that row, Avg. of the 7 test tasks, alignment, uniformity) and
+beside the paper's figure for that row, Avg. of the 7 test tasks, alignment, uniformity; first,
+the starting encoder evaluated untrained, `start.json`) and
 `table.png` (bars with error bars, the paper's figures as markers); with `--trajectory K`, STS-B
 dev, alignment and uniformity every K steps and `trajectory.png` (alignment against uniformity
 during training, as SimCSE's Figure 2).
@@ -250,6 +251,51 @@ def run_row(row, row_dir, common_flags):
                 trajectories=[run.get("evaluations", []) for run in runs])
 
 
+START_POOLER = "cls_before_pooler"
+
+
+def evaluate_start(common_flags, out_dir):
+    """The encoder every row starts from, evaluated untrained ([CLS] before any pooler head, as
+    the trained rows are saved), so that each row reads against where it began. Cached in
+    `<out_dir>/start.json` per (model, data dir); `None` without SentEval data."""
+    import json
+
+    from tf_esimcse.config import default_data_dir
+    from tf_esimcse.errors import DataError
+
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--model", default="default")
+    parser.add_argument("--data-dir", default=default_data_dir())
+    known, _ = parser.parse_known_args(common_flags)
+    path = pathlib.Path(out_dir) / "start.json"
+    key = {"model": known.model, "data_dir": known.data_dir, "pooler": START_POOLER}
+    if path.is_file():
+        cached = json.loads(path.read_text())
+        if all(cached.get(k) == v for k, v in key.items()):
+            return cached
+    from tf_esimcse.data.senteval import resolve_senteval_dir
+    from tf_esimcse.evaluation.sts import evaluate_sts
+    from tf_esimcse.models.sentence_encoder import SentenceEncoder
+
+    try:
+        resolve_senteval_dir(known.data_dir)
+    except DataError as e:
+        print(f"no start row: {e}", flush=True)
+        return None
+    print(f"\n=== start: {known.model} untrained, {START_POOLER} ===", flush=True)
+    encoder = SentenceEncoder.from_pretrained(known.model, pooler_type=START_POOLER)
+    scores = evaluate_sts(lambda sentences: encoder.encode(sentences, verbose=0), known.data_dir)
+    start = dict(key, scores=scores, command=f"tf-esimcse evaluate --model {shlex.quote(known.model)} "
+                                            f"--pooler {START_POOLER} --data-dir {shlex.quote(known.data_dir)}")
+    write_json_atomic(path, start)
+    return start
+
+
+def _start_metric(start, key):
+    value = _finite((start or {}).get("scores", {}).get(key))
+    return None if value is None else {"mean": value, "std": None, "values": [value], "n": 1}
+
+
 def _fmt(metric, decimals=2):
     if not metric or metric["mean"] is None:
         return "n/a"
@@ -258,7 +304,7 @@ def _fmt(metric, decimals=2):
     return f"{metric['mean']:.{decimals}f} ± {metric['std']:.{decimals}f}"
 
 
-def format_markdown(name, table, entries, command, seeds):
+def format_markdown(name, table, entries, command, seeds, start=None):
     lines = [f"# {name}: {table.title}", "",
              f"Command: `{command}`", "",
              f"Ours: mean ± sample std over seeds {seeds}, STS-B dev of the best evaluation (Spearman x100); "
@@ -266,6 +312,10 @@ def format_markdown(name, table, entries, command, seeds):
              f"Paper: {table.paper_source} (its own encoder, data and budget).", "",
              "| row | flags | STS-B dev (ours) | paper | Avg. (ours) | alignment | uniformity |",
              "|---|---|---|---|---|---|---|"]
+    if start:
+        lines.append(f"| start: `{start['model']}` untrained, `{START_POOLER}` | `{start['command']}` | "
+                     f"{_fmt(_start_metric(start, 'stsb_dev'))} | – | {_fmt(_start_metric(start, 'avg'))} | "
+                     f"{_fmt(_start_metric(start, 'alignment'), 4)} | {_fmt(_start_metric(start, 'uniformity'), 4)} |")
     for e in entries:
         paper = "–" if e["paper"] is None else f"{e['paper']:g}"
         flags = "`" + " ".join(e["flags"]) + "`" if e["flags"] else "(defaults)"
@@ -281,8 +331,9 @@ def _save_figure(fig, path):
     write_atomic(path, lambda f: fig.savefig(f, format="png", dpi=120, bbox_inches="tight"))
 
 
-def plot_table(path, name, table, entries):
-    """Horizontal bars of our STS-B dev (mean, error bar = std), the paper's figure as a marker."""
+def plot_table(path, name, table, entries, start=None):
+    """Horizontal bars of our STS-B dev (mean, error bar = std), the paper's figure as a marker,
+    the untrained start as a dashed line."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -300,6 +351,10 @@ def plot_table(path, name, table, entries):
                    label="paper")
     ax.set_yticks(ys, [e["label"] + ("" if e["status"] == "ok" else f" ({e['status']})") for e in shown])
     values = [m for m in means if m] + [p for _, p in papers]
+    start_dev = (_start_metric(start, "stsb_dev") or {}).get("mean")
+    if start_dev is not None:
+        ax.axvline(start_dev, color="gray", linestyle="--", label=f"start, untrained ({start_dev:.1f})")
+        values.append(start_dev)
     if values:
         ax.set_xlim(max(0.0, min(values) - 10), min(100.0, max(values) + 5))
     ax.set_xlabel("STS-B dev Spearman x100")
@@ -336,13 +391,13 @@ def plot_trajectory(path, name, entries):
     plt.close(fig)
 
 
-def write_outputs(out_dir, name, table, entries, command, seeds, trajectory):
+def write_outputs(out_dir, name, table, entries, command, seeds, trajectory, start=None):
     write_json_atomic(out_dir / "table.json", {"table": name, "title": table.title, "paper_source": table.paper_source,
-                                               "command": command, "seeds": seeds, "rows": entries})
-    markdown = format_markdown(name, table, entries, command, seeds)
+                                               "command": command, "seeds": seeds, "start": start, "rows": entries})
+    markdown = format_markdown(name, table, entries, command, seeds, start=start)
     write_text_atomic(out_dir / "table.md", markdown)
     try:
-        plot_table(out_dir / "table.png", name, table, entries)
+        plot_table(out_dir / "table.png", name, table, entries, start=start)
         if trajectory:
             plot_trajectory(out_dir / "trajectory.png", name, entries)
     except ImportError:
@@ -395,10 +450,12 @@ def main(argv=None):
     if args.trajectory:
         common += ["--eval-steps", str(args.trajectory)]
     command = " ".join(["python", "recipes/ablations.py", *map(shlex.quote, argv)])
+    start = evaluate_start(common, out_dir)
     entries = []
     for row in rows:
         entries.append(run_row(row, out_dir / slug(row.label), row_flags(row, common, table)))
-        markdown = write_outputs(out_dir, args.table, table, entries, command, args.seeds, args.trajectory)
+        markdown = write_outputs(out_dir, args.table, table, entries, command, args.seeds, args.trajectory,
+                                 start=start)
     print("\n" + markdown)
     print(f"table in {out_dir}: table.md, table.json, table.png" + (", trajectory.png" if args.trajectory else ""))
     return {"rows": entries, "output_dir": str(out_dir)}

@@ -2,6 +2,8 @@
 and writes table.json, table.md and the PNGs; a second call trains nothing again."""
 import json
 
+import pytest
+
 from test_recipes import _argv, load_recipe, workspace  # noqa: F401  (fixture)
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -34,6 +36,15 @@ def test_a_table_trains_every_row_with_the_same_seeds(workspace, tmp_path, capsy
     assert one["config"]["two_encoders"] is False and one["config"]["seed"] == 2
     markdown = (table_dir / "table.md").read_text()
     assert "| one encoder |" in markdown and "82.5" in markdown and "80.7" in markdown and " ± " in markdown
+    # the start row: the same encoder evaluated untrained, as `tf-esimcse evaluate` does
+    from tf_esimcse.evaluation.sts import evaluate_sts
+    from tf_esimcse.models.sentence_encoder import SentenceEncoder
+
+    encoder = SentenceEncoder.from_pretrained(workspace["model"], pooler_type="cls_before_pooler")
+    expected = evaluate_sts(lambda s: encoder.encode(s, verbose=0), workspace["data"])
+    assert saved["start"]["scores"]["stsb_dev"] == pytest.approx(expected["stsb_dev"], abs=1e-6)
+    assert saved["start"]["scores"]["avg"] == pytest.approx(expected["avg"], abs=1e-6)
+    assert markdown.splitlines()[8].startswith("| start: ") and f"{expected['stsb_dev']:.2f}" in markdown.splitlines()[8]
     assert "python recipes/unsup_simcse.py" in saved["rows"][1]["command"] and "--two-encoders" in saved["rows"][1]["command"]
     for png in ("table.png", "trajectory.png"):
         assert (table_dir / png).read_bytes()[:8] == PNG
@@ -42,7 +53,8 @@ def test_a_table_trains_every_row_with_the_same_seeds(workspace, tmp_path, capsy
     # Started again: every seed is already trained, the same table comes back.
     capsys.readouterr()
     again = runner.main(_flags(workspace, tmp_path, "--table", "simcse-encoders", "--trajectory", "1"))
-    assert capsys.readouterr().out.count("already trained") == 4
+    printed = capsys.readouterr().out
+    assert printed.count("already trained") == 4 and "=== start" not in printed  # start.json is reused
     assert [r["stsb_dev"] for r in again["rows"]] == [r["stsb_dev"] for r in saved["rows"]]
 
 
@@ -71,8 +83,6 @@ def test_rows_filter_and_rows_that_cannot_run_here(workspace, tmp_path):  # noqa
 
 
 def test_bad_arguments_are_one_line_errors(tmp_path, capsys):
-    import pytest
-
     runner = load_recipe("ablations")
     with pytest.raises(ValueError, match="unknown rows"):
         runner.main(["--table", "simcse-dropout", "--rows", "p = 0.7", "--output-dir", str(tmp_path)])
