@@ -136,15 +136,12 @@ def read_snli_triplets(snli_dir, splits=("dev", "test"), neutral=False):
             if not premise or not hypothesis:
                 continue
             groups.setdefault(premise, {"entailment": [], "contradiction": [], "neutral": []})[label].append(hypothesis)
-    if neutral:
-        triplets = [(premise, e, c, n) for premise, g in groups.items()
-                    for e, c, n in zip(g["entailment"], g["contradiction"], g["neutral"])]
-        if not triplets:
-            raise DataError("no premise has an entailment, a contradiction and a neutral hypothesis", path=snli_dir)
-        return triplets
-    triplets = [(premise, e, c) for premise, g in groups.items() for e, c in zip(g["entailment"], g["contradiction"])]
+    labels = ("entailment", "contradiction", "neutral") if neutral else ("entailment", "contradiction")
+    triplets = [(premise, *hypotheses) for premise, g in groups.items() for hypotheses in zip(*(g[k] for k in labels))]
     if not triplets:
-        raise DataError("no premise has both an entailment and a contradiction", path=snli_dir)
+        needed = "an entailment, a contradiction and a neutral hypothesis" if neutral else \
+            "both an entailment and a contradiction"
+        raise DataError(f"no premise has {needed}", path=snli_dir)
     return triplets
 
 
