@@ -340,7 +340,7 @@ def plot_table(path, name, table, entries, start=None):
     import matplotlib.pyplot as plt
 
     shown = [e for e in entries if e["status"] == "ok" or e["paper"] is not None]
-    fig, ax = plt.subplots(figsize=(8, 0.45 * len(shown) + 1.6))
+    fig, ax = plt.subplots(figsize=(8, 0.45 * len(shown) + 1.9), layout="constrained")
     ys = list(range(len(shown)))[::-1]
     means = [(e.get("stsb_dev") or {}).get("mean") or 0.0 for e in shown]
     stds = [(e.get("stsb_dev") or {}).get("std") or 0.0 for e in shown]
@@ -359,23 +359,38 @@ def plot_table(path, name, table, entries, start=None):
         ax.set_xlim(max(0.0, min(values) - 10), min(100.0, max(values) + 5))
     ax.set_xlabel("STS-B dev Spearman x100")
     ax.set_title(f"{name}: {table.title}", fontsize=10)
-    ax.legend(loc="lower right", fontsize=8)
+    fig.legend(loc="outside lower center", ncol=3, fontsize=8, frameon=False)  # never over a bar
     _save_figure(fig, path)
     plt.close(fig)
 
 
-def plot_trajectory(path, name, entries):
+def trajectory_points(entry, start=None):
+    """(uniformity, alignment) at every evaluation of the row's first seed, in step order, from the
+    untrained start when `start` has both (every row begins there, as in SimCSE's Figure 2)."""
+    points = [(r["uniformity"], r["alignment"]) for r in (entry.get("trajectories") or [[]])[0]
+              if _finite(r.get("uniformity")) is not None and _finite(r.get("alignment")) is not None]
+    scores = (start or {}).get("scores", {})
+    origin = (_finite(scores.get("uniformity")), _finite(scores.get("alignment")))
+    if points and None not in origin:
+        points.insert(0, origin)
+    return points
+
+
+def plot_trajectory(path, name, entries, start=None):
     """Alignment against uniformity at every evaluation of each row's first seed (SimCSE Fig. 2):
-    lower-left is better; arrows follow training."""
+    lower-left is better; arrows follow training from the untrained start (a black star)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 5))
+    scores = (start or {}).get("scores", {})
+    if _finite(scores.get("uniformity")) is not None and _finite(scores.get("alignment")) is not None:
+        ax.scatter([scores["uniformity"]], [scores["alignment"]], marker="*", s=120, color="black", zorder=3,
+                   label="start, untrained")
     for e in entries:
-        points = [(r["uniformity"], r["alignment"]) for r in (e.get("trajectories") or [[]])[0]
-                  if "uniformity" in r and "alignment" in r]
+        points = trajectory_points(e, start)
         if not points:
             continue
         xs, ys = zip(*points)
@@ -399,7 +414,7 @@ def write_outputs(out_dir, name, table, entries, command, seeds, trajectory, sta
     try:
         plot_table(out_dir / "table.png", name, table, entries, start=start)
         if trajectory:
-            plot_trajectory(out_dir / "trajectory.png", name, entries)
+            plot_trajectory(out_dir / "trajectory.png", name, entries, start)
     except ImportError:
         print("matplotlib is not installed (pip install 'tf_esimcse[plots]'): no PNG written", flush=True)
     return markdown

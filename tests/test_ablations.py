@@ -48,6 +48,12 @@ def test_a_table_trains_every_row_with_the_same_seeds(workspace, tmp_path, capsy
     assert "python recipes/unsup_simcse.py" in saved["rows"][1]["command"] and "--two-encoders" in saved["rows"][1]["command"]
     for png in ("table.png", "trajectory.png"):
         assert (table_dir / png).read_bytes()[:8] == PNG
+    # Figure 2's curves: each row from the untrained start, then its evaluations in step order
+    start_point = (saved["start"]["scores"]["uniformity"], saved["start"]["scores"]["alignment"])
+    for row in saved["rows"]:
+        evaluations = [(r["uniformity"], r["alignment"]) for r in row["trajectories"][0]]
+        assert runner.trajectory_points(row, saved["start"]) == [start_point, *evaluations]
+        assert runner.trajectory_points(row) == evaluations
     assert out["rows"][0]["stsb_dev"] == saved["rows"][0]["stsb_dev"]
 
     # Started again: every seed is already trained, the same table comes back.
