@@ -6,7 +6,7 @@
 
 Data: SimCSE's `nli_for_simcse.csv` (SNLI + MNLI, header sent0,sent1,hard_neg: premise,
 entailment, contradiction), a SentEval SNLI folder (`s1/s2/labels.<split>`, grouped by premise),
-or `snli` (default): SentEval's SNLI dev + test under `<data-dir>/senteval/SNLI`, ~6.5k triplets,
+or `snli` (default): SentEval's SNLI dev + test under `<data-dir>/senteval/SNLI`, 5,883 triplets,
 enough for a demo only (the paper trains on 275k).
 
 Defaults (the paper's `run_sup_example.sh`): batch 512, lr 5e-5, 3 epochs, max_len 32,
