@@ -29,8 +29,10 @@ from tf_esimcse.models.esimcse import ESimCSE  # noqa: E402,F401
 from tf_esimcse.models.sentence_encoder import SentenceEncoder  # noqa: E402,F401
 from tf_esimcse.models.simcse import SimCSE, SupervisedSimCSE  # noqa: E402,F401
 from tf_esimcse.models.contrastive_model import ContrastiveModel  # noqa: E402,F401
-from tf_esimcse.objectives import ESimCSEObjective, Objective, SimCSEObjective, SupervisedSimCSEObjective  # noqa: E402,F401
+from tf_esimcse.objectives import DiffCSEObjective, ESimCSEObjective, Objective, SimCSEObjective, SupervisedSimCSEObjective  # noqa: E402,F401,E501
 from tf_esimcse.layers.word_repetition import WordRepetition  # noqa: E402,F401
 from tf_esimcse.layers.token_augmentation import TokenAugmentation  # noqa: E402,F401
 from tf_esimcse.layers.random_crop import RandomCrop  # noqa: E402,F401
 from tf_esimcse.layers.word_deletion import WordDeletion  # noqa: E402,F401
+from tf_esimcse.layers.masked_lm_replacement import MaskedLMReplacement  # noqa: E402,F401
+from tf_esimcse.st_export import export_sentence_transformers  # noqa: E402,F401

@@ -24,3 +24,19 @@ def tf_esimcse_export(name):
 
 def exported_symbols():
     return dict(_EXPORTED)
+
+
+def lazy_namespace(package, names):
+    """`(__getattr__, __dir__)` for a package whose public `names` ({name: submodule}) are
+    imported from `package.<submodule>` on first access (PEP 562)."""
+    import importlib
+
+    def __getattr__(name):
+        if name not in names:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        return getattr(importlib.import_module(f"{package}.{names[name]}"), name)
+
+    def __dir__():
+        return sorted(names)
+
+    return __getattr__, __dir__

@@ -55,7 +55,7 @@ def _flat_plan(equation):
     return n_batch, n_contract
 
 
-@tf_esimcse_export("FlatEinsumDense")
+@tf_esimcse_export("layers.FlatEinsumDense")
 class FlatEinsumDense(keras.layers.EinsumDense):
     """`keras.layers.EinsumDense` computed as one 2-D matmul when the equation allows it.
 
@@ -86,7 +86,7 @@ class FlatEinsumDense(keras.layers.EinsumDense):
         return y
 
 
-@tf_esimcse_export("FlatDense")
+@tf_esimcse_export("layers.FlatDense")
 class FlatDense(keras.layers.Dense):
     """`keras.layers.Dense` on inputs of any rank as one 2-D (fusable) matmul in the current
     matmul precision.

@@ -118,7 +118,7 @@ def current_row_offset():
     return getattr(_ROWS, "offset", None)
 
 
-@tf_esimcse_export("HashDropout")
+@tf_esimcse_export("layers.HashDropout")
 class HashDropout(keras.layers.Dropout):
     """`keras.layers.Dropout` drawing its masks with `hash_random_bits` inside XLA.
 

@@ -85,7 +85,7 @@ def dropout_layer(rate, fast_dropout, dtype=None, name=None):
     return cls(rate, dtype=dtype, name=name)
 
 
-@tf_esimcse_export("BertSelfAttention")
+@tf_esimcse_export("layers.BertSelfAttention")
 class BertSelfAttention(keras.layers.Layer):
     """Multi-head scaled dot-product attention with one-matmul projections.
 
@@ -207,7 +207,7 @@ class BertSelfAttention(keras.layers.Layer):
         return config
 
 
-@tf_esimcse_export("BertTransformerLayer")
+@tf_esimcse_export("layers.BertTransformerLayer")
 class BertTransformerLayer(keras.layers.Layer):
     """One BERT encoder block: self-attention and feed-forward, each followed by a residual add
     and a LayerNorm (post-LayerNorm, as BERT).
