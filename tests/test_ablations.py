@@ -115,3 +115,21 @@ def test_methods_table_gives_the_generator_to_diffcse_only(workspace, tmp_path):
     assert "--generator" in rows["DiffCSE"]["command"] and "--generator" not in rows["ESimCSE"]["command"]
     config = json.loads((tmp_path / "methods" / "diffcse" / "seed_1" / "results.json").read_text())["config"]
     assert config["generator"] == generator
+
+
+def test_rows_train_in_their_own_process_and_a_failing_row_is_named(workspace, tmp_path):  # noqa: F811
+    """A diverged row is marked and the table goes on; a row whose recipe fails stops the table
+    with the row and its command named (each row is a child process: its exit code is read)."""
+    from tf_esimcse.errors import TfEsimcseError
+
+    runner = load_recipe("ablations")
+    out = runner.main(_flags(workspace, tmp_path, "--table", "simcse-encoders", "--seeds", "1", "--steps", "6",
+                             "--learning-rate", "1e6", "--max-grad-norm", "1e12"))
+    assert [r["status"] for r in out["rows"]] == ["diverged", "diverged"]
+    saved = json.loads((tmp_path / "simcse-encoders" / "one_encoder" / "seed_1" / "results.json").read_text())
+    assert saved["status"] == "diverged" and out["rows"][0]["reason"] == saved["reason"]
+    assert "| one encoder | (defaults) | diverged: " in (tmp_path / "simcse-encoders" / "table.md").read_text()
+
+    with pytest.raises(TfEsimcseError, match=r"row 'one encoder': `python recipes/unsup_simcse.py .*` stopped with exit code 2"):
+        runner.main(_flags(workspace, tmp_path / "bad", "--table", "simcse-encoders", "--seeds", "1",
+                           "--corpus", str(tmp_path / "no_such_corpus.txt")))
