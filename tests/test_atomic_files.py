@@ -180,3 +180,24 @@ def test_replace_directory_mode(tmp_path):
     with replace_directory(tmp_path / "out", mode=0o755) as tmp:
         (tmp / "x").write_text("x")
     assert (tmp_path / "out").stat().st_mode & 0o777 == 0o755
+
+
+def test_files_and_folders_get_the_permissions_open_and_mkdir_would_give(tmp_path):
+    """Not mkstemp's 0o600 / mkdtemp's 0o700: a saved model must be readable by a server running as
+    another user when the umask allows it; an existing file keeps its own permissions."""
+    old = os.umask(0o022)
+    try:
+        write_text_atomic(tmp_path / "new.txt", "x")
+        assert (tmp_path / "new.txt").stat().st_mode & 0o777 == 0o644
+        (tmp_path / "kept.txt").write_text("old")
+        os.chmod(tmp_path / "kept.txt", 0o640)
+        write_text_atomic(tmp_path / "kept.txt", "new")
+        assert (tmp_path / "kept.txt").stat().st_mode & 0o777 == 0o640
+        with replace_directory(tmp_path / "folder") as tmp:
+            (tmp / "x").write_text("x")
+        assert (tmp_path / "folder").stat().st_mode & 0o777 == 0o755
+        os.umask(0o077)
+        write_text_atomic(tmp_path / "private.txt", "x")
+        assert (tmp_path / "private.txt").stat().st_mode & 0o777 == 0o600
+    finally:
+        os.umask(old)

@@ -11,6 +11,21 @@ import shutil
 import tempfile
 
 
+def _umask():
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return umask
+
+
+def _file_mode(path):
+    """What `open(path, "w")` would leave: an existing file's permissions, else 0o666 less the
+    umask (`tempfile.mkstemp` makes 0o600 files, unreadable to a server running as another user)."""
+    try:
+        return path.stat().st_mode & 0o7777
+    except FileNotFoundError:
+        return 0o666 & ~_umask()
+
+
 def write_atomic(path, write_fn, mode="wb"):
     """Write `path` atomically: `write_fn(f)` writes into a temporary file beside it (opened with
     `mode`; text modes are UTF-8), which is flushed, fsync'ed and renamed into place. Creates the
@@ -23,6 +38,7 @@ def write_atomic(path, write_fn, mode="wb"):
         with os.fdopen(fd, mode, encoding=None if "b" in mode else "utf-8") as f:
             write_fn(f)
             f.flush()
+            os.chmod(tmp, _file_mode(path))
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
@@ -84,8 +100,9 @@ def replace_directory(path, overwrite=True, mode=None):
         path: str or path. The folder to write.
         overwrite: bool. With `False`, an existing non-empty `path` is not replaced
             (`FileExistsError`, checked on entry and again before the rename).
-        mode: int or None. Permissions given to the folder before it is moved into place
-            (`tempfile.mkdtemp` makes it 0o700).
+        mode: int or None. Permissions given to the folder before it is moved into place;
+            `None`: what `mkdir` would give, 0o777 less the umask (`tempfile.mkdtemp` makes it
+            0o700, unreadable to a server running as another user).
 
     Raises:
         FileExistsError: `path` exists and is not a folder, or (`overwrite=False`) is a non-empty one.
@@ -96,8 +113,7 @@ def replace_directory(path, overwrite=True, mode=None):
     tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
         yield tmp
-        if mode is not None:
-            os.chmod(tmp, mode)
+        os.chmod(tmp, 0o777 & ~_umask() if mode is None else mode)
         _check_replaceable(path, overwrite)  # it may have appeared while we were writing
         _move_into_place(tmp, path)
     except BaseException:

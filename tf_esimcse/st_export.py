@@ -333,7 +333,7 @@ def export_sentence_transformers(encoder, output_dir, overwrite=False):
     entered = False
     try:
         # Refuses (again) a non-empty directory that appeared while we were writing.
-        with replace_directory(path, overwrite=overwrite, mode=0o755) as tmp:  # mkdtemp makes it 0700
+        with replace_directory(path, overwrite=overwrite) as tmp:
             entered = True
             _write_export(encoder, tmp)
     except OSError as e:
