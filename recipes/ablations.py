@@ -27,14 +27,19 @@ or NLI) and budget: compare orderings, not values, and keep in mind that the def
 import argparse
 import dataclasses
 import math
+import os
 import pathlib
 import re
 import shlex
+import signal
 import subprocess
 import sys
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+# This process evaluates the start encoder, the rows train in child processes: on a GPU, take only
+# the memory the evaluation needs, not the whole device (the children inherit the setting).
+os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
 
 from tf_esimcse.atomic_files import write_atomic, write_json_atomic, write_text_atomic  # noqa: E402
 from tf_esimcse.errors import TfEsimcseError  # noqa: E402
@@ -189,10 +194,13 @@ def _finite(x):
     return x if isinstance(x, (int, float)) and math.isfinite(x) else None
 
 
-def _diverged_seed(row_dir):
+def _diverged_seed(row_dir, seeds):
     import json
 
-    for results in sorted(pathlib.Path(row_dir).glob("seed_*/results.json")):
+    for seed in seeds:
+        results = pathlib.Path(row_dir) / f"seed_{seed}" / "results.json"
+        if not results.is_file():
+            continue
         data = json.loads(results.read_text())
         if data.get("status") == "diverged":
             return data.get("reason", "diverged")
@@ -222,11 +230,43 @@ def _train_in_own_process(recipe, flags):
     code. One process per row, because TensorFlow keeps every compiled step (XLA executables,
     graph functions) until its process ends: measured here, ~150 MB more per seed trained in one
     process even with a 2-layer model, and a 24-run table in one process outgrew 23 GiB."""
-    command = [sys.executable, str(REPO / "recipes" / f"{recipe}.py"), *flags]
-    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True, bufsize=1) as child:
+    command = [sys.executable, "-u", str(REPO / "recipes" / f"{recipe}.py"), *flags]
+    child = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, bufsize=1)
+    previous = None
+    try:
+        if threading_is_main():
+            # killed with SIGTERM, stop the child too (it would go on training, unwatched)
+            previous = signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
         for line in child.stdout:
             print(line, end="", flush=True)
-    return child.returncode
+        return child.wait()
+    except BaseException:
+        child.terminate()
+        try:
+            child.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+        raise
+    finally:
+        child.stdout.close()
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def threading_is_main():
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def _exit_description(code):
+    if code < 0:
+        try:
+            return f"was killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"was killed by signal {-code}"
+    return f"stopped with exit code {code} (its error is printed above)"
 
 
 def _finished_row(row_dir, seeds, quiet=False):
@@ -240,14 +280,14 @@ def _finished_row(row_dir, seeds, quiet=False):
         if data.get("status") != "ok":
             return None
         runs.append(data)
-    summary_path = pathlib.Path(row_dir) / "summary.json"
-    if not summary_path.is_file():
-        return None
     if not quiet:
         for seed in seeds:
             print(f"== seed {seed}: already trained ({pathlib.Path(row_dir) / f'seed_{seed}' / 'results.json'}), "
                   "skipped ==", flush=True)
-    return {"summary": json.loads(summary_path.read_text()), "runs": runs}
+    from tf_esimcse.run_summary import summarize_seeds
+
+    # from the seeds asked for, not the row's summary.json (it may cover other seeds)
+    return {"summary": summarize_seeds(runs), "runs": runs}
 
 
 def run_row(row, row_dir, common_flags, seeds):
@@ -262,16 +302,16 @@ def run_row(row, row_dir, common_flags, seeds):
         return dict(entry, status="unavailable",
                     reason=f"needs {row.requires} <keras-hub MaskedLM preset> on the table command "
                            "(e.g. saved_models/mlm/model from python recipes/pretrain_mlm.py)")
-    reason = _diverged_seed(row_dir)
+    reason = _diverged_seed(row_dir, seeds)
     if reason is None:
         print(f"\n=== {row.label}: {entry['command']} ===", flush=True)
         out = _finished_row(row_dir, seeds)
         if out is None:
             code = _train_in_own_process(row.recipe, flags)
-            reason = _diverged_seed(row_dir) or (f"exit code {code}" if code == 3 else None)
+            reason = _diverged_seed(row_dir, seeds) or (f"exit code {code}" if code == 3 else None)
             if reason is None and code != 0:
-                raise TfEsimcseError(f"row {row.label!r}: `{entry['command']}` stopped with exit code {code} "
-                                     "(its error is printed above); run the table command again to resume")
+                raise TfEsimcseError(f"row {row.label!r}: `{entry['command']}` {_exit_description(code)}; "
+                                     "run the table command again to resume")
             out = None if reason else _finished_row(row_dir, seeds, quiet=True)
     if reason is not None:
         print(f"=== {row.label}: diverged ({reason}) ===", flush=True)
@@ -282,7 +322,14 @@ def run_row(row, row_dir, common_flags, seeds):
     summary, runs = out["summary"], out["runs"]
     return dict(entry, status="ok", stsb_dev=_metric(summary, "best_stsb_dev"), avg=_metric(summary, "avg"),
                 alignment=_metric(summary, "alignment"), uniformity=_metric(summary, "uniformity"),
-                trajectories=[run.get("evaluations", []) for run in runs])
+                trajectories=[run.get("evaluations", []) for run in runs],
+                eval_pooler=_eval_pooler(runs[0].get("config", {})))
+
+
+def _eval_pooler(config):
+    """The pooler a row's evaluations used: `cls` with an MLP trained only is evaluated without it."""
+    pooler = config.get("pooler", START_POOLER)
+    return START_POOLER if pooler == "cls" and config.get("mlp_only_train") else pooler
 
 
 START_POOLER = "cls_before_pooler"
@@ -400,12 +447,14 @@ def plot_table(path, name, table, entries, start=None):
 
 def trajectory_points(entry, start=None):
     """(uniformity, alignment) at every evaluation of the row's first seed, in step order, from the
-    untrained start when `start` has both (every row begins there, as in SimCSE's Figure 2)."""
+    untrained start when `start` has both and was evaluated with the row's pooler (every such row
+    begins there, as in SimCSE's Figure 2)."""
     points = [(r["uniformity"], r["alignment"]) for r in (entry.get("trajectories") or [[]])[0]
               if _finite(r.get("uniformity")) is not None and _finite(r.get("alignment")) is not None]
     scores = (start or {}).get("scores", {})
     origin = (_finite(scores.get("uniformity")), _finite(scores.get("alignment")))
-    if points and None not in origin:
+    same_pooler = entry.get("eval_pooler", START_POOLER) == (start or {}).get("pooler", START_POOLER)
+    if points and None not in origin and same_pooler:
         points.insert(0, origin)
     return points
 

@@ -63,6 +63,27 @@ def test_a_table_trains_every_row_with_the_same_seeds(workspace, tmp_path, capsy
     assert printed.count("already trained") == 4 and "=== start" not in printed  # start.json is reused
     assert [r["stsb_dev"] for r in again["rows"]] == [r["stsb_dev"] for r in saved["rows"]]
 
+    # Fewer seeds than trained: the row's numbers are those of the seeds asked for, not of its
+    # summary.json (which covers seeds 1 and 2); nothing is trained.
+    one_seed = runner.main(_flags(workspace, tmp_path, "--table", "simcse-encoders", "--seeds", "1"))
+    for row, full in zip(one_seed["rows"], saved["rows"]):
+        assert row["stsb_dev"]["n"] == 1 and row["stsb_dev"]["values"] == full["stsb_dev"]["values"][:1]
+    assert "=== start" not in capsys.readouterr().out
+
+
+def test_trajectory_starts_at_the_start_only_for_rows_evaluated_with_its_pooler():
+    runner = load_recipe("ablations")
+    start = {"pooler": "cls_before_pooler", "scores": {"uniformity": -1.5, "alignment": 0.1}}
+    evaluations = [[{"step": 1, "uniformity": -2.0, "alignment": 0.2}]]
+    assert runner._eval_pooler({"pooler": "cls", "mlp_only_train": True}) == "cls_before_pooler"
+    assert runner._eval_pooler({"pooler": "cls", "mlp_only_train": False}) == "cls"
+    assert runner._eval_pooler({"pooler": "avg"}) == "avg"
+    row = {"trajectories": evaluations, "eval_pooler": "cls_before_pooler"}
+    assert runner.trajectory_points(row, start) == [(-1.5, 0.1), (-2.0, 0.2)]
+    assert runner.trajectory_points(dict(row, eval_pooler="avg"), start) == [(-2.0, 0.2)]
+    assert runner._exit_description(-9) == "was killed by SIGKILL"
+    assert runner._exit_description(2).startswith("stopped with exit code 2")
+
 
 def test_rows_filter_and_rows_that_cannot_run_here(workspace, tmp_path):  # noqa: F811
     runner = load_recipe("ablations")

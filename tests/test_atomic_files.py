@@ -196,6 +196,10 @@ def test_files_and_folders_get_the_permissions_open_and_mkdir_would_give(tmp_pat
         with replace_directory(tmp_path / "folder") as tmp:
             (tmp / "x").write_text("x")
         assert (tmp_path / "folder").stat().st_mode & 0o777 == 0o755
+        os.chmod(tmp_path / "folder", 0o750)
+        with replace_directory(tmp_path / "folder") as tmp:
+            (tmp / "y").write_text("y")
+        assert (tmp_path / "folder").stat().st_mode & 0o777 == 0o750 and (tmp_path / "folder" / "y").is_file()
         os.umask(0o077)
         write_text_atomic(tmp_path / "private.txt", "x")
         assert (tmp_path / "private.txt").stat().st_mode & 0o777 == 0o600

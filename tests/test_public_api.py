@@ -33,5 +33,8 @@ def test_lazy_namespaces_list_exactly_the_registered_names(package):
     registered = sorted(n.split(".", 1)[1] for n in exported if n.startswith(package + "."))
     namespace = importlib.import_module(f"tf_esimcse.{package}")
     assert dir(namespace) == registered
+    star = {}
+    exec(f"from tf_esimcse.{package} import *", star)  # noqa: S102
+    assert sorted(k for k in star if not k.startswith("__")) == registered
     with pytest.raises(AttributeError, match="no attribute 'NotALayer'"):
         namespace.NotALayer  # noqa: B018

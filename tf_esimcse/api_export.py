@@ -27,8 +27,8 @@ def exported_symbols():
 
 
 def lazy_namespace(package, names):
-    """`(__getattr__, __dir__)` for a package whose public `names` ({name: submodule}) are
-    imported from `package.<submodule>` on first access (PEP 562)."""
+    """`(__getattr__, __dir__, __all__)` for a package whose public `names` ({name: submodule})
+    are imported from `package.<submodule>` on first access (PEP 562)."""
     import importlib
 
     def __getattr__(name):
@@ -39,4 +39,4 @@ def lazy_namespace(package, names):
     def __dir__():
         return sorted(names)
 
-    return __getattr__, __dir__
+    return __getattr__, __dir__, sorted(names)

@@ -12,7 +12,7 @@ import tempfile
 
 
 def _umask():
-    umask = os.umask(0o022)
+    umask = os.umask(0o077)  # swapped back at once; a file made meanwhile elsewhere is only more private
     os.umask(umask)
     return umask
 
@@ -101,8 +101,9 @@ def replace_directory(path, overwrite=True, mode=None):
         overwrite: bool. With `False`, an existing non-empty `path` is not replaced
             (`FileExistsError`, checked on entry and again before the rename).
         mode: int or None. Permissions given to the folder before it is moved into place;
-            `None`: what `mkdir` would give, 0o777 less the umask (`tempfile.mkdtemp` makes it
-            0o700, unreadable to a server running as another user).
+            `None`: those of the folder it replaces, else what `mkdir` would give, 0o777 less
+            the umask (`tempfile.mkdtemp` makes it 0o700, unreadable to a server running as
+            another user).
 
     Raises:
         FileExistsError: `path` exists and is not a folder, or (`overwrite=False`) is a non-empty one.
@@ -113,7 +114,12 @@ def replace_directory(path, overwrite=True, mode=None):
     tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
         yield tmp
-        os.chmod(tmp, 0o777 & ~_umask() if mode is None else mode)
+        if mode is None:
+            try:
+                mode = path.stat().st_mode & 0o7777  # a folder replaced keeps its permissions
+            except FileNotFoundError:
+                mode = 0o777 & ~_umask()
+        os.chmod(tmp, mode)
         _check_replaceable(path, overwrite)  # it may have appeared while we were writing
         _move_into_place(tmp, path)
     except BaseException:

@@ -4,7 +4,7 @@ Names resolve on first use (PEP 562), so importing one layer's module does not i
 """
 from tf_esimcse.api_export import lazy_namespace
 
-__getattr__, __dir__ = lazy_namespace(__name__, {
+__getattr__, __dir__, __all__ = lazy_namespace(__name__, {
     "BertSelfAttention": "transformer_layer",
     "BertTransformerLayer": "transformer_layer",
     "FlatDense": "flat_dense",
@@ -20,3 +20,4 @@ __getattr__, __dir__ = lazy_namespace(__name__, {
     "WordDeletion": "word_deletion",
     "WordRepetition": "word_repetition",
 })
+del lazy_namespace

@@ -5,9 +5,10 @@ Names resolve on first use (PEP 562), so importing one model's module does not i
 """
 from tf_esimcse.api_export import lazy_namespace
 
-__getattr__, __dir__ = lazy_namespace(__name__, {
+__getattr__, __dir__, __all__ = lazy_namespace(__name__, {
     "ContrastiveModel": "contrastive_model",
     "ESimCSE": "esimcse",
     "SimCSE": "simcse",
     "SupervisedSimCSE": "simcse",
 })
+del lazy_namespace
