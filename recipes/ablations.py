@@ -34,6 +34,7 @@ import shlex
 import signal
 import subprocess
 import sys
+import threading
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -42,6 +43,7 @@ sys.path.insert(0, str(REPO))
 os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
 
 from tf_esimcse.atomic_files import write_atomic, write_json_atomic, write_text_atomic  # noqa: E402
+from tf_esimcse.config import parse_seeds  # noqa: E402
 from tf_esimcse.errors import TfEsimcseError  # noqa: E402
 from tf_esimcse.training import main_guard  # noqa: E402
 
@@ -194,14 +196,16 @@ def _finite(x):
     return x if isinstance(x, (int, float)) and math.isfinite(x) else None
 
 
-def _diverged_seed(row_dir, seeds):
+def _seed_results(row_dir, seeds):
+    """{seed: its results.json} for the seeds of `seeds` that have one."""
     import json
 
-    for seed in seeds:
-        results = pathlib.Path(row_dir) / f"seed_{seed}" / "results.json"
-        if not results.is_file():
-            continue
-        data = json.loads(results.read_text())
+    paths = {seed: pathlib.Path(row_dir) / f"seed_{seed}" / "results.json" for seed in seeds}
+    return {seed: json.loads(path.read_text()) for seed, path in paths.items() if path.is_file()}
+
+
+def _diverged_seed(results):
+    for data in results.values():
         if data.get("status") == "diverged":
             return data.get("reason", "diverged")
     return None
@@ -234,7 +238,7 @@ def _train_in_own_process(recipe, flags):
     child = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, bufsize=1)
     previous = None
     try:
-        if threading_is_main():
+        if threading.current_thread() is threading.main_thread():
             # killed with SIGTERM, stop the child too (it would go on training, unwatched)
             previous = signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
         for line in child.stdout:
@@ -254,12 +258,6 @@ def _train_in_own_process(recipe, flags):
             signal.signal(signal.SIGTERM, previous)
 
 
-def threading_is_main():
-    import threading
-
-    return threading.current_thread() is threading.main_thread()
-
-
 def _exit_description(code):
     if code < 0:
         try:
@@ -269,17 +267,12 @@ def _exit_description(code):
     return f"stopped with exit code {code} (its error is printed above)"
 
 
-def _finished_row(row_dir, seeds, quiet=False):
-    """`{"summary", "runs"}` from a row's files when every seed finished ("status": "ok"), else None."""
-    import json
-
-    runs = []
-    for seed in seeds:
-        results = pathlib.Path(row_dir) / f"seed_{seed}" / "results.json"
-        data = json.loads(results.read_text()) if results.is_file() else {}
-        if data.get("status") != "ok":
-            return None
-        runs.append(data)
+def _finished_row(row_dir, seeds, results, quiet=False):
+    """`{"summary", "runs"}` when every seed's `results` (from `_seed_results`) says "status": "ok",
+    else None."""
+    runs = [results.get(seed, {}) for seed in seeds]
+    if any(run.get("status") != "ok" for run in runs):
+        return None
     if not quiet:
         for seed in seeds:
             print(f"== seed {seed}: already trained ({pathlib.Path(row_dir) / f'seed_{seed}' / 'results.json'}), "
@@ -302,17 +295,19 @@ def run_row(row, row_dir, common_flags, seeds):
         return dict(entry, status="unavailable",
                     reason=f"needs {row.requires} <keras-hub MaskedLM preset> on the table command "
                            "(e.g. saved_models/mlm/model from python recipes/pretrain_mlm.py)")
-    reason = _diverged_seed(row_dir, seeds)
+    results = _seed_results(row_dir, seeds)
+    reason = _diverged_seed(results)
     if reason is None:
         print(f"\n=== {row.label}: {entry['command']} ===", flush=True)
-        out = _finished_row(row_dir, seeds)
+        out = _finished_row(row_dir, seeds, results)
         if out is None:
             code = _train_in_own_process(row.recipe, flags)
-            reason = _diverged_seed(row_dir, seeds) or (f"exit code {code}" if code == 3 else None)
+            results = _seed_results(row_dir, seeds)
+            reason = _diverged_seed(results) or (f"exit code {code}" if code == 3 else None)
             if reason is None and code != 0:
                 raise TfEsimcseError(f"row {row.label!r}: `{entry['command']}` {_exit_description(code)}; "
                                      "run the table command again to resume")
-            out = None if reason else _finished_row(row_dir, seeds, quiet=True)
+            out = None if reason else _finished_row(row_dir, seeds, results, quiet=True)
     if reason is not None:
         print(f"=== {row.label}: diverged ({reason}) ===", flush=True)
         return dict(entry, status="diverged", reason=reason)
@@ -451,12 +446,18 @@ def trajectory_points(entry, start=None):
     begins there, as in SimCSE's Figure 2)."""
     points = [(r["uniformity"], r["alignment"]) for r in (entry.get("trajectories") or [[]])[0]
               if _finite(r.get("uniformity")) is not None and _finite(r.get("alignment")) is not None]
-    scores = (start or {}).get("scores", {})
-    origin = (_finite(scores.get("uniformity")), _finite(scores.get("alignment")))
+    origin = _start_point(start)
     same_pooler = entry.get("eval_pooler", START_POOLER) == (start or {}).get("pooler", START_POOLER)
-    if points and None not in origin and same_pooler:
+    if points and origin is not None and same_pooler:
         points.insert(0, origin)
     return points
+
+
+def _start_point(start):
+    """(uniformity, alignment) of the untrained start, or None when it lacks either."""
+    scores = (start or {}).get("scores", {})
+    point = (_finite(scores.get("uniformity")), _finite(scores.get("alignment")))
+    return None if None in point else point
 
 
 def plot_trajectory(path, name, entries, start=None):
@@ -468,10 +469,9 @@ def plot_trajectory(path, name, entries, start=None):
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 5))
-    scores = (start or {}).get("scores", {})
-    if _finite(scores.get("uniformity")) is not None and _finite(scores.get("alignment")) is not None:
-        ax.scatter([scores["uniformity"]], [scores["alignment"]], marker="*", s=120, color="black", zorder=3,
-                   label="start, untrained")
+    origin = _start_point(start)
+    if origin is not None:
+        ax.scatter([origin[0]], [origin[1]], marker="*", s=120, color="black", zorder=3, label="start, untrained")
     for e in entries:
         points = trajectory_points(e, start)
         if not points:
@@ -543,12 +543,9 @@ def main(argv=None):
             raise ValueError(f"--rows: unknown rows {unknown}; {args.table} has {[r.label for r in rows]}")
         rows = tuple(r for r in rows if r.label in wanted)
     out_dir = pathlib.Path(args.output_dir) / args.table
-    try:
-        seeds = [int(x) for x in args.seeds.split(",") if x.strip()]
-    except ValueError:
-        raise ValueError(f"--seeds must be comma-separated integers, got {args.seeds!r}") from None
-    if not seeds or len(set(seeds)) != len(seeds):
-        raise ValueError(f"--seeds must name distinct seeds, got {args.seeds!r}")
+    seeds = parse_seeds(args.seeds)
+    if not seeds:
+        raise ValueError(f"--seeds must name at least one seed, got {args.seeds!r}")
     out_dir.mkdir(parents=True, exist_ok=True)
     common = [*passthrough, "--steps", str(args.steps), "--seeds", args.seeds]
     if args.trajectory:

@@ -51,15 +51,20 @@ class TrainConfig:
 
     def seed_list(self):
         """The seeds of `--seeds` as ints (empty: one run with `seed`)."""
-        if not str(self.seeds).strip():
-            return []
-        try:
-            seeds = [int(s) for s in str(self.seeds).split(",") if s.strip()]
-        except ValueError:
-            raise ValueError(f"--seeds must be comma-separated integers, got {self.seeds!r}.") from None
-        if len(set(seeds)) != len(seeds):
-            raise ValueError(f"--seeds repeats a seed: {self.seeds!r}.")
-        return seeds
+        return parse_seeds(self.seeds)
+
+
+def parse_seeds(text):
+    """`--seeds` ("1,2,3") as a list of distinct ints; empty text gives []."""
+    if not str(text).strip():
+        return []
+    try:
+        seeds = [int(s) for s in str(text).split(",") if s.strip()]
+    except ValueError:
+        raise ValueError(f"--seeds must be comma-separated integers, got {text!r}.") from None
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"--seeds repeats a seed: {text!r}.")
+    return seeds
 
 
 def add_config_flags(parser, config_cls, defaults=None):
