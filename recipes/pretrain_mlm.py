@@ -1,4 +1,4 @@
-"""Pretrain a small BERT masked LM here: a raw (MLM-only) encoder and DiffCSE's generator.
+"""Pretrain a small BERT masked LM here: a raw (MLM-only) encoder and DiffCSE's generator; defaults: this package's own.
 
     python recipes/pretrain_mlm.py                          # Brown, 4 layers x 256, ~1.5 hours on 2 CPU cores
     python recipes/pretrain_mlm.py --steps 20               # a smoke run
@@ -29,6 +29,7 @@ import random
 import sys
 import time
 
+import tf_esimcse  # noqa: F401  (first: it quiets TensorFlow's start-up log lines before keras loads it)
 import keras
 import keras_hub
 import tensorflow as tf
@@ -36,37 +37,79 @@ import tensorflow as tf
 from tf_esimcse.atomic_files import replace_directory, write_json_atomic
 from tf_esimcse.backbones import load_tokenizer
 from tf_esimcse.backup import AtomicBackupAndRestore
-from tf_esimcse.config import default_data_dir, parse_config
+from tf_esimcse.config import (JIT_SETTINGS, check_choices, check_input_path, check_int, check_model_path,
+                               check_output_dir, check_range, default_data_dir, parse_config, setting)
 from tf_esimcse.data.corpus import load_sentences
 from tf_esimcse.encoder_files import standard_tokenizer
 from tf_esimcse.environment import environment_info
 from tf_esimcse.schedules import linear_schedule
 from tf_esimcse.training import StopAtStep, fit_closing_tensorboard, main_guard, resolve_jit
 
-
 @dataclasses.dataclass
 class PretrainConfig:
-    corpus: str = "brown"  # "brown" (in --data-dir) or a text file / folder, one sentence per line
-    data_dir: str = dataclasses.field(default_factory=default_data_dir)
-    output_dir: str = "saved_models/mlm"
-    vocabulary: str = "default"  # whose WordPiece vocabulary: "default" (all-MiniLM-L6-v2) or a model path
-    num_layers: int = 4
-    hidden_dim: int = 256
-    num_heads: int = 4
-    intermediate_dim: int = 1024
-    dropout: float = 0.1
-    max_len: int = 64
-    batch_size: int = 128
-    steps: int = 5000
-    learning_rate: float = 5e-4
-    warmup_ratio: float = 0.06
-    weight_decay: float = 0.01
-    mask_rate: float = 0.15
-    held_out: float = 0.02  # share of the sentences kept out of training for the accuracy
-    backup_steps: int = 500
-    max_sentences: int = 0
-    seed: int = 42
-    jit_compile: str = "auto"
+    """The masked LM's settings: the defaults are this package's choice for 2 CPU cores (no official
+    script: SimCSE, ESimCSE and DiffCSE start from a downloaded BERT)."""
+
+    # data
+    corpus: str = setting(
+        "brown", group="data",
+        help='training sentences: "brown" (in --data-dir) or a text file / folder, one sentence per line')
+    data_dir: str = setting(default_factory=default_data_dir, group="data",
+                            default_text="$TF_ESIMCSE_DATA_DIR, else ./data", help="folder holding brown/")
+    max_sentences: int = setting(0, group="data", default_text="0 = all", help="use only the first N sentences")
+    max_len: int = setting(64, group="data", help="truncate each sentence to N word pieces")
+    held_out: float = setting(
+        0.02, group="evaluation",
+        help="share of the sentences kept out of training for the masked-token accuracy, from 0 to 1")
+    # model
+    vocabulary: str = setting(
+        "default", group="model",
+        help="whose WordPiece vocabulary: 'default' (all-MiniLM-L6-v2's, bert-base-uncased's) or a model directory")
+    num_layers: int = setting(4, group="model", help="transformer layers")
+    hidden_dim: int = setting(256, group="model", help="hidden size (divisible by --num-heads)")
+    num_heads: int = setting(4, group="model", help="attention heads")
+    intermediate_dim: int = setting(1024, group="model", help="feed-forward size")
+    dropout: float = setting(0.1, group="model", help="dropout rate")
+    # method
+    mask_rate: float = setting(
+        0.15, group="method", help="share of the tokens masked (80 % [MASK], 10 % random, 10 % kept)")
+    # optimisation
+    batch_size: int = setting(128, group="optimisation", help="sentences per batch")
+    steps: int = setting(5000, group="optimisation", help="total optimizer steps")
+    learning_rate: float = setting(5e-4, group="optimisation", help="peak learning rate (AdamW)")
+    warmup_ratio: float = setting(0.06, group="optimisation", help="share of the steps with a linear warm-up")
+    weight_decay: float = setting(0.01, group="optimisation", help="AdamW weight decay (not on biases and LayerNorm)")
+    seed: int = setting(42, group="optimisation", help="random seed (data order, masks, initialisation)")
+    # runtime
+    output_dir: str = setting(
+        "saved_models/mlm", group="runtime", help="run folder: the masked LM (model/), results.json, logs/")
+    backup_steps: int = setting(
+        500, group="runtime", help="back up every N steps; an interrupted run started again resumes")
+    jit_compile: str = setting(
+        "auto", group="runtime", choices=JIT_SETTINGS, help="XLA compilation of the training step")
+    verbose: bool = setting(False, group="runtime", help="show TensorFlow's own log lines")
+
+    def validate(self):
+        """One-line `ValueError` naming the flag, before anything is loaded or written."""
+        check_choices(self)
+        for name in ("steps", "batch_size", "max_len", "num_layers", "hidden_dim", "num_heads", "intermediate_dim",
+                     "backup_steps"):
+            check_int(self, name, low=1)
+        if self.hidden_dim % self.num_heads:
+            raise ValueError(f"--hidden-dim {self.hidden_dim} is not divisible by --num-heads {self.num_heads}")
+        check_int(self, "max_sentences", low=0, hint="0 = all")
+        check_int(self, "seed")
+        check_range(self, "dropout", low=0, high=1, high_open=True)
+        check_range(self, "mask_rate", low=0, high=1, low_open=True, high_open=True)
+        check_range(self, "held_out", low=0, high=1, high_open=True)
+        check_range(self, "learning_rate", low=0, low_open=True)
+        check_range(self, "warmup_ratio", low=0, high=1, high_open=True)
+        check_range(self, "weight_decay", low=0)
+        if self.vocabulary != "default":
+            check_model_path("--vocabulary", self.vocabulary, presets=False)
+        check_input_path("--corpus", self.corpus)
+        check_output_dir("--output-dir", self.output_dir)
+        return self
 
 
 def split_sentences(sentences, held_out, seed):
@@ -180,13 +223,7 @@ def run(config):
 
 
 def main(argv=None):
-    config = parse_config(PretrainConfig, argv, description=__doc__.split("\n")[0])
-    for name in ("steps", "batch_size", "max_len", "num_layers", "hidden_dim", "num_heads", "backup_steps"):
-        if getattr(config, name) < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be >= 1")
-    if config.hidden_dim % config.num_heads:
-        raise ValueError(f"--hidden-dim {config.hidden_dim} is not divisible by --num-heads {config.num_heads}")
-    return run(config)
+    return run(parse_config(PretrainConfig, argv, description=__doc__))
 
 
 if __name__ == "__main__":

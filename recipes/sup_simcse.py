@@ -1,4 +1,4 @@
-"""Supervised SimCSE (Gao et al., 2021) with the paper's BERT-base settings.
+"""Supervised SimCSE (Gao et al., 2021); defaults: the official SimCSE code's run_sup_example.sh (BERT-base).
 
     python recipes/sup_simcse.py --corpus /path/to/nli_for_simcse.csv        # the paper's data
     python recipes/sup_simcse.py                                             # demo: SentEval SNLI dev+test
@@ -9,16 +9,18 @@ entailment, contradiction), a SentEval SNLI folder (`s1/s2/labels.<split>`, grou
 or `snli` (default): SentEval's SNLI dev + test under `<data-dir>/senteval/SNLI`, 5,883 triplets,
 enough for a demo only (the paper trains on 275k).
 
-Defaults (the paper's `run_sup_example.sh`): batch 512, lr 5e-5, 3 epochs, max_len 32,
-temperature 0.05, pooler `cls` with its MLP kept at test time, hard-negative alpha 1 (`--alpha`,
-the paper's weight; `--hard-negative-weight`, the official code's logit offset, default 0),
-STS-B dev every 125 steps with the best weights kept. `--use-neutral-negatives` adds each
-premise's neutral hypothesis as a second hard negative (the paper's "contradiction + neutral";
+Defaults as `run_sup_example.sh` (princeton-nlp/SimCSE; 4 GPUs x 128 = batch 512): batch 512,
+lr 5e-5, 3 epochs, max_len 32, temperature 0.05, pooler `cls` with its MLP kept at test time,
+hard-negative alpha 1 (`--alpha`, the paper's weight; `--hard-negative-weight`, the official
+code's logit offset, default 0), STS-B dev every 125 steps with the best weights kept; except the
+encoder and the corpus (offline: all-MiniLM-L6-v2 and SentEval's SNLI; the official run:
+bert-base-uncased on nli_for_simcse.csv). `--use-neutral-negatives` adds each premise's neutral
+hypothesis as a second hard negative (the paper's "contradiction + neutral";
 SNLI folders only, premises with all three labels).
 """
 import dataclasses
 
-from tf_esimcse.config import TrainConfig, parse_config
+from tf_esimcse.config import TrainConfig, check_range, parse_config, setting
 from tf_esimcse.data.corpus import load_nli
 from tf_esimcse.data.views import supervised_views, views_dataset
 from tf_esimcse.objectives import SupervisedSimCSEObjective
@@ -27,16 +29,33 @@ from tf_esimcse.training import main_guard, run_seeds
 
 @dataclasses.dataclass
 class SupervisedConfig(TrainConfig):
-    corpus: str = "snli"  # nli_for_simcse.csv, an SNLI folder, or "snli" (SentEval's dev+test)
+    corpus: str = setting(
+        "snli", group="data",
+        help='(premise, entailment, contradiction) triplets: nli_for_simcse.csv, a SentEval SNLI folder, or "snli" '
+             "(SentEval's SNLI dev+test in --data-dir, a demo); the official runs use nli_for_simcse.csv")
     output_dir: str = "saved_models/sup_simcse"
     batch_size: int = 512
     learning_rate: float = 5e-5
     epochs: int = 3
     mlp_only_train: bool = False  # supervised SimCSE keeps the MLP head at test time
-    alpha: float = 1.0  # the paper's hard-negative weight (log(alpha) added to the own hard-negative logit)
-    hard_negative_weight: float = 0.0  # the official code's offset added to that logit
-    use_hard_negatives: bool = True  # False: (premise, entailment) pairs, in-batch negatives only
-    use_neutral_negatives: bool = False  # True: neutral hypotheses as second hard negatives (SNLI folders only)
+    alpha: float = setting(
+        1.0, group="method",
+        help="the paper's hard-negative weight: log(alpha) is added to each anchor's own hard-negative logit")
+    hard_negative_weight: float = setting(
+        0.0, group="method", help="the official code's offset added to that logit (0 = alpha 1)")
+    use_hard_negatives: bool = setting(
+        True, group="method",
+        help="the contradiction as a hard negative; --no-use-hard-negatives: (premise, entailment) pairs, "
+             "in-batch negatives only")
+    use_neutral_negatives: bool = setting(
+        False, group="method",
+        help='neutral hypotheses as second hard negatives (the paper\'s "contradiction + neutral"; SNLI folders only)')
+
+    def validate(self):
+        super().validate()
+        check_range(self, "alpha", low=0, low_open=True)
+        check_range(self, "hard_negative_weight")
+        return self
 
 
 def load_examples(config):
@@ -58,7 +77,7 @@ def build_dataset(triplets, preprocessor, config):
 
 
 def main(argv=None):
-    config = parse_config(SupervisedConfig, argv, description=__doc__.split("\n")[0])
+    config = parse_config(SupervisedConfig, argv, description=__doc__)
     return run_seeds(config, build_objective, build_dataset, load_examples=load_examples, name="sup_simcse")
 
 

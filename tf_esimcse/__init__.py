@@ -12,6 +12,12 @@ import os as _os
 
 _os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
+# First: TensorFlow is imported here without its C++ start-up log lines (unless --verbose,
+# TF_ESIMCSE_VERBOSE=1 or the user's own TF_CPP_MIN_LOG_LEVEL; see tf_esimcse/quiet.py).
+from tf_esimcse.quiet import quiet_tensorflow as _quiet_tensorflow  # noqa: E402
+
+_quiet_tensorflow()
+
 __version__ = "0.1.0"
 
 from tf_esimcse import losses  # noqa: E402,F401
