@@ -33,6 +33,15 @@ def _axes_by_title(fig):
     return {ax.get_title().split(" ")[0]: ax for ax in fig.axes}
 
 
+def _start_artists(ax):
+    """What an axes draws for the untrained start (gid "start"): lines, bars, collections."""
+    return [a for a in ax.get_children() if a.get_gid() == "start"]
+
+
+def _not_start(artists):
+    return [a for a in artists if a.get_gid() != "start"]
+
+
 @pytest.fixture(scope="module")
 def runs(workspace, tmp_path_factory):  # noqa: F811
     root = tmp_path_factory.mktemp("plots")
@@ -64,7 +73,7 @@ def test_plot_run_draws_loss_learning_rate_stsb_and_alignment_uniformity(runs, t
 
     saved = json.loads((run_dir / "results.json").read_text())
     evaluations = json.loads((run_dir / "evaluations.json").read_text())
-    curve, star = axes["STS-B"].get_lines()
+    curve, star = _not_start(axes["STS-B"].get_lines())
     assert list(curve.get_xdata()) == [r["step"] for r in evaluations]
     assert list(star.get_xdata()) == [saved["best_step"]] and star.get_marker() == "*"
     assert star.get_ydata()[0] == pytest.approx(saved["best_stsb_dev"])
@@ -72,6 +81,11 @@ def test_plot_run_draws_loss_learning_rate_stsb_and_alignment_uniformity(runs, t
     assert list(align.get_xdata()) == pytest.approx([r["uniformity"] for r in evaluations])
     assert list(align.get_ydata()) == pytest.approx([r["alignment"] for r in evaluations])
     assert f"best STS-B dev {saved['best_stsb_dev']:.2f} at step {saved['best_step']}" in fig.get_suptitle()
+    # The title names the run and the model it started from; the step-0 evaluation, when the run
+    # made one, is the dashed baseline.
+    assert fig.get_suptitle().startswith(f"single (from {plots._short_model(saved['config']['model'])})")
+    has_start = evaluations[0]["step"] == 0
+    assert bool(_start_artists(axes["STS-B"])) == has_start == bool(_start_artists(axes["alignment"]))
 
 
 def test_plot_run_of_a_seeds_folder_draws_one_line_per_seed(runs):
@@ -82,7 +96,7 @@ def test_plot_run_of_a_seeds_folder_draws_one_line_per_seed(runs):
     assert len(fig.axes) == 4
     axes = _axes_by_title(fig)
     assert [line.get_label() for line in axes["learning"].get_lines()] == ["seed 1", "seed 2"]
-    curves = [line for line in axes["STS-B"].get_lines() if line.get_marker() != "*"]
+    curves = [line for line in _not_start(axes["STS-B"].get_lines()) if line.get_marker() != "*"]
     assert [line.get_label() for line in curves] == ["seed 1", "seed 2"]
     assert len([line for line in axes["STS-B"].get_lines() if line.get_marker() == "*"]) == 2  # each seed's best
     assert [line.get_label() for line in axes["training"].get_lines()] == ["seed 1 loss (= contrastive_loss)",
@@ -149,6 +163,20 @@ def test_a_resumed_run_is_placed_on_global_steps(tmp_path):
     assert any("not placed" in text.get_text() for text in _axes_by_title(fig)["training"].texts)
 
 
+def test_parts_are_ordered_by_time_not_by_file_name(tmp_path):
+    # A process's writers are numbered 0, 1, ..., 9, 10: by name, ".10." sorts before ".9.", and
+    # the record opening each file has whole seconds only; the first summary's time orders them.
+    train = tmp_path / "run" / "logs" / "train"
+    _write_part(train, [("batch", 2), ("epoch", 0), ("batch", 4), ("epoch", 1)], loss=10.0)
+    (first,) = train.iterdir()
+    first.rename(train / "events.out.tfevents.1700000000.host.1.9.v2")
+    _write_part(train, [("batch", 2), ("epoch", 2), ("batch", 4), ("epoch", 3)], loss=20.0)
+    second = next(p for p in train.iterdir() if not p.name.endswith(".9.v2"))
+    second.rename(train / "events.out.tfevents.1700000000.host.1.10.v2")
+    assert plots.read_run(tmp_path / "run")["train"]["loss"] == [(2, 10.0), (4, 11.0), (6, 20.0), (8, 21.0)]
+    assert sorted(["a.10.v2", "a.9.v2"], key=plots._natural) == ["a.9.v2", "a.10.v2"]
+
+
 def test_an_empty_folder_is_a_clear_error(tmp_path):
     with pytest.raises(plots.PlotError, match="no training logs or evaluations") as info:
         plots.plot_run(tmp_path)
@@ -203,7 +231,8 @@ def test_plot_length_split_and_sts_table_of_a_run(runs, tmp_path):
     _assert_png(plots.plot_sts_table(results, tmp_path / "sts.png"))
     test = json.loads(results.read_text())["test"]
     (ax,) = plots.sts_table_figure(results).axes
-    assert [p.get_height() for p in ax.patches] == pytest.approx([test[k] for k, _ in plots.STS_TASKS])
+    trained = _not_start(ax.patches)  # the run's untrained start, when it has one, as grey bars beside
+    assert [p.get_height() for p in trained] == pytest.approx([test[k] for k, _ in plots.STS_TASKS])
 
 
 def test_plot_sts_table_bars_of_the_seven_tasks_and_avg(tmp_path):
@@ -255,3 +284,213 @@ def test_cli_plot_commands(workspace, tmp_path, capsys):  # noqa: F811
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert cli.main(["plot-run", str(tmp_path / "empty_nothing")]) == 2
     assert "error:" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------
+# Figures that stand alone: the model or run in the title, Avg. set apart, the start as a baseline
+
+MINILM = "sentence-transformers/all-MiniLM-L6-v2"
+START_TEST = {"sts12": 62.0, "sts13": 68.0, "sts14": 66.0, "sts15": 77.0, "sts16": 73.0, "stsb_test": 74.6,
+              "sickr_test": 70.7, "avg": 70.2}
+START = {"stsb_dev": 86.72, "alignment": 0.19, "uniformity": -2.2}
+
+
+def _write_run(run_dir, step0=True, start_in_results=True, best_step=None, model=MINILM):
+    """A finished run folder as `run_training` leaves it (evaluations.json, results.json), no logs.
+    Training makes this encoder worse: every trained evaluation is below the start's 86.72."""
+    run_dir.mkdir(parents=True)
+    evaluations = [{"step": step, "stsb_dev": dev, "alignment": 0.2 + step / 1000, "uniformity": -2.3 - step / 100}
+                   for step, dev in ((50, 85.89), (100, 84.88), (150, 82.06))]
+    if step0:
+        evaluations.insert(0, {"step": 0, **START})
+    (run_dir / "evaluations.json").write_text(json.dumps(evaluations))
+    results = {"config": {"model": model, "output_dir": str(run_dir)}, "status": "ok",
+               "best_step": 50 if best_step is None else best_step, "test": STS}
+    if start_in_results:
+        results["start"] = dict(START, test=START_TEST)
+    (run_dir / "results.json").write_text(json.dumps(results))
+    return run_dir
+
+
+def test_a_run_figure_names_the_run_and_its_model_and_draws_the_start(tmp_path):
+    run_dir = _write_run(tmp_path / "simcse_from_minilm")
+    fig = plots.run_figure(run_dir)
+    title = fig.get_suptitle()
+    assert title.startswith(f"simcse_from_minilm (from {MINILM})")
+    assert "best STS-B dev 85.89 at step 50, below the start's 86.72" in title
+    assert "test Avg. 69.10 (start 70.20)" in title
+    axes = _axes_by_title(fig)
+
+    (baseline,) = _start_artists(axes["STS-B"])  # a dashed line at the start's STS-B dev, named
+    assert baseline.get_linestyle() == "--" and set(baseline.get_ydata()) == {86.72}
+    assert baseline.get_label().startswith("start (untrained)")
+    assert "start (untrained) 86.72" in [t.get_text() for t in axes["STS-B"].get_legend().get_texts()]
+    curve, star = _not_start(axes["STS-B"].get_lines())
+    assert list(curve.get_xdata()) == [0, 50, 100, 150]  # training's path from the start
+    assert list(star.get_xdata()) == [50]  # the best trained step, although the start scores higher
+
+    (start_star,) = _start_artists(axes["alignment"])  # the start in Figure 2's plane: a star
+    assert start_star.get_marker() == "*"
+    assert (start_star.get_xdata()[0], start_star.get_ydata()[0]) == (START["uniformity"], START["alignment"])
+    assert "start (untrained)" in [t.get_text() for t in axes["alignment"].get_legend().get_texts()]
+
+
+def test_the_start_from_results_json_and_a_kept_start(tmp_path):
+    # Evaluations without step 0 but results.json with "start": still the baseline.
+    axes = _axes_by_title(plots.run_figure(_write_run(tmp_path / "a", step0=False)))
+    assert len(_start_artists(axes["STS-B"])) == 1 and len(_start_artists(axes["alignment"])) == 1
+
+    # --keep-start: the start is the run's best (best_step 0), so the star marks step 0.
+    fig = plots.run_figure(_write_run(tmp_path / "kept", best_step=0))
+    curve, star = _not_start(_axes_by_title(fig)["STS-B"].get_lines())
+    assert list(star.get_xdata()) == [0]
+    assert "best STS-B dev 86.72 at step 0 (the untrained start, kept)" in fig.get_suptitle()
+
+
+def test_a_run_without_a_start_has_no_baseline(tmp_path):
+    fig = plots.run_figure(_write_run(tmp_path / "old_run", step0=False, start_in_results=False))
+    for ax in fig.axes:
+        assert not _start_artists(ax)
+    axes = _axes_by_title(fig)
+    assert "start" not in axes["STS-B"].get_title() and axes["STS-B"].get_legend() is None
+    assert "start" not in fig.get_suptitle() and fig.get_suptitle().startswith(f"old_run (from {MINILM})")
+    _assert_png(plots.plot_run(tmp_path / "old_run"))
+
+
+def test_seeds_from_one_start_share_one_baseline_and_the_title_names_the_model(tmp_path):
+    for seed in (1, 2):
+        _write_run(tmp_path / "seeds" / f"seed_{seed}")
+    fig = plots.run_figure(tmp_path / "seeds")
+    assert fig.get_suptitle().startswith(f"seeds (from {MINILM}): 2 seeds")
+    axes = _axes_by_title(fig)
+    assert len(_start_artists(axes["STS-B"])) == 1 and len(_start_artists(axes["alignment"])) == 1
+    # each seed's best in the legend (labels beside stars this close would overlap)
+    assert "seed 2 best 85.89 @ 50" in [t.get_text() for t in axes["STS-B"].get_legend().get_texts()]
+
+
+def _bar_centers(ax):
+    return [p.get_x() + p.get_width() / 2 for p in _not_start(ax.patches)]
+
+
+def test_the_sts_bars_set_avg_apart_and_name_the_model(tmp_path):
+    model = "saved_models/unsup_esimcse/model"
+    evaluated = dict(STS, model=model, pooler="cls_before_pooler")  # as `tf-esimcse evaluate` writes it
+    fig = plots.sts_table_figure([(model, evaluated)])  # as `tf-esimcse evaluate --plot` calls it
+    (ax,) = fig.axes
+    assert ax.get_title().startswith(f"{model} (pooler cls_before_pooler)\n")
+    xs = _bar_centers(ax)
+    assert len(xs) == 8
+    task_step = xs[6] - xs[5]
+    assert xs[7] - xs[6] > task_step + 0.5  # a gap before Avg.: a summary, not an 8th task
+    avg_bar = ax.patches[-1]
+    assert avg_bar.get_gid() == "avg" and avg_bar.get_hatch() and not ax.patches[0].get_hatch()
+    (tick,) = [t for t in ax.get_xticklabels() if t.get_text() == "Avg."]
+    assert tick.get_fontweight() == "bold"
+    assert not _start_artists(ax)  # an evaluated model has no start
+    _assert_png(plots.plot_sts_table([(model, evaluated)], tmp_path / "sts.png"))
+
+    # Several models: the title names each, and Avg. is apart for every one of them.
+    (ax,) = plots.sts_table_figure([("SimCSE", STS), ("ESimCSE", STS)]).axes
+    assert ax.get_title().startswith("SimCSE vs ESimCSE\n")
+    first, second = ax.patches[:8], ax.patches[8:]
+    for bars in (first, second):
+        xs = [p.get_x() for p in bars]
+        assert xs[7] - xs[6] > (xs[6] - xs[5]) + 0.5
+
+
+def test_a_runs_sts_bars_show_its_start_beside(tmp_path):
+    run_dir = _write_run(tmp_path / "simcse_from_minilm")
+    fig = plots.sts_table_figure(run_dir / "results.json")
+    (ax,) = fig.axes
+    assert ax.get_title().startswith(f"simcse_from_minilm (from {MINILM})\n")
+    start_bars = [p for p in ax.patches if p.get_gid() == "start"]
+    assert [p.get_height() for p in start_bars] == [START_TEST[k] for k, _ in plots.STS_TASKS]
+    assert [p.get_height() for p in _not_start(ax.patches)] == [STS[k] for k, _ in plots.STS_TASKS]
+    assert all(s.get_x() < t.get_x() for s, t in zip(start_bars, _not_start(ax.patches)))  # beside, on the left
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["start (untrained)", "simcse_from_minilm"]
+    _assert_png(plots.plot_sts_table(run_dir / "results.json", tmp_path / "sts.png"))
+
+    # Two runs from the same start: one grey series; from different starts: one each, named.
+    other = _write_run(tmp_path / "esimcse_from_minilm")
+    (ax,) = plots.sts_table_figure([("SimCSE", run_dir / "results.json"), ("ESimCSE", other / "results.json")]).axes
+    assert len([p for p in ax.patches if p.get_gid() == "start"]) == 8
+    results = json.loads((other / "results.json").read_text())
+    results["start"]["test"] = dict(START_TEST, avg=60.0)
+    (ax,) = plots.sts_table_figure([("SimCSE", run_dir / "results.json"), ("ESimCSE", results)]).axes
+    assert len([p for p in ax.patches if p.get_gid() == "start"]) == 16
+    assert [t.get_text() for t in ax.get_legend().get_texts()][:2] == ["SimCSE: start (untrained)",
+                                                                       "ESimCSE: start (untrained)"]
+
+    # A run from before the start was evaluated: no grey bars.
+    old = _write_run(tmp_path / "old", step0=False, start_in_results=False)
+    (ax,) = plots.sts_table_figure(old / "results.json").axes
+    assert not _start_artists(ax) and ax.get_legend() is None
+
+
+def test_the_length_split_names_the_model_and_shows_a_runs_start(tmp_path):
+    model = "saved_models/unsup_esimcse/model"
+    (ax,) = plots.length_split_figure([(model, {"pooler": "avg", "length_split": _split(80.0, 70.0)})]).axes
+    assert ax.get_title().startswith(f"{model} (pooler avg)\n") and not _start_artists(ax)
+
+    run_dir = _write_run(tmp_path / "run")
+    results = json.loads((run_dir / "results.json").read_text())
+    results["test"]["length_split"] = _split(82.5, 74.25)
+    results["start"]["test"]["length_split"] = _split(80.0, 71.0)
+    (ax,) = plots.length_split_figure(results).axes
+    assert ax.get_title().startswith(f"run (from {MINILM})\n")
+    assert [p.get_height() for p in ax.patches if p.get_gid() == "start"] == [80.0, 71.0]
+    assert [p.get_height() for p in _not_start(ax.patches)] == [82.5, 74.25]
+
+
+def _rows():
+    return [{"label": "p = 0.1", "status": "ok", "paper": 82.5, "stsb_dev": {"mean": 84.0, "std": 0.4}},
+            {"label": "p = 0.5", "status": "ok", "paper": 71.0, "stsb_dev": {"mean": 80.0, "std": 0.6}},
+            {"label": "fixed 0.1", "status": "diverged", "paper": 43.6, "reason": "non-finite loss"},
+            {"label": "MLM", "status": "unavailable", "paper": None, "reason": "needs --generator"}]
+
+
+def test_the_ablation_table_names_its_model_and_keeps_the_start_line(tmp_path):
+    fig = plots.ablation_table_figure(_rows(), "simcse-dropout", "Dropout probability", start_stsb_dev=86.7,
+                                      model=MINILM)
+    (ax,) = fig.axes
+    assert ax.get_title() == f"simcse-dropout: Dropout probability\nevery row trained from {MINILM}"
+    # top to bottom in table order; a row neither trained nor with a paper figure is left out
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["p = 0.1", "p = 0.5", "fixed 0.1 (diverged)"]
+    (start,) = _start_artists(ax)
+    assert start.get_linestyle() == "--" and set(start.get_xdata()) == {86.7}
+    assert "start (untrained) (86.7)" in [t.get_text() for t in fig.legends[0].get_texts()]
+    _assert_png(plots.plot_ablation_table(_rows(), tmp_path / "table.png", "simcse-dropout", "Dropout probability",
+                                          start_stsb_dev=86.7, model=MINILM))
+
+    (ax,) = plots.ablation_table_figure(_rows(), "simcse-dropout", "Dropout probability").axes
+    assert not _start_artists(ax) and ax.get_title() == "simcse-dropout: Dropout probability"
+
+
+def test_the_ablation_trajectory_starts_at_a_star(tmp_path):
+    trajectories = [("p = 0.1", [(-2.2, 0.19), (-2.5, 0.21)]), ("p = 0.5", [(-2.2, 0.19), (-2.4, 0.25)]),
+                    ("not run", [])]
+    fig = plots.ablation_trajectory_figure(trajectories, "simcse-dropout", start=(-2.2, 0.19), model=MINILM)
+    (ax,) = fig.axes
+    assert ax.get_title().startswith("simcse-dropout: alignment and uniformity during training\n")
+    assert MINILM in ax.get_title()
+    (star,) = _start_artists(ax)
+    assert star.get_marker() == "*" and (star.get_xdata()[0], star.get_ydata()[0]) == (-2.2, 0.19)
+    assert [line.get_label() for line in _not_start(ax.get_lines())] == ["p = 0.1", "p = 0.5"]
+    _assert_png(plots.plot_ablation_trajectory(trajectories, tmp_path / "trajectory.png", "simcse-dropout",
+                                               start=(-2.2, 0.19)))
+    (ax,) = plots.ablation_trajectory_figure(trajectories, "simcse-dropout").axes
+    assert not _start_artists(ax)
+
+
+def test_figures_are_drawn_only_in_plots_py():
+    """One plotting module (issue 27): no other module of the package, recipe or benchmark
+    imports matplotlib or calls pyplot."""
+    import pathlib
+    import re
+
+    root = pathlib.Path(__file__).resolve().parents[1]
+    drawing = re.compile(r"\bplt\.|^\s*(import|from) matplotlib", re.M)
+    offenders = [str(path.relative_to(root)) for folder in ("tf_esimcse", "recipes", "benchmarks")
+                 for path in sorted((root / folder).rglob("*.py"))
+                 if path != root / "tf_esimcse" / "plots.py" and drawing.search(path.read_text(encoding="utf-8"))]
+    assert offenders == []

@@ -7,9 +7,15 @@ in one 2 x 2 figure, `<run_dir>/run.png` by default:
   `batch_*` scalars under `logs/train`; Keras logs their running mean since the start of the
   current backup chunk of `backup_steps` steps);
 - the learning rate against the step (`batch_learning_rate`);
-- STS-B dev Spearman x100 against the step, the best evaluation marked with a star;
+- STS-B dev Spearman x100 against the step, the best evaluation marked with a star, and the
+  untrained start (the step-0 evaluation) as a dashed line;
 - alignment against uniformity on STS-B dev at every evaluation (SimCSE's Figure 2: x uniformity,
-  y alignment, lower-left is better), arrows following training, first and last step named.
+  y alignment, lower-left is better), arrows following training from the start (a star), the
+  last step named.
+
+Every figure stands alone: its title names the run folder and the model it started from
+(`results.json`'s config "model"), or the evaluated model. A run from before the start was
+evaluated (no step-0 record, no `results["start"]`) is drawn without the baseline.
 
 The evaluations come from `evaluations.json`, else from `results.json`'s "evaluations", else from
 the STS-B dev scalars of `STSEvaluationCallback` under `logs/validation`. A seeds folder
@@ -22,9 +28,13 @@ exact when the logging interval divides `backup_steps`, as with the defaults);
 a part that cannot be placed yet is left out and the loss panel says so.
 
 `plot_length_split(results, output)` draws ESimCSE's length-bias check (its Table 1) as grouped
-bars, and `plot_sts_table(results, output)` the 7 STS tasks and their average, for one results
-dict (`tf-esimcse evaluate --output`, or a run's `results.json`) or several `(label, results)`
-pairs side by side.
+bars, and `plot_sts_table(results, output)` the 7 STS tasks and, set apart, their average, for
+one results dict (`tf-esimcse evaluate --output`, or a run's `results.json`, whose
+`results["start"]["test"]` is drawn as grey bars beside) or several `(label, results)` pairs
+side by side.
+
+`plot_ablation_table` and `plot_ablation_trajectory` draw an ablation table's rows
+(`recipes/ablations.py`: table.png, trajectory.png) against the encoder they all start from.
 
 matplotlib is imported only when a figure is drawn (`pip install "tf_esimcse[plots]"`); figures
 are rendered with the Agg canvas without touching pyplot's global state, and every PNG is written
@@ -49,12 +59,17 @@ from tf_esimcse.atomic_files import write_atomic
 from tf_esimcse.errors import TfEsimcseError
 
 __all__ = ["PlotError", "MatplotlibNotInstalled", "read_scalars", "read_run", "run_figure", "plot_run",
-           "length_split_figure", "plot_length_split", "sts_table_figure", "plot_sts_table"]
+           "length_split_figure", "plot_length_split", "sts_table_figure", "plot_sts_table",
+           "ablation_table_figure", "plot_ablation_table", "ablation_trajectory_figure", "plot_ablation_trajectory"]
 
 STS_TASKS = (("sts12", "STS12"), ("sts13", "STS13"), ("sts14", "STS14"), ("sts15", "STS15"),
              ("sts16", "STS16"), ("stsb_test", "STS-B"), ("sickr_test", "SICK-R"), ("avg", "Avg."))
 _SEED_DIR = re.compile(r"seed_(\d+)$")
 _DPI = 120
+START_LABEL = "start (untrained)"  # the encoder a run starts from, evaluated before step 1
+START_COLOR = "0.25"
+START_BAR_COLORS = ("0.72", "0.55", "0.85")  # grey bars of untrained starts
+AVG_GAP = 0.7  # extra space before the Avg. bars: a summary, not an 8th task
 
 
 class PlotError(TfEsimcseError, ValueError):
@@ -111,13 +126,17 @@ def _event_files(log_dir):
 
 def _file_events(path):
     """[(wall_time, step, tag, value)] of one event file's numeric summaries, in file order
-    (text summaries skipped); the file's first wall time (or None for an empty file)."""
+    (text summaries skipped); the file's first wall time (or None for an empty file): that of its
+    first summary, to the microsecond (the file-version record that opens a file has whole
+    seconds only), else that of its first record."""
     import tensorflow as tf
 
-    rows, first_time = [], None
+    rows, first_time, opened = [], None, None
     try:
         for event in tf.compat.v1.train.summary_iterator(str(path)):
-            if first_time is None:
+            if opened is None:
+                opened = event.wall_time
+            if first_time is None and event.summary.value:
                 first_time = event.wall_time
             for value in event.summary.value:
                 if value.HasField("tensor"):
@@ -130,14 +149,19 @@ def _file_events(path):
                 rows.append((event.wall_time, int(event.step), value.tag, number))
     except tf.errors.DataLossError:  # a file still being written ends mid-record: keep what was read
         pass
-    return rows, first_time
+    return rows, first_time if first_time is not None else opened
+
+
+def _natural(name):
+    """A file name's sort key with its numbers compared as numbers (writer 10 after writer 9)."""
+    return [(0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", name)]
 
 
 def _files_in_time_order(log_dir):
     files = []
     for path in _event_files(log_dir):
         rows, first_time = _file_events(path)
-        files.append((first_time if first_time is not None else math.inf, path.name, rows))
+        files.append((first_time if first_time is not None else math.inf, _natural(path.name), rows))
     return [rows for _, _, rows in sorted(files, key=lambda f: (f[0], f[1]))]
 
 
@@ -226,7 +250,10 @@ def read_run(run_dir):
         (event files of a resumed run that could not be placed on the step axis), "evaluations"
         (list of {"step", "stsb_dev", "alignment", "uniformity"}, sorted by step),
         "evaluations_source" ("evaluations.json", "results.json", "tensorboard" or None),
-        "results" (the `results.json` dict, or None) and "log_dir".
+        "results" (the `results.json` dict, or None), "log_dir", "start" (the untrained encoder's
+        {"step": 0, "stsb_dev", "alignment", "uniformity"}: the step-0 evaluation, else
+        `results["start"]`; None for a run without one) and "model" (the model the run started
+        from, `config["model"]`, or None).
     """
     run_dir = pathlib.Path(run_dir)
     results = _read_json(run_dir / "results.json") if (run_dir / "results.json").is_file() else None
@@ -255,11 +282,45 @@ def read_run(run_dir):
         if not isinstance(evaluations, list) or not all(isinstance(r, dict) and "step" in r for r in evaluations):
             raise PlotError(f"{run_dir / source}: expected a list of {{'step', 'stsb_dev', 'alignment', "
                             f"'uniformity'}} records")
-        evaluations = sorted(({"step": int(r["step"]), **{k: _number(r.get(k)) for k in
-                                                            ("stsb_dev", "alignment", "uniformity")}}
+        evaluations = sorted(({"step": int(r["step"]), **{k: _number(r.get(k)) for k in _EVAL_KEYS}}
                               for r in evaluations), key=lambda r: r["step"])
-    return {"train": train, "unplaced": unplaced, "evaluations": evaluations or [],
-            "evaluations_source": source, "results": results, "log_dir": log_dir}
+    evaluations = evaluations or []
+    return {"train": train, "unplaced": unplaced, "evaluations": evaluations,
+            "evaluations_source": source, "results": results, "log_dir": log_dir,
+            "start": _start_of(evaluations, results), "model": _start_model(run_dir, results)}
+
+
+_EVAL_KEYS = ("stsb_dev", "alignment", "uniformity")
+
+
+def _start_of(evaluations, results):
+    """The untrained encoder's evaluation: the step-0 record, else `results["start"]`; None for a
+    run from before the start was evaluated."""
+    for r in evaluations:
+        if r["step"] == 0:
+            return {"step": 0, **{k: r[k] for k in _EVAL_KEYS}}
+    start = (results or {}).get("start")
+    if isinstance(start, dict) and any(_finite(start.get(k)) for k in _EVAL_KEYS):
+        return {"step": 0, **{k: _number(start.get(k)) for k in _EVAL_KEYS}}
+    return None
+
+
+def _start_model(run_dir, results):
+    """The model a run started from (its config's "model"), from results.json or, for a run still
+    training, run_config.json; None when neither says."""
+    for config in ((results or {}).get("config"), _json_or_none(pathlib.Path(run_dir) / "run_config.json")):
+        if isinstance(config, dict):
+            model = config.get("model") or (config.get("config") or {}).get("model")
+            if model:
+                return str(model)
+    return None
+
+
+def _json_or_none(path):
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
 
 
 def _has_data(run):
@@ -370,19 +431,48 @@ def _draw_learning_rate(ax, runs):
         ax.legend(fontsize=7)
 
 
-def _best(evaluations):
-    """The first evaluation with the highest finite STS-B dev (the callback keeps strictly greater)."""
+def _best(run):
+    """The first evaluation with the highest finite STS-B dev (the callback keeps strictly
+    greater) among the trained steps; the untrained start (step 0) is the baseline, a candidate
+    only when the run kept it (`--keep-start`: results.json's best_step is 0)."""
+    start_counts = (run.get("results") or {}).get("best_step") == 0
     best = None
-    for r in evaluations:
-        if _finite(r["stsb_dev"]) and (best is None or r["stsb_dev"] > best["stsb_dev"]):
+    for r in run["evaluations"]:
+        candidate = (r["step"] > 0 or start_counts) and _finite(r["stsb_dev"])
+        if candidate and (best is None or r["stsb_dev"] > best["stsb_dev"]):
             best = r
     return best
+
+
+def _starts(runs):
+    """[(run index, start)] of the runs that evaluated their start, one per distinct start (the
+    seeds of a folder start from the same encoder: one baseline, not one per seed)."""
+    seen, out = set(), []
+    for i, (_, run) in enumerate(runs):
+        start = run.get("start")
+        if start is None:
+            continue
+        key = tuple(round(start[k], 6) if _finite(start[k]) else None for k in _EVAL_KEYS)
+        if key not in seen:
+            seen.add(key)
+            out.append((i, start))
+    return out
+
+
+def _start_color(i, starts):
+    return START_COLOR if len(starts) == 1 else _color(i)
 
 
 def _draw_stsb(ax, runs):
     drawn = nan_marked = False
     all_steps = [r["step"] for _, run in runs for r in run["evaluations"]]
     middle = (min(all_steps) + max(all_steps)) / 2 if all_steps else 0
+    starts = _starts(runs)
+    for i, start in starts:
+        if _finite(start["stsb_dev"]):
+            ax.axhline(start["stsb_dev"], color=_start_color(i, starts), ls="--", lw=1.2, zorder=1, gid="start",
+                       label=f"{START_LABEL} {start['stsb_dev']:.2f}")
+            drawn = True
     for i, (label, run) in enumerate(runs):
         evaluations = run["evaluations"]
         if not evaluations:
@@ -395,22 +485,24 @@ def _draw_stsb(ax, runs):
             ax.plot(nan_steps, [0.0] * len(nan_steps), transform=ax.get_xaxis_transform(), marker="x", ls="none",
                     color="tab:red", clip_on=False, label=None if nan_marked else "NaN evaluation")
             nan_marked = True
-        best = _best(evaluations)
+        best = _best(run)
         if best is not None:
+            text = f"best {best['stsb_dev']:.2f} @ {best['step']}"
+            # seeds: each best in the legend (labels beside close stars would overlap)
             ax.plot([best["step"]], [best["stsb_dev"]], marker="*", markersize=13, color=_color(i),
-                    markeredgecolor="black", ls="none", zorder=3)
-            right = best["step"] > middle  # the label on the inner side of the star
-            ax.annotate(f"best {best['stsb_dev']:.2f} @ {best['step']}", (best["step"], best["stsb_dev"]),
-                        xytext=(-6 if right else 6, 6 + 9 * i), textcoords="offset points", fontsize=7,
-                        color=_color(i), ha="right" if right else "left")
+                    markeredgecolor="black", ls="none", zorder=3, label=None if label is None else f"{label} {text}")
+            if label is None:
+                right = best["step"] > middle  # the label on the inner side of the star
+                ax.annotate(text, (best["step"], best["stsb_dev"]), xytext=(-6 if right else 6, 6),
+                            textcoords="offset points", fontsize=7, color=_color(i), ha="right" if right else "left")
         drawn = True
-    ax.set_title("STS-B dev Spearman x100 (* best)", fontsize=10)
+    ax.set_title("STS-B dev Spearman x100 (* best" + (", -- untrained start)" if starts else ")"), fontsize=10)
     ax.set_xlabel("step")
     _integer_steps(ax)
     ax.margins(x=0.05, y=0.15)
     if not drawn:
         _no_data(ax, "no evaluations (evaluations.json or logs/validation)")
-    elif len(runs) > 1 or nan_marked:
+    elif len(runs) > 1 or nan_marked or starts:
         ax.legend(fontsize=7)
 
 
@@ -428,8 +520,16 @@ def _draw_alignment_uniformity(ax, runs):
                         arrowprops={"arrowstyle": "->", "color": _color(i), "lw": 0.8})
         ends = [points[0]] if len(points) == 1 else [points[0], points[-1]]
         for x, y, step in ends:
+            if step == 0:
+                continue  # the start's star and legend name it
             ax.annotate(f"step {step}", (x, y), xytext=(3, 3), textcoords="offset points", fontsize=6,
                         color=_color(i))
+        drawn = True
+    starts = [(i, s) for i, s in _starts(runs) if _finite(s["uniformity"]) and _finite(s["alignment"])]
+    for n, (i, start) in enumerate(starts):
+        ax.plot([start["uniformity"]], [start["alignment"]], marker="*", markersize=14, ls="none",
+                color=_start_color(i, starts), markeredgecolor="black", zorder=4, gid="start",
+                label=START_LABEL if n == 0 else None)
         drawn = True
     ax.set_title("alignment vs uniformity on STS-B dev (lower-left is better)", fontsize=10)
     ax.set_xlabel("uniformity")
@@ -440,31 +540,62 @@ def _draw_alignment_uniformity(ax, runs):
     ax.xaxis.set_major_locator(MaxNLocator(nbins=4))  # readable labels even for a tiny range
     if not drawn:
         _no_data(ax, "no alignment/uniformity evaluations")
-    elif len(runs) > 1:
+    elif len(runs) > 1 or starts:
         ax.legend(fontsize=7)
 
 
+def _short_model(model, limit=60):
+    """A model path short enough for a title: its last folders when the whole is longer than `limit`."""
+    model = str(model)
+    if len(model) <= limit:
+        return model
+    parts = pathlib.PurePath(model).parts
+    tail = ""
+    for part in reversed(parts):
+        candidate = part if not tail else f"{part}/{tail}"
+        if len(candidate) + 2 > limit:
+            break
+        tail = candidate
+    return "…/" + tail if tail else model[:limit - 1] + "…"
+
+
+def _run_name(run_dir, model):
+    """`<run folder> (from <starting model>)`, the first line of a run's title."""
+    name = pathlib.Path(run_dir).resolve().name
+    return f"{name} (from {_short_model(model)})" if model else name
+
+
 def _run_title(run_dir, runs):
-    run_dir = pathlib.Path(run_dir)
+    model = next((run["model"] for _, run in runs if run.get("model")), None)
+    head = _run_name(run_dir, model)
     if runs[0][0] is not None:
-        return f"{run_dir.name}: {len(runs)} seed{'s' if len(runs) != 1 else ''} ({', '.join(l for l, _ in runs)})"
+        return f"{head}: {len(runs)} seed{'s' if len(runs) != 1 else ''} ({', '.join(l for l, _ in runs)})"
     run = runs[0][1]
     results = run["results"] or {}
+    start = run.get("start") or {}
     parts = []
     if results.get("status") == "diverged":
         parts.append(f"diverged: {results.get('reason', '')}")
-    best = _best(run["evaluations"])
+    best = _best(run)
     if best is not None:
-        parts.append(f"best STS-B dev {best['stsb_dev']:.2f} at step {best['step']}")
+        text = f"best STS-B dev {best['stsb_dev']:.2f} at step {best['step']}"
+        if best["step"] == 0:
+            text += " (the untrained start, kept)"
+        elif _finite(start.get("stsb_dev")):
+            below = best["stsb_dev"] <= start["stsb_dev"]
+            text += f", below the start's {start['stsb_dev']:.2f}" if below else f" (start {start['stsb_dev']:.2f})"
+        parts.append(text)
     avg = (results.get("test") or {}).get("avg")
     if _finite(avg):
-        parts.append(f"test Avg. {avg:.2f}")
-    return f"{run_dir.name}: " + "; ".join(parts) if parts else run_dir.name
+        start_avg = ((results.get("start") or {}).get("test") or {}).get("avg")
+        parts.append(f"test Avg. {avg:.2f}" + (f" (start {start_avg:.2f})" if _finite(start_avg) else ""))
+    return f"{head}\n" + "; ".join(parts) if parts else head
 
 
 def run_figure(run_dir):
     """The figure `plot_run` saves, as a `matplotlib.figure.Figure` with 4 axes (see the module
-    docstring): loss, learning rate, STS-B dev, alignment vs uniformity.
+    docstring): loss, learning rate, STS-B dev, alignment vs uniformity. Its title names the run
+    folder and the model it started from.
 
     Raises:
         PlotError: the folder has no training logs nor evaluations (the message names it).
@@ -533,21 +664,89 @@ def _labelled(results):
     return pairs
 
 
-def _grouped_bars(ax, groups, series):
-    """Bars of `series` ([(label, [value per group])]) side by side in each group; NaN as "n/a"."""
-    n = len(series)
+def _results_name(label, results):
+    """A label as a title names it: a run's label with the model it started from, an evaluated
+    model's with its pooler."""
+    model = (results.get("config") or {}).get("model")
+    name = _short_model(label)
+    if model:
+        return f"{name} (from {_short_model(model)})"
+    if results.get("pooler"):
+        return f"{name} (pooler {results['pooler']})"
+    return name
+
+
+def _figure_title(pairs, what):
+    """`<model or run names>` then, on a second line, what the figure shows."""
+    names = [_results_name(label, results) for label, results in pairs]
+    return f"{' vs '.join(names)}\n{what}"
+
+
+def _start_results(results):
+    """The untrained start's scores of a run's results (`results["start"]["test"]`, or the scores
+    at `results["start"]`'s top level), or None."""
+    start = results.get("start")
+    if not isinstance(start, dict):
+        return None
+    return start["test"] if isinstance(start.get("test"), dict) else start
+
+
+def _start_series(series, baselines):
+    """[(label, values, color)] of the untrained starts to draw as grey bars: one series when
+    every drawn model started from the same scores (methods compared from one encoder), else one
+    per model, named after it."""
+    starts = [(label, values) for (label, _), values in zip(series, baselines or []) if values is not None]
+    if not starts:
+        return []
+    def same(a, b):
+        return all((not _finite(x) and not _finite(y)) or (_finite(x) and _finite(y) and abs(x - y) < 1e-9)
+                   for x, y in zip(a, b))
+    if all(same(values, starts[0][1]) for _, values in starts):
+        return [(START_LABEL, starts[0][1], START_BAR_COLORS[0])]
+    return [(f"{label}: {START_LABEL}", values, START_BAR_COLORS[i % len(START_BAR_COLORS)])
+            for i, (label, values) in enumerate(starts)]
+
+
+def _grouped_bars(ax, groups, series, baselines=None, apart_last=False):
+    """Bars of `series` ([(label, [value per group])]) side by side in each group; NaN as "n/a".
+
+    Args:
+        baselines: None, or one entry per series: None or [value per group] of the untrained
+            start, drawn as grey bars (gid "start") on the left of each group.
+        apart_last: the last group is a summary (Avg.), not one more task: set apart by a gap, a
+            shaded band and a dotted line, its bars hatched (gid "avg") and its tick label bold.
+    """
+    starts = _start_series(series, baselines)
+    drawn = [(label, values, color, "start") for label, values, color in starts]
+    drawn += [(label, values, _color(i), None) for i, (label, values) in enumerate(series)]
+    n = len(drawn)
     width = 0.8 / n
-    for i, (label, values) in enumerate(series):
-        xs = [g + (i - (n - 1) / 2) * width for g in range(len(groups))]
+    centers = [g + (AVG_GAP if apart_last and g == len(groups) - 1 else 0.0) for g in range(len(groups))]
+    for i, (label, values, color, gid) in enumerate(drawn):
+        xs = [c + (i - (n - 1) / 2) * width for c in centers]
         heights = [v if _finite(v) else 0.0 for v in values]
-        bars = ax.bar(xs, heights, width=width * 0.95, color=_color(i), label=label)
+        bars = ax.bar(xs, heights, width=width * 0.95, color=color, label=label)
+        for bar in bars:
+            bar.set_gid(gid)
+        if apart_last:
+            bars[-1].set_hatch("///")
+            bars[-1].set_edgecolor("white")
+            bars[-1].set_gid(gid or "avg")
         texts = [f"{v:.2f}" if _finite(v) else "n/a" for v in values]
         ax.bar_label(bars, labels=texts, fontsize=7 if n <= 2 else 6, padding=2, rotation=0 if n <= 2 else 90)
-    ax.set_xticks(range(len(groups)), groups)
+    ax.set_xticks(centers, groups)
+    if apart_last:
+        left = (centers[-2] + centers[-1]) / 2
+        right = 2 * centers[-1] - left  # the band centred on the Avg. bars
+        # a band (a collection, not a patch: ax.patches stays the bars) and a dotted line
+        ax.fill_between([left, right], 0, 1, transform=ax.get_xaxis_transform(), color="0.93", zorder=0, lw=0)
+        ax.axvline(left, color="0.6", lw=0.8, ls=":", zorder=0)
+        ax.get_xticklabels()[-1].set_fontweight("bold")
+        ax.set_xlim(centers[0] - 0.5, right)
     ax.axhline(0, color="0.3", lw=0.6)
     ax.margins(y=0.15)
-    if n > 1:
-        ax.legend(fontsize=8)
+    if n > 1:  # beside the axes, never over a bar
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
 
 
 def _length_split_of(label, results):
@@ -561,9 +760,17 @@ def _length_split_of(label, results):
     return split
 
 
+def _start_length_split(results):
+    split = (_start_results(results) or {}).get("length_split")
+    if isinstance(split, dict) and {"short_diff", "long_diff"} <= set(split):
+        return [_number(split["short_diff"]), _number(split["long_diff"])]
+    return None
+
+
 def length_split_figure(results):
-    """The figure `plot_length_split` saves (one axes)."""
-    pairs = [(label, _length_split_of(label, r)) for label, r in _labelled(results)]
+    """The figure `plot_length_split` saves (one axes), titled with the model(s) or run(s)."""
+    labelled = _labelled(results)
+    pairs = [(label, _length_split_of(label, r)) for label, r in labelled]
     thresholds = {s.get("threshold") for _, s in pairs}
     units = {s.get("unit") for _, s in pairs} - {None}
     t = thresholds.pop() if len(thresholds) == 1 else "t"
@@ -580,18 +787,22 @@ def length_split_figure(results):
             name += f" (t={split.get('threshold')})"
         series.append((name, [_number(split["short_diff"]), _number(split["long_diff"])]))
 
-    fig = _new_figure((max(5.0, 2.0 + 1.2 * len(pairs)), 4.2))
+    baselines = [_start_length_split(r) for _, r in labelled]
+    bars = len(series) + len(_start_series(series, baselines))
+    fig = _new_figure((max(5.0, 2.0 + 1.2 * bars) + (1.8 if bars > 1 else 0), 4.4))
     ax = fig.subplots()
-    _grouped_bars(ax, groups, series)
+    _grouped_bars(ax, groups, series, baselines=baselines)
     ax.set_ylabel("STS-B test Spearman x100")
     unit = f" ({units.pop()})" if len(units) == 1 else ""
-    ax.set_title(f"STS-B test by sentence-length difference{unit}", fontsize=10)
+    ax.set_title(_figure_title(labelled, f"STS-B test by sentence-length difference{unit}"), fontsize=10)
     return fig
 
 
 def plot_length_split(results, output):
     """Grouped bars of STS-B test Spearman for the pairs whose sentences differ in length by at
-    most the threshold and by more (ESimCSE's Table 1), n in the labels.
+    most the threshold and by more (ESimCSE's Table 1), n in the labels; the title names the
+    model(s); a run's untrained start (`results["start"]["test"]["length_split"]`), when there,
+    as grey bars beside.
 
     Args:
         results: a results dict with "length_split" (`tf-esimcse evaluate --length-split`, or a
@@ -619,21 +830,32 @@ def _sts_scores_of(label, results):
     return [_number(scores[key]) for key, _ in STS_TASKS]
 
 
+def _start_sts_scores(results):
+    start = _start_results(results)
+    if not start or not any(_finite(start.get(key)) for key, _ in STS_TASKS):
+        return None
+    return [_number(start.get(key)) for key, _ in STS_TASKS]
+
+
 def sts_table_figure(results):
-    """The figure `plot_sts_table` saves (one axes)."""
+    """The figure `plot_sts_table` saves (one axes), titled with the model(s) or run(s)."""
     pairs = _labelled(results)
     series = [(label, _sts_scores_of(label, r)) for label, r in pairs]
-    fig = _new_figure((max(6.5, 2.5 + len(STS_TASKS) * (0.35 + 0.2 * len(series))), 4.2))
+    baselines = [_start_sts_scores(r) for _, r in pairs]
+    bars = len(series) + len(_start_series(series, baselines))
+    fig = _new_figure((max(6.5, 2.5 + len(STS_TASKS) * (0.35 + 0.2 * bars)) + (1.8 if bars > 1 else 0), 4.4))
     ax = fig.subplots()
-    _grouped_bars(ax, [name for _, name in STS_TASKS], series)
+    _grouped_bars(ax, [name for _, name in STS_TASKS], series, baselines=baselines, apart_last=True)
     ax.set_ylabel("Spearman x100")
-    ax.set_title("STS12-16 ('all' setting), STS-B and SICK-R test, and their average", fontsize=10)
+    ax.set_title(_figure_title(pairs, "STS12-16 ('all' setting), STS-B and SICK-R test; Avg. of the 7"), fontsize=10)
     return fig
 
 
 def plot_sts_table(results, output):
-    """Bars of the 7 STS tasks (STS12-16, STS-B test, SICK-R test) and their average, for one
-    results dict or several `(label, results)` pairs side by side.
+    """Bars of the 7 STS tasks (STS12-16, STS-B test, SICK-R test) and, set apart, their average,
+    for one results dict or several `(label, results)` pairs side by side; the title names the
+    model(s); a run's untrained start (`results["start"]["test"]`), when there, as grey
+    bars beside.
 
     Args:
         results: as for `plot_length_split` (the scores at the top level, as `tf-esimcse
@@ -644,3 +866,100 @@ def plot_sts_table(results, output):
         The `pathlib.Path` of the PNG written.
     """
     return _save_png(sts_table_figure(results), output)
+
+
+# ---------------------------------------------------------------------------------------------
+# Ablation tables (recipes/ablations.py)
+
+
+def _ablation_title(name, title, model):
+    return f"{name}: {title}" + (f"\nevery row trained from {_short_model(model)}" if model else "")
+
+
+def ablation_table_figure(rows, name, title, start_stsb_dev=None, model=None):
+    """The figure `plot_ablation_table` saves (one axes)."""
+    shown = [r for r in rows if r["status"] == "ok" or r.get("paper") is not None]
+    fig = _new_figure((8, 0.45 * len(shown) + 2.2))
+    ax = fig.subplots()
+    ys = list(range(len(shown)))[::-1]
+    means = [(r.get("stsb_dev") or {}).get("mean") or 0.0 for r in shown]
+    stds = [(r.get("stsb_dev") or {}).get("std") or 0.0 for r in shown]
+    ax.barh(ys, means, xerr=stds, color="tab:blue", alpha=0.75, capsize=3, label="ours (mean ± std)")
+    papers = [(y, r["paper"]) for y, r in zip(ys, shown) if r.get("paper") is not None]
+    if papers:
+        ax.scatter([p for _, p in papers], [y for y, _ in papers], marker="D", color="tab:red", zorder=3,
+                   label="paper")
+    ax.set_yticks(ys, [r["label"] + ("" if r["status"] == "ok" else f" ({r['status']})") for r in shown])
+    values = [m for m in means if m] + [p for _, p in papers]
+    if _finite(start_stsb_dev):
+        ax.axvline(start_stsb_dev, color="gray", linestyle="--", gid="start",
+                   label=f"{START_LABEL} ({start_stsb_dev:.1f})")
+        values.append(start_stsb_dev)
+    if values:
+        ax.set_xlim(max(0.0, min(values) - 10), min(100.0, max(values) + 5))
+    ax.set_xlabel("STS-B dev Spearman x100")
+    ax.set_title(_ablation_title(name, title, model), fontsize=10)
+    fig.legend(loc="outside lower center", ncol=3, fontsize=8, frameon=False)  # never over a bar
+    return fig
+
+
+def plot_ablation_table(rows, output, name, title, start_stsb_dev=None, model=None):
+    """Horizontal bars of each row's STS-B dev (mean, error bar = sample std over seeds), the
+    paper's figure as a red diamond, the untrained start as a dashed line: an ablation table
+    (`recipes/ablations.py`'s table.png).
+
+    Args:
+        rows: the table's rows as its table.json holds them: dicts with "label", "status" ("ok",
+            "diverged", "unavailable"), "paper" (a number or None) and, for a trained row,
+            "stsb_dev" {"mean", "std"}. A row neither trained nor with a paper figure is left out.
+        output: str or path-like. The PNG to write.
+        name: the table's name (e.g. "simcse-dropout"); title: what it compares. Both in the title.
+        start_stsb_dev: the starting encoder's STS-B dev, untrained, or None.
+        model: the encoder every row trains from, named in the title, or None.
+
+    Returns:
+        The `pathlib.Path` of the PNG written.
+    """
+    return _save_png(ablation_table_figure(rows, name, title, start_stsb_dev, model), output)
+
+
+def ablation_trajectory_figure(trajectories, name, start=None, model=None):
+    """The figure `plot_ablation_trajectory` saves (one axes)."""
+    fig = _new_figure((7.5, 5.2))
+    ax = fig.subplots()
+    for i, (label, points) in enumerate(trajectories):
+        if not points:
+            continue
+        xs, ys = zip(*points)
+        ax.plot(xs, ys, marker="o", markersize=3, color=_color(i), label=label)
+        for (x0, y0), (x1, y1) in zip(points, points[1:]):
+            ax.annotate("", xy=(x1, y1), xytext=(x0, y0),
+                        arrowprops={"arrowstyle": "->", "color": _color(i), "lw": 0.8})
+    if start is not None and all(_finite(v) for v in start):
+        ax.plot([start[0]], [start[1]], marker="*", markersize=14, ls="none", color="black", zorder=4, gid="start",
+                label=START_LABEL)
+    ax.set_xlabel("uniformity (lower is better)")
+    ax.set_ylabel("alignment (lower is better)")
+    ax.margins(0.08)
+    ax.set_title(_ablation_title(name, "alignment and uniformity during training", model), fontsize=10)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)  # off the curves
+    return fig
+
+
+def plot_ablation_trajectory(trajectories, output, name, start=None, model=None):
+    """Alignment against uniformity at every evaluation of each row (SimCSE's Figure 2): lower-left
+    is better; arrows follow training from the untrained start (a black star).
+
+    Args:
+        trajectories: [(row label, [(uniformity, alignment), ...] in step order)]; an empty list
+            of points leaves the row out.
+        output: str or path-like. The PNG to write.
+        name: the table's name, in the title.
+        start: (uniformity, alignment) of the untrained start, or None.
+        model: the encoder every row trains from, named in the title, or None.
+
+    Returns:
+        The `pathlib.Path` of the PNG written.
+    """
+    return _save_png(ablation_trajectory_figure(trajectories, name, start, model), output)
