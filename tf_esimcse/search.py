@@ -1,6 +1,6 @@
 """Semantic search over a corpus with a trained encoder: the official SimCSE tool's first use.
 
-    index = SearchIndex.build(encoder, sentences)          # encodes once, with a progress bar
+    index = SearchIndex.build(encoder, sentences)          # encodes once, showing its progress
     index.save("docs.index")                              # next to the corpus; reload with SearchIndex.load
     index.search(encoder.encode(["a query"]), top_k=10)   # [[(sentence, cosine), ...]]
 
@@ -83,7 +83,12 @@ class SearchIndex:
 
     @classmethod
     def build(cls, encoder, sentences, batch_size=256, model="", approximate=False, verbose=1):
-        """Encode `sentences` once (a progress bar with `verbose=1`) with `encoder.encode`."""
+        """Encode `sentences` once with `encoder.encode(..., verbose=verbose)`.
+
+        `verbose=1` (default): encode's progress, a bar ending at n/n on a terminal and, in a log
+        file, plain lines without escape codes (a final `encoding n/n sentences ... in Xs` line,
+        and one every 30 s of a long job); `0`: silent; `"auto"`: only for more than 10 batches.
+        """
         sentences = [s for s in sentences]
         if not sentences:
             raise SearchError("the corpus is empty: nothing to search")

@@ -33,6 +33,7 @@ import scipy.special
 import scipy.stats
 
 from tf_esimcse.data import senteval
+from tf_esimcse.progress import TaskProgress
 
 TASKS = ("STS12", "STS13", "STS14", "STS15", "STS16", "STSBenchmark", "SICKRelatedness")
 RESULT_KEYS = {
@@ -54,6 +55,11 @@ TABLE_COLUMNS = (
     ("SICKR", "sickr_test"),
 )
 POSITIVE_MIN_SCORE = 4.0
+# How the progress lines name the tasks (the table's columns, spelled out).
+DISPLAY_NAMES = {
+    "STS12": "STS12", "STS13": "STS13", "STS14": "STS14", "STS15": "STS15", "STS16": "STS16",
+    "STSBenchmark": "STS-B test", "SICKRelatedness": "SICK-R test",
+}
 
 
 def spearman(predicted, gold):
@@ -225,7 +231,7 @@ def _concat(pairs_list):
     )
 
 
-def evaluate_sts(encode_fn, data_dir, tasks=TASKS, include_dev=True, alignment_uniformity=True):
+def evaluate_sts(encode_fn, data_dir, tasks=TASKS, include_dev=True, alignment_uniformity=True, progress=True):
     """Evaluate an embedder on the SimCSE STS suite (SentEval's unsupervised STS protocol).
 
     STS12-16 use the "all" setting (one Spearman over all subsets of a year concatenated);
@@ -238,6 +244,10 @@ def evaluate_sts(encode_fn, data_dir, tasks=TASKS, include_dev=True, alignment_u
         include_dev: bool. Also report "stsb_dev" (the model-selection metric). Defaults to True.
         alignment_uniformity: bool. Also report "alignment" and "uniformity" on STS-B dev.
             Defaults to True.
+        progress: bool. Say which task runs, on `sys.stdout` (`tf_esimcse.progress.TaskProgress`):
+            in a log file one line per task as it finishes
+            (`  STS12        3108 pairs  Spearman  71.23  (14s)`), on a terminal one line redrawn
+            in place. Defaults to True; `False` prints nothing. No number depends on it.
 
     Returns:
         A flat dict of Python floats (Spearman x100): "sts12" ... "sts16", "stsb_test",
@@ -255,26 +265,34 @@ def evaluate_sts(encode_fn, data_dir, tasks=TASKS, include_dev=True, alignment_u
     unknown = [t for t in tasks if t not in TASKS]
     if unknown:
         raise ValueError(f"Unknown STS task(s) {unknown}; expected names from {TASKS}")
+    with_dev = include_dev or alignment_uniformity
+    shown = TaskProgress(sum(t in tasks for t in TASKS) + with_dev, enabled=progress, noun="STS sets")
     results = {}
-    for task in TASKS:  # fixed order: stable key order whatever order `tasks` has
-        if task not in tasks:
-            continue
-        if task in senteval.STS_YEARS:
-            pairs = _concat(list(senteval.read_sts_year(data_dir, task).values()))
-        elif task == "STSBenchmark":
-            pairs = senteval.read_stsb(data_dir, "test")
-        else:
-            pairs = senteval.read_sick(data_dir, "test")
-        results[RESULT_KEYS[task]] = pair_metrics(encode_fn, pairs, alignment_uniformity=False)["spearman"]
-    if all(t in tasks for t in TASKS):
-        results["avg"] = float(np.mean([results[RESULT_KEYS[t]] for t in TASKS]))
-    if include_dev or alignment_uniformity:
-        dev = pair_metrics(encode_fn, senteval.read_stsb(data_dir, "dev"), alignment_uniformity)
-        if include_dev:
-            results["stsb_dev"] = dev["spearman"]
-        if alignment_uniformity:
-            results["alignment"] = dev["alignment"]
-            results["uniformity"] = dev["uniformity"]
+    with shown:
+        for task in TASKS:  # fixed order: stable key order whatever order `tasks` has
+            if task not in tasks:
+                continue
+            shown.start(DISPLAY_NAMES[task])
+            if task in senteval.STS_YEARS:
+                pairs = _concat(list(senteval.read_sts_year(data_dir, task).values()))
+            elif task == "STSBenchmark":
+                pairs = senteval.read_stsb(data_dir, "test")
+            else:
+                pairs = senteval.read_sick(data_dir, "test")
+            results[RESULT_KEYS[task]] = pair_metrics(encode_fn, pairs, alignment_uniformity=False)["spearman"]
+            shown.finish(DISPLAY_NAMES[task], len(pairs.scores), results[RESULT_KEYS[task]])
+        if all(t in tasks for t in TASKS):
+            results["avg"] = float(np.mean([results[RESULT_KEYS[t]] for t in TASKS]))
+        if with_dev:
+            shown.start("STS-B dev")
+            dev_pairs = senteval.read_stsb(data_dir, "dev")
+            dev = pair_metrics(encode_fn, dev_pairs, alignment_uniformity)
+            shown.finish("STS-B dev", len(dev_pairs.scores), dev["spearman"])
+            if include_dev:
+                results["stsb_dev"] = dev["spearman"]
+            if alignment_uniformity:
+                results["alignment"] = dev["alignment"]
+                results["uniformity"] = dev["uniformity"]
     return results
 
 
@@ -338,9 +356,13 @@ def length_split_spearman(encode_fn, count_tokens_fn, pairs, threshold=3):
     }
 
 
-def encoder_length_split(encoder, encode_fn, data_dir, threshold=3):
+def encoder_length_split(encoder, encode_fn, data_dir, threshold=3, progress=True):
     """`length_split_spearman` on STS-B test for a `SentenceEncoder`, lengths in the encoder's
     own word-piece tokens before any max_len truncation.
+
+    Args:
+        progress: bool. Say what runs, as `evaluate_sts` does (one line when done in a log).
+            Defaults to True.
 
     Returns:
         The split's dict plus `"threshold"` and `"unit"`, as stored in `results.json`.
@@ -353,8 +375,11 @@ def encoder_length_split(encoder, encode_fn, data_dir, threshold=3):
             counts[sentence] = int(tokenizer.tokenize([sentence]).row_lengths()[0])
         return counts[sentence]
 
-    split = length_split_spearman(encode_fn, count_tokens, senteval.read_stsb(data_dir, "test"),
-                                  threshold=threshold)
+    pairs = senteval.read_stsb(data_dir, "test")
+    with TaskProgress(1, enabled=progress, noun="length split") as shown:
+        shown.start("STS-B test by length difference")
+        split = length_split_spearman(encode_fn, count_tokens, pairs, threshold=threshold)
+        shown.finish("STS-B test by length difference", len(pairs.scores))
     return dict(split, threshold=int(threshold), unit="wordpiece tokens")
 
 
@@ -365,26 +390,34 @@ def format_length_split(split):
             f"   > {t}: {split['long_diff']:.2f} (n={split['n_long']})")
 
 
-def sts_year_aggregations(encode_fn, data_dir, years=senteval.STS_YEARS):
+def sts_year_aggregations(encode_fn, data_dir, years=senteval.STS_YEARS, progress=True):
     """STS12-16 in SentEval's three aggregations side by side (papers quote different ones):
     "all" (one Spearman over the concatenated subsets: what SimCSE reports and `evaluate_sts`
     gives), "mean" (the mean of the per-subset Spearmans) and "wmean" (that mean weighted by
     the subsets' sizes), as `STSEval.run` computes them.
 
+    Args:
+        progress: bool. Say which year runs, as `evaluate_sts` does (in a log one line per year
+            as it finishes, with its "all" Spearman). Defaults to True.
+
     Returns:
         `{year: {"all", "mean", "wmean", "subsets": {name: spearman}}}` (Spearman x100).
     """
     out = {}
-    for year in years:
-        subsets = senteval.read_sts_year(data_dir, year)
-        encoded = _Encoded(encode_fn, _all_sentences(*subsets.values()))
-        per_subset = {name: spearman(encoded.cosines(p), p.scores) for name, p in subsets.items()}
-        sizes = np.array([len(p.scores) for p in subsets.values()], dtype=np.float64)
-        values = np.array(list(per_subset.values()))
-        everything = _concat(list(subsets.values()))
-        out[year] = {"all": spearman(encoded.cosines(everything), everything.scores),
-                     "mean": float(np.mean(values)), "wmean": float(np.average(values, weights=sizes)),
-                     "subsets": per_subset}
+    years = tuple(years)
+    with TaskProgress(len(years), enabled=progress, noun="STS years") as shown:
+        for year in years:
+            shown.start(year)
+            subsets = senteval.read_sts_year(data_dir, year)
+            encoded = _Encoded(encode_fn, _all_sentences(*subsets.values()))
+            per_subset = {name: spearman(encoded.cosines(p), p.scores) for name, p in subsets.items()}
+            sizes = np.array([len(p.scores) for p in subsets.values()], dtype=np.float64)
+            values = np.array(list(per_subset.values()))
+            everything = _concat(list(subsets.values()))
+            out[year] = {"all": spearman(encoded.cosines(everything), everything.scores),
+                         "mean": float(np.mean(values)), "wmean": float(np.average(values, weights=sizes)),
+                         "subsets": per_subset}
+            shown.finish(year, len(everything.scores), out[year]["all"])
     return out
 
 

@@ -4,6 +4,8 @@ It is what users encode with, what is evaluated, saved and exported. Training mo
 ESimCSE, ...) wrap one; their training-only parts (an MLP head used only in training, a momentum
 encoder, a queue) are never part of what `save_pretrained` writes.
 """
+import contextlib
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -15,6 +17,7 @@ from tf_esimcse.encoder_files import default_pooler_for  # noqa: F401 (kept impo
 from tf_esimcse.layers.matmul_precision import matmul_precision
 from tf_esimcse.layers.pooler import Pooler, check_pooler_type, pooler_needs_hidden_states
 from tf_esimcse.layers.sentence_preprocessor import SentencePreprocessor, trim_to_longest
+from tf_esimcse.progress import ProgressBar
 
 
 @tf_esimcse_export("SentenceEncoder")
@@ -145,8 +148,13 @@ class SentenceEncoder(keras.Model):
         """Encode strings into a float32 NumPy array of shape (len(sentences), dim), in order.
 
         Sentences are tokenized once, sorted by length and padded per batch to the longest
-        sentence (padding does not change the result). A progress bar shows for more than
-        `10 * batch_size` sentences (`verbose=1` forces it, `0` hides it).
+        sentence (padding does not change the result).
+
+        Progress (`tf_esimcse.progress.ProgressBar`): with `verbose="auto"` (default), for more
+        than `10 * batch_size` sentences; `verbose=1` always, `0` never. On a terminal a bar that
+        ends at `n/n`; in a log file or pipe plain lines without escape codes: one every 30 s of a
+        long job, and a final `encoding n/n sentences ...` line if any was printed or with
+        `verbose=1`.
 
         `precision="bfloat16"` runs the encoder's matrix products in bfloat16 (everything else in
         float32): faster on CPUs with AMX units, embeddings within ~1e-4 of float32 (see
@@ -169,15 +177,18 @@ class SentenceEncoder(keras.Model):
         mask = np.concatenate([p["padding_mask"] for p in packed])
         lengths = mask.sum(axis=1)
         order = np.argsort(-lengths, kind="stable") if sort_by_length else np.arange(n)
-        show = verbose == 1 or (verbose == "auto" and n > 10 * batch_size)
-        progbar = keras.utils.Progbar(n, unit_name="sentence") if show else None
-        fn = self._predict_step(precision)
-        for start in range(0, n, batch_size):
-            idx = order[start:start + batch_size]
-            batch = trim_to_longest({"token_ids": token_ids[idx], "padding_mask": mask[idx]})
-            out[idx] = fn(tf.constant(batch["token_ids"]), tf.constant(batch["padding_mask"])).numpy()
-            if progbar is not None:
-                progbar.add(len(idx))
+        fn = self._predict_step(precision)  # traced before the bar starts its clock
+        show = bool(verbose) if verbose != "auto" else n > 10 * batch_size
+        # On a terminal a bar ending at n/n; in a log no escape codes: a line every 30 s of a long
+        # job, and the final one when asked for explicitly (verbose=1) or after such lines.
+        bar = ProgressBar(n, description="encoding", unit="sentences", final_line=verbose != "auto") if show else None
+        with bar if bar is not None else contextlib.nullcontext():
+            for start in range(0, n, batch_size):
+                idx = order[start:start + batch_size]
+                batch = trim_to_longest({"token_ids": token_ids[idx], "padding_mask": mask[idx]})
+                out[idx] = fn(tf.constant(batch["token_ids"]), tf.constant(batch["padding_mask"])).numpy()
+                if bar is not None:
+                    bar.update(len(idx))
         return out
 
     def similarity(self, sentences_a, sentences_b, batch_size=64):
