@@ -1,4 +1,5 @@
-"""README.md and docs/*.md: every ```python block runs as written, links resolve, README stays short.
+"""README.md, docs/*.md, benchmarks/README.md: every ```python block runs as written, links resolve,
+README stays short.
 
 Each ```python block runs alone in a fresh interpreter (`sys.executable`, i.e. the `.venv`'s
 python), from the repository root, so a snippet may use no name from an earlier one. The
@@ -31,7 +32,7 @@ SNIPPET_TIMEOUT_S = 900
 
 
 def doc_files():
-    return [README, *sorted((REPO / "docs").glob("*.md"))]
+    return [README, *sorted((REPO / "docs").glob("*.md")), REPO / "benchmarks" / "README.md"]
 
 
 def code_blocks(path):
