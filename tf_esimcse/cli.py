@@ -16,14 +16,16 @@ M is a directory written by this package, a training run folder (the `output_dir
 holding `model/` and `results.json`: its `model/` is used), a Hugging Face BERT directory, a
 keras-hub preset directory or name, or "default" (the offline all-MiniLM-L6-v2).
 """
-import argparse
 import os
 import pathlib
 import sys
 
+from tf_esimcse.config import DEFAULT_MODEL_ALIASES, POOLERS, FlagParser, HelpFormatter
+
 # Names `tf_esimcse.backbones.resolve_source` maps to the default encoder before looking at paths.
-_DEFAULT_MODEL_ALIASES = ("default", "all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2")
-MODEL_HELP = "model directory, training run folder (uses its model/), preset, or 'default'"
+_DEFAULT_MODEL_ALIASES = DEFAULT_MODEL_ALIASES
+MODEL_HELP = ("the encoder: a model directory, a training run folder (its model/ is used), a keras-hub preset, "
+              "or 'default' (all-MiniLM-L6-v2, offline)")
 RUN_MODEL_SUBDIR = "model"  # where `tf_esimcse.training.run_training` saves the best encoder
 
 
@@ -59,16 +61,37 @@ def resolve_model_path(model):
     return model
 
 
-def _add_model_flags(p):
-    p.add_argument("--model", default="default", help=MODEL_HELP)
-    p.add_argument("--pooler", default=None,
-                   help="cls | cls_before_pooler | avg | avg_top2 | avg_first_last "
-                        "(default: the model's own; SimCSE releases use cls_before_pooler)")
-    p.add_argument("--max-len", type=int, default=None,
-                   help="truncation in word pieces (default: the encoder's max length, i.e. none in practice, as SimCSE evaluates)")
-    p.add_argument("--first-layer", type=int, default=None,
-                   help="avg_first_last: which hidden state is 'first' (default 1, as SimCSE's code since its fix; 0 = embeddings)")
-    p.add_argument("--batch-size", type=int, default=128)
+def _groups(p, *names):
+    """Argument groups of a subcommand's `--help`, by name."""
+    descriptions = {"model": "the encoder", "data": "the input", "evaluation": "what is measured",
+                    "output": "what is written", "runtime": "speed and logs"}
+    return {name: p.add_argument_group(name, descriptions[name]) for name in names}
+
+
+def _add_model_flags(group, pooler_default="the model's own; SimCSE releases use cls_before_pooler",
+                     max_len_default="the encoder's own length, i.e. no truncation in practice, as SimCSE evaluates"):
+    group.add_argument("--model", default="default", help=MODEL_HELP + " (default: default)")
+    group.add_argument("--pooler", default=None, choices=POOLERS,
+                       help=f"sentence embedding: [CLS] with (cls) or without (cls_before_pooler) the MLP head, or a "
+                            f"mean over layers (default: {pooler_default})")
+    group.add_argument("--max-len", type=int, default=None, metavar="N",
+                       help=f"truncate each sentence to N word pieces (default: {max_len_default})")
+
+
+def _add_first_layer_flag(group):
+    group.add_argument("--first-layer", type=int, default=None, metavar="N",
+                       help="avg_first_last: which hidden state is 'first' (default: 1, as SimCSE's code since its "
+                            "fix; 0 = the embeddings)")
+
+
+def _add_batch_size_flag(group):
+    group.add_argument("--batch-size", type=int, default=128, metavar="N",
+                       help="sentences encoded per batch (default: 128)")
+
+
+def _add_verbose_flag(group):
+    group.add_argument("--verbose", action="store_true",
+                       help="show TensorFlow's own log lines (default: off)")
 
 
 def _load_encoder(args):
@@ -233,94 +256,138 @@ def cmd_search(args):
     return 0
 
 
-def _add_precision_flag(p):
-    p.add_argument("--precision", default="float32", choices=["float32", "bfloat16"],
-                   help="matrix products in float32 (default) or bfloat16, the rest float32; bfloat16 is "
-                        "faster on CPUs with AMX units (Sapphire Rapids and later), slower elsewhere")
+def _add_precision_flag(group):
+    group.add_argument("--precision", default="float32", choices=["float32", "bfloat16"],
+                       help="matrix products in float32 or bfloat16, the rest float32; bfloat16 is faster on CPUs "
+                            "with AMX units (Sapphire Rapids and later), slower elsewhere (default: float32)")
 
 
 def build_parser():
     from tf_esimcse.training import default_data_dir
 
-    parser = argparse.ArgumentParser(prog="tf-esimcse", description="Contrastive sentence embeddings: evaluate, encode and export.")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = FlagParser(prog="tf-esimcse", formatter_class=HelpFormatter,
+                        description="Contrastive sentence embeddings: evaluate, encode, export, search; "
+                                    "`tf-esimcse COMMAND --help` describes each command's flags.",
+                        epilog=__doc__.split("\n", 2)[2].rstrip())
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    ev = sub.add_parser("evaluate", help="STS12-16, STS-B and SICK-R (SentEval 'all' setting), alignment, uniformity")
-    _add_model_flags(ev)
-    ev.add_argument("--data-dir", default=default_data_dir(), help="folder holding senteval/ (default: $TF_ESIMCSE_DATA_DIR or ./data)")
-    ev.add_argument("--output", default=None, help="write the results as JSON")
-    ev.add_argument("--length-split", action="store_true",
-                    help="also report STS-B test Spearman split by the pair's length difference (ESimCSE's length bias)")
-    ev.add_argument("--length-threshold", type=int, default=3)
-    ev.add_argument("--sts-file", action="append", default=[], metavar="FILE",
-                    help="your own STS-style file (TSV, or CSV by extension: sentence 1, sentence 2, score; header "
-                         "optional); repeat for several")
-    ev.add_argument("--only-sts-files", action="store_true", help="score the --sts-file files only, not SentEval")
-    ev.add_argument("--plot", default=None, metavar="PNG",
-                    help="draw the length split (with --length-split) or the 7-task table as bars")
-    ev.add_argument("--aggregations", action="store_true",
-                    help="also STS12-16 in SentEval's 'all', 'mean' and 'wmean' aggregations side by side")
-    ev.set_defaults(fn=cmd_evaluate)
+    def command(name, help, fn):
+        p = sub.add_parser(name, help=help, description=help[:1].upper() + help[1:] + ".",
+                           formatter_class=HelpFormatter)
+        p.set_defaults(fn=fn)
+        return p
 
-    en = sub.add_parser("encode", help="one embedding row per input line, in order, as .npy")
-    _add_model_flags(en)
-    en.add_argument("--input", required=True, help="text file, one sentence per line")
-    en.add_argument("--output", required=True, help="output .npy path")
-    _add_precision_flag(en)
-    en.set_defaults(fn=cmd_encode)
+    ev = command("evaluate", "STS12-16, STS-B and SICK-R (SentEval 'all' setting), alignment, uniformity",
+                 cmd_evaluate)
+    g = _groups(ev, "model", "data", "evaluation", "output", "runtime")
+    _add_model_flags(g["model"])
+    _add_first_layer_flag(g["model"])
+    g["data"].add_argument("--data-dir", default=default_data_dir(), metavar="DIR",
+                           help="folder holding senteval/ (default: $TF_ESIMCSE_DATA_DIR, else ./data)")
+    g["data"].add_argument("--sts-file", action="append", default=[], metavar="FILE",
+                           help="your own STS-style file (TSV, or CSV by extension: sentence 1, sentence 2, score; "
+                                "header optional); repeat for several (default: none)")
+    g["data"].add_argument("--only-sts-files", action="store_true",
+                           help="score the --sts-file files only, not SentEval (default: off)")
+    g["evaluation"].add_argument("--length-split", action="store_true",
+                                 help="also STS-B test Spearman split by the pair's length difference (ESimCSE's "
+                                      "length bias) (default: off)")
+    g["evaluation"].add_argument("--length-threshold", type=int, default=3, metavar="N",
+                                 help="--length-split: pairs whose lengths differ by at most N word pieces are "
+                                      "'short' (default: 3)")
+    g["evaluation"].add_argument("--aggregations", action="store_true",
+                                 help="also STS12-16 in SentEval's 'all', 'mean' and 'wmean' aggregations side by "
+                                      "side (default: off)")
+    g["output"].add_argument("--output", default=None, metavar="JSON",
+                             help="write the results as JSON (default: print only)")
+    g["output"].add_argument("--plot", default=None, metavar="PNG",
+                             help="draw the length split (with --length-split) or the 7-task table as bars "
+                                  "(default: none)")
+    _add_batch_size_flag(g["runtime"])
+    _add_verbose_flag(g["runtime"])
 
-    ex = sub.add_parser("export", help="a TF Serving SavedModel (strings in, embeddings out) at OUTPUT/<version>")
-    ex.add_argument("--model", default="default", help=MODEL_HELP)
-    ex.add_argument("--pooler", default=None, help="as for evaluate (default: the model's own)")
-    ex.add_argument("--max-len", type=int, default=None, help="tokenizer truncation (default: the model's, else 32)")
-    ex.add_argument("--output", required=True,
-                    help="export base directory (TF Serving's --model_base_path), e.g. saved_models/NAME")
-    ex.add_argument("--version", type=int, default=None,
-                    help="version to write (default: 1 + the largest existing); never overwrites")
-    ex.add_argument("--format", default="saved_model", choices=["saved_model", "sentence-transformers"],
-                    help="saved_model (TF Serving, default) or sentence-transformers (a Hugging Face BERT directory "
-                         "with its pooling modules, for SentenceTransformer(DIR) and transformers)")
-    ex.add_argument("--overwrite", action="store_true", help="sentence-transformers: replace a non-empty OUTPUT")
-    ex.add_argument("--tokens-only", action="store_true",
-                    help="token ids in only (encode_tokens, also as serving_default): no TF-Text ops in the graph")
-    _add_precision_flag(ex)
-    ex.set_defaults(fn=cmd_export)
+    en = command("encode", "one embedding row per input line, in order, as .npy", cmd_encode)
+    g = _groups(en, "model", "data", "output", "runtime")
+    _add_model_flags(g["model"])
+    _add_first_layer_flag(g["model"])
+    g["data"].add_argument("--input", required=True, metavar="TXT", help="text file, one sentence per line (required)")
+    g["output"].add_argument("--output", required=True, metavar="NPY", help="the .npy file to write (required)")
+    _add_batch_size_flag(g["runtime"])
+    _add_precision_flag(g["runtime"])
+    _add_verbose_flag(g["runtime"])
 
-    bi = sub.add_parser("build-index", help="encode a corpus once and save its search index next to it")
-    _add_model_flags(bi)
-    bi.add_argument("--corpus", required=True, help="text file, one sentence per line")
-    bi.add_argument("--output", default=None, help="index folder (default: CORPUS.index)")
-    bi.add_argument("--approximate", action="store_true",
-                    help="also build a faiss HNSW index for large corpora (pip install 'tf_esimcse[search]')")
-    bi.set_defaults(fn=cmd_build_index)
+    ex = command("export", "a TF Serving SavedModel (strings in, embeddings out) at OUTPUT/<version>, or a "
+                           "sentence-transformers directory", cmd_export)
+    g = _groups(ex, "model", "output", "runtime")
+    _add_model_flags(g["model"], max_len_default="the model's own, else 32")
+    g["output"].add_argument("--output", required=True, metavar="DIR",
+                             help="export base directory (TF Serving's --model_base_path), e.g. saved_models/NAME "
+                                  "(required)")
+    g["output"].add_argument("--format", default="saved_model", choices=["saved_model", "sentence-transformers"],
+                             help="saved_model (TF Serving) or sentence-transformers (a Hugging Face BERT directory "
+                                  "with its pooling modules, for SentenceTransformer(DIR) and transformers) "
+                                  "(default: saved_model)")
+    g["output"].add_argument("--version", type=int, default=None, metavar="N",
+                             help="saved_model: the version to write; never overwrites (default: 1 + the largest "
+                                  "existing)")
+    g["output"].add_argument("--tokens-only", action="store_true",
+                             help="saved_model: token ids in only (encode_tokens, also as serving_default), no "
+                                  "TF-Text ops in the graph (default: off)")
+    g["output"].add_argument("--overwrite", action="store_true",
+                             help="sentence-transformers: replace a non-empty OUTPUT (default: off)")
+    _add_precision_flag(g["runtime"])
+    _add_verbose_flag(g["runtime"])
 
-    se = sub.add_parser("search", help="the corpus sentences nearest each query, with cosine scores")
-    _add_model_flags(se)
-    se.add_argument("--corpus", required=True, help="text file, one sentence per line (its CORPUS.index is used "
-                                                    "when present)")
-    se.add_argument("--query", action="append", default=[], help="a query sentence (repeat for several)")
-    se.add_argument("--top-k", type=int, default=10)
-    se.add_argument("--index", default=None, help="index folder (default: CORPUS.index if it exists, else encode "
-                                                  "the corpus now)")
-    se.set_defaults(fn=cmd_search)
+    bi = command("build-index", "encode a corpus once and save its search index next to it", cmd_build_index)
+    g = _groups(bi, "model", "data", "output", "runtime")
+    _add_model_flags(g["model"])
+    _add_first_layer_flag(g["model"])
+    g["data"].add_argument("--corpus", required=True, metavar="TXT", help="text file, one sentence per line (required)")
+    g["output"].add_argument("--output", default=None, metavar="DIR", help="index folder (default: CORPUS.index)")
+    g["output"].add_argument("--approximate", action="store_true",
+                             help="also build a faiss HNSW index for large corpora (pip install "
+                                  "'tf_esimcse[search]') (default: off, exact search)")
+    _add_batch_size_flag(g["runtime"])
+    _add_verbose_flag(g["runtime"])
 
-    pr = sub.add_parser("plot-run", help="loss, learning rate, STS-B dev and alignment/uniformity of a training "
-                                          "run (or a --seeds folder) as one PNG")
-    pr.add_argument("run_dir", help="a recipe's --output-dir")
-    pr.add_argument("--output", default=None, help="PNG path (default: RUN_DIR/run.png)")
-    pr.set_defaults(fn=cmd_plot_run)
+    se = command("search", "the corpus sentences nearest each query, with cosine scores", cmd_search)
+    g = _groups(se, "model", "data", "output", "runtime")
+    _add_model_flags(g["model"])
+    _add_first_layer_flag(g["model"])
+    g["data"].add_argument("--corpus", required=True, metavar="TXT",
+                           help="text file, one sentence per line; its CORPUS.index is used when present (required)")
+    g["data"].add_argument("--query", action="append", default=[], metavar="TEXT",
+                           help="a query sentence; repeat for several (at least one)")
+    g["data"].add_argument("--index", default=None, metavar="DIR",
+                           help="index folder (default: CORPUS.index if it exists, else encode the corpus now)")
+    g["output"].add_argument("--top-k", type=int, default=10, metavar="K",
+                             help="nearest sentences shown per query (default: 10)")
+    _add_batch_size_flag(g["runtime"])
+    _add_verbose_flag(g["runtime"])
+
+    pr = command("plot-run", "loss, learning rate, STS-B dev and alignment/uniformity of a training run (or a "
+                             "--seeds folder) as one PNG", cmd_plot_run)
+    g = _groups(pr, "data", "output", "runtime")
+    g["data"].add_argument("run_dir", metavar="RUN_DIR", help="a recipe's --output-dir")
+    g["output"].add_argument("--output", default=None, metavar="PNG", help="PNG path (default: RUN_DIR/run.png)")
+    _add_verbose_flag(g["runtime"])
 
     from tf_esimcse.data.download import add_download_parser
 
-    add_download_parser(sub)
+    dl = add_download_parser(sub)
+    dl.formatter_class = HelpFormatter
+    _add_verbose_flag(dl.add_argument_group("runtime", "logs"))
     return parser
 
 
 def main(argv=None):
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    """`tf-esimcse ARGV`; returns the exit code (0; 2 for a bad flag or a one-line error)."""
     from tf_esimcse.errors import TfEsimcseError
 
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:  # --help (0) or a bad flag (2, its one line already printed)
+        return e.code if isinstance(e.code, int) else 2
     try:
         if getattr(args, "model", None) is not None:  # every subcommand: a run folder -> its model/
             args.model = resolve_model_path(args.model)

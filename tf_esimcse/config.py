@@ -18,6 +18,7 @@ import os
 import pathlib
 import re
 import sys
+import textwrap
 import typing
 
 # The argument groups of `--help`, in order, with the line shown under each title.
@@ -386,12 +387,25 @@ class FlagParser(argparse.ArgumentParser):
         self.exit(2, f"error: {message}; see --help\n")
 
 
-class HelpFormatter(argparse.RawDescriptionHelpFormatter):
-    """Keeps the description's (and epilog's) own line breaks; wider option column."""
+class HelpFormatter(argparse.HelpFormatter):
+    """Wraps the description's and epilog's prose paragraphs, keeps their indented blocks (the
+    example commands of a recipe's docstring) as written; a wider option column."""
 
     def __init__(self, prog, **kwargs):
         kwargs.setdefault("max_help_position", 34)
         super().__init__(prog, **kwargs)
+
+    def _fill_text(self, text, width, indent):
+        paragraphs = re.split(r"\n\s*\n", text.strip("\n"))
+        out = []
+        for paragraph in paragraphs:
+            lines = paragraph.split("\n")
+            if any(line.startswith((" ", "\t")) for line in lines):
+                out.append("\n".join(indent + line for line in lines))
+            else:
+                out.append(textwrap.fill(" ".join(line.strip() for line in lines), width,
+                                         initial_indent=indent, subsequent_indent=indent))
+        return "\n\n".join(out)
 
 
 def field_metadata(config_cls, name):

@@ -705,14 +705,17 @@ def add_download_parser(subparsers):
         "download-data",
         help="download SentEval, wiki1m and/or SimCSE's NLI data into DEST (resumable, verified)",
         description="Download the public data sets into the layout the readers expect: DEST/senteval/, "
-                    "DEST/wiki1m_for_simcse.txt, DEST/nli_for_simcse.csv.",
+                    "DEST/wiki1m_for_simcse.txt, DEST/nli_for_simcse.csv. Interrupted downloads resume; every "
+                    "file is checked (size, SHA-256 where known, layout) before it is put in place.",
     )
-    p.add_argument("--dest", required=True, metavar="DIR",
-                   help="data root to fill (e.g. ./data, the --data-dir of evaluate); created if missing")
-    p.add_argument("--what", default=None, metavar="ITEMS",
-                   help=f"comma-separated items to fetch, from: {','.join(SOURCES)} (default: all of them)")
-    p.add_argument("--force", action="store_true",
-                   help="download again even if the item is already in place and verified")
+    data = p.add_argument_group("data", "what is fetched, and where to")
+    data.add_argument("--dest", required=True, metavar="DIR",
+                      help="data root to fill (e.g. ./data, the --data-dir of evaluate and the recipes); created if "
+                           "missing (required)")
+    data.add_argument("--what", default=None, metavar="ITEMS",
+                      help=f"comma-separated items to fetch, from: {','.join(SOURCES)} (default: all of them)")
+    data.add_argument("--force", action="store_true",
+                      help="download again even if the item is already in place and verified (default: off)")
     p.set_defaults(func=cmd_download_data, fn=cmd_download_data)
     return p
 
