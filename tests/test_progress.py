@@ -348,7 +348,8 @@ def test_evaluate_sts_says_which_task_and_numbers_do_not_change(data_dir, capsys
     out = capsys.readouterr().out
     assert shown == quiet
     assert ESCAPE not in out and "\r" not in out
-    lines = out.splitlines()
+    title, *lines = out.splitlines()
+    assert title == "STS evaluation (8 sets):"
     assert [line.split()[0] if not line.split()[0].startswith(("STS-B", "SICK-R")) else " ".join(line.split()[:2])
             for line in lines] == EXPECTED_NAMES
     keys = ["sts12", "sts13", "sts14", "sts15", "sts16", "stsb_test", "sickr_test", "stsb_dev"]

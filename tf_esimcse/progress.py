@@ -226,15 +226,19 @@ class TrainingProgress(keras.callbacks.Callback, _StatusLine):
     restored step ("step 301/500") and Keras epochs are ignored entirely: pass `verbose=0` to
     `fit` and this callback instead of Keras' progress bar.
 
-    On a terminal: one line redrawn in place (`\\r`), e.g.
+    On a terminal: one line redrawn in place (`\\r`, at most every 0.1 s), as wide as the
+    terminal allows (the bar goes first when it is narrow), e.g.
 
-        step 40/500 [##.........] 8%  loss 0.8123  lr 2.76e-05  412 sent/s  elapsed 1m02s  ETA 12m10s
+        step 40/500 [##.................] 8%  loss 0.8123  lr 2.76e-05  412 sent/s  ETA 12m10s
 
-    ended with a newline when training ends. Lines printed meanwhile through `echo` appear above
-    it. In a log (no TTY): a complete line for the first step of this session, then every
-    `every_steps` steps or `every_seconds` seconds (whichever comes first), and for the last step:
+    which training's end leaves as `step 500/500 [...] 100%  ...  in 14m05s` with a newline.
+    Lines printed meanwhile through `echo` appear above it. In a log (no TTY): a line saying what
+    to expect, then a complete line for the first step of this session, every `every_steps`
+    steps or `every_seconds` seconds (whichever comes first), and the last step:
 
-        step 40/500 (8%)  loss 0.8123  lr 2.76e-05  412 sent/s  elapsed 1m02s  ETA 12m10s
+        training from step 0 to 500: a line every 10 steps or 30s (the first step also traces ...)
+        step 1/500 (0%)  loss 0.9012  lr 3.00e-05  elapsed 48s
+        step 10/500 (2%)  loss 0.8741  lr 2.95e-05  412 sent/s  elapsed 50s  ETA 12m30s
 
     Fields:
         loss: the mean training loss of the steps since the previous line (in a log), or of the
@@ -565,15 +569,17 @@ class TaskProgress(_StatusLine):
         stream: a text stream or None (`sys.stdout`, read when made).
         tty: bool or None. None: whether `stream` is a terminal.
         noun: str. What the final terminal line calls the tasks. Defaults to "tasks".
+        title: str or None. In a log, a line printed when the first task starts (what follows).
     """
 
-    def __init__(self, total, enabled=True, stream=None, tty=None, noun="tasks"):
-        self.total, self.enabled, self.noun = int(total), bool(enabled), noun
+    def __init__(self, total, enabled=True, stream=None, tty=None, noun="tasks", title=None):
+        self.total, self.enabled, self.noun, self.title = int(total), bool(enabled), noun, title
         self.stream = stream if stream is not None else sys.stdout
         self.tty = _is_tty(self.stream) if tty is None else bool(tty)
         self.done = 0
         self.lines = []
         self._current = ""
+        self._titled = False
         self._start = self._task_start = _clock()
 
     def start(self, name):
@@ -582,6 +588,9 @@ class TaskProgress(_StatusLine):
         if self.enabled and self.tty:
             self._open()
             self._draw()
+        elif self.enabled and self.title and not self._titled:
+            _write(self.stream, self.title + "\n")  # in a log: what the lines below are, at once
+        self._titled = True
 
     def __enter__(self):
         return self

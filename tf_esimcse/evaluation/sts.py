@@ -245,9 +245,10 @@ def evaluate_sts(encode_fn, data_dir, tasks=TASKS, include_dev=True, alignment_u
         alignment_uniformity: bool. Also report "alignment" and "uniformity" on STS-B dev.
             Defaults to True.
         progress: bool. Say which task runs, on `sys.stdout` (`tf_esimcse.progress.TaskProgress`):
-            in a log file one line per task as it finishes
-            (`  STS12        3108 pairs  Spearman  71.23  (14s)`), on a terminal one line redrawn
-            in place. Defaults to True; `False` prints nothing. No number depends on it.
+            in a log file a title line, then one line per task as it finishes
+            (`  STS12         3108 pairs  Spearman  71.23  (14s)`), STS-B dev last; on a terminal
+            one line redrawn in place. Defaults to True; `False` prints nothing. No number
+            depends on it.
 
     Returns:
         A flat dict of Python floats (Spearman x100): "sts12" ... "sts16", "stsb_test",
@@ -266,7 +267,8 @@ def evaluate_sts(encode_fn, data_dir, tasks=TASKS, include_dev=True, alignment_u
     if unknown:
         raise ValueError(f"Unknown STS task(s) {unknown}; expected names from {TASKS}")
     with_dev = include_dev or alignment_uniformity
-    shown = TaskProgress(sum(t in tasks for t in TASKS) + with_dev, enabled=progress, noun="STS sets")
+    count = sum(t in tasks for t in TASKS) + with_dev
+    shown = TaskProgress(count, enabled=progress, noun="STS sets", title=f"STS evaluation ({count} sets):")
     results = {}
     with shown:
         for task in TASKS:  # fixed order: stable key order whatever order `tasks` has
