@@ -397,3 +397,21 @@ def test_length_split_and_aggregations_progress(data_dir, capsys):
     lines = capsys.readouterr().out.splitlines()
     assert [line.split()[0] for line in lines] == ["STS12", "STS13"]
     assert f"Spearman {aggregations['STS12']['all']:6.2f}" in lines[0]
+
+
+def test_an_encode_bar_inside_the_evaluation_line_hands_it_back(data_dir, monkeypatch):
+    """An encode_fn with its own bar (e.g. `encoder.encode` with verbose=1) draws over the
+    evaluation's line and leaves nothing behind: still one line on a terminal."""
+    tty = FakeTTY()
+    monkeypatch.setattr(sys, "stdout", tty)
+
+    def encode_with_a_bar(sentences):
+        with progress.ProgressBar(len(sentences)) as bar:
+            bar.update(len(sentences))
+        return bow_encode(sentences)
+
+    sts.evaluate_sts(encode_with_a_bar, data_dir, tasks=("STS16",), include_dev=False, alignment_uniformity=False)
+    monkeypatch.undo()
+    text = tty.getvalue()
+    assert text.count("\n") == 1 and "encoding [" in text
+    assert _segments(text)[0].startswith("  STS16 ")  # one task: its line stays

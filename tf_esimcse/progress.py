@@ -236,7 +236,7 @@ class TrainingProgress(keras.callbacks.Callback, _StatusLine):
     to expect, then a complete line for the first step of this session, every `every_steps`
     steps or `every_seconds` seconds (whichever comes first), and the last step:
 
-        training from step 0 to 500: a line every 10 steps or 30s (the first step also traces ...)
+        training from step 0 to 500: a line every 10 steps or 30s; loss = the mean since the ...
         step 1/500 (0%)  loss 0.9012  lr 3.00e-05  elapsed 48s
         step 10/500 (2%)  loss 0.8741  lr 2.95e-05  412 sent/s  elapsed 50s  ETA 12m30s
 
@@ -261,7 +261,7 @@ class TrainingProgress(keras.callbacks.Callback, _StatusLine):
 
     Args:
         total_steps: int. The optimizer step at which the run ends (not the steps left).
-        batch_size: int. Sentences (training examples) per step, for sentences/s.
+        batch_size: int. Training examples per step (the global batch), for the rate.
         every_steps: int or None. Steps between two lines in a log; None (default): 1, 2, 5, 10,
             20, 50, ... chosen so that a run prints 20 to 50 lines (`default_every_steps`). On a
             terminal, the loss is averaged over this many steps.
@@ -271,12 +271,15 @@ class TrainingProgress(keras.callbacks.Callback, _StatusLine):
             when the callback is made).
         tty: bool or None. Redraw one line (True) or print plain lines (False); None (default):
             whether `stream` is a terminal (`stream.isatty()`).
+        unit: str. The rate's unit: "sent" (default: one sentence per example, as unsupervised
+            training); e.g. "ex" where an example is several sentences (supervised triplets).
 
     Attributes:
         lines: the lines printed in a log, or the last text drawn on a terminal (for tests).
     """
 
-    def __init__(self, total_steps, batch_size, every_steps=None, every_seconds=30, stream=None, tty=None):
+    def __init__(self, total_steps, batch_size, every_steps=None, every_seconds=30, stream=None, tty=None,
+                 unit="sent"):
         super().__init__()
         if isinstance(total_steps, bool) or int(total_steps) < 1:
             raise ValueError(f"total_steps must be a positive integer, got {total_steps!r}")
@@ -284,6 +287,7 @@ class TrainingProgress(keras.callbacks.Callback, _StatusLine):
             raise ValueError(f"every_steps must be a positive integer or None, got {every_steps!r}")
         self.total_steps = int(total_steps)
         self.batch_size = int(batch_size)
+        self.unit = str(unit)
         self.every_steps = int(every_steps) if every_steps is not None else default_every_steps(self.total_steps)
         self.every_seconds = None if every_seconds is None else float(every_seconds)
         self.stream = stream if stream is not None else sys.stdout
@@ -310,7 +314,7 @@ class TrainingProgress(keras.callbacks.Callback, _StatusLine):
         self._has_loss = False
         # Room for the widest line expected, so that the bar keeps one width as fields appear.
         self._widest = len(f"step {self.total_steps}/{self.total_steps}100%  loss 0.0000  lr 0.00e+00  "
-                           f"0000 sent/s  ETA 00m00s")
+                           f"0000 {self.unit}/s  ETA 00m00s")
 
     # --- Keras hooks -----------------------------------------------------------------------------
     def _optimizer_step(self):
@@ -328,8 +332,8 @@ class TrainingProgress(keras.callbacks.Callback, _StatusLine):
         elif self._step < self.total_steps:
             every = f"every {self.every_steps} steps" + (
                 f" or {format_duration(self.every_seconds)}" if self.every_seconds is not None else "")
-            _write(self.stream, f"training from step {self._step} to {self.total_steps}: a line {every} "
-                                "(the first step also traces and compiles the model)\n")
+            _write(self.stream, f"training from step {self._step} to {self.total_steps}: a line {every}; loss = the "
+                                "mean since the previous line; the first step also traces and compiles the model\n")
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch_count, self._epoch_mean = 0, 0.0  # Keras reset its metrics for this epoch
@@ -407,7 +411,7 @@ class TrainingProgress(keras.callbacks.Callback, _StatusLine):
         if lr is not None:
             parts.append(f"lr {lr:.2e}")
         if self._train_steps and self._train_seconds > 0:
-            parts.append(f"{_format_rate(self.batch_size * self._train_steps / self._train_seconds)} sent/s")
+            parts.append(f"{_format_rate(self.batch_size * self._train_steps / self._train_seconds)} {self.unit}/s")
         parts.append(f"elapsed {format_duration(now - self._session_start)}")
         eta = self._eta(now)
         if eta is not None:
