@@ -370,6 +370,7 @@ def test_evaluate_sts_on_a_terminal_is_one_line(data_dir, monkeypatch):
     text = tty.getvalue()
     assert ESCAPE not in text and text.count("\n") == 1 and text.endswith("\n")
     assert "evaluating STS12 (1/2)" in text and "evaluating STS-B test (2/2)" in text
+    assert "STS12 (2/2)" not in text  # the line names the task that runs
     assert _segments(text)[0].startswith("  evaluated 2 STS sets in ")
 
 

@@ -330,7 +330,7 @@ class TrainingProgress(keras.callbacks.Callback, _StatusLine):
             self._open()
             self._draw()  # on screen while the first step compiles
         elif self._step < self.total_steps:
-            every = f"every {self.every_steps} steps" + (
+            every = (f"every {self.every_steps} steps" if self.every_steps > 1 else "every step") + (
                 f" or {format_duration(self.every_seconds)}" if self.every_seconds is not None else "")
             _write(self.stream, f"training from step {self._step} to {self.total_steps}: a line {every}; loss = the "
                                 "mean since the previous line; the first step also traces and compiles the model\n")
@@ -620,9 +620,7 @@ class TaskProgress(_StatusLine):
             if self.done >= self.total:
                 total_time = format_duration(_clock() - self._start)
                 self._close(line if self.total == 1 else f"  evaluated {self.total} {self.noun} in {total_time}")
-            else:
-                self._draw()
-            return
+            return  # the next task's start redraws the line
         self.lines.append(line)
         _write(self.stream, line + "\n")
 
