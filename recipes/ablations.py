@@ -42,7 +42,8 @@ sys.path.insert(0, str(REPO))
 # the memory the evaluation needs, not the whole device (the children inherit the setting).
 os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
 
-from tf_esimcse.atomic_files import write_atomic, write_json_atomic, write_text_atomic  # noqa: E402
+from tf_esimcse import plots  # noqa: E402
+from tf_esimcse.atomic_files import write_json_atomic, write_text_atomic  # noqa: E402
 from tf_esimcse.config import parse_seeds  # noqa: E402
 from tf_esimcse.errors import TfEsimcseError  # noqa: E402
 from tf_esimcse.training import main_guard  # noqa: E402
@@ -403,43 +404,6 @@ def format_markdown(name, table, entries, command, seeds, start=None):
     return "\n".join(lines) + "\n"
 
 
-def _save_figure(fig, path):
-    write_atomic(path, lambda f: fig.savefig(f, format="png", dpi=120, bbox_inches="tight"))
-
-
-def plot_table(path, name, table, entries, start=None):
-    """Horizontal bars of our STS-B dev (mean, error bar = std), the paper's figure as a marker,
-    the untrained start as a dashed line."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    shown = [e for e in entries if e["status"] == "ok" or e["paper"] is not None]
-    fig, ax = plt.subplots(figsize=(8, 0.45 * len(shown) + 1.9), layout="constrained")
-    ys = list(range(len(shown)))[::-1]
-    means = [(e.get("stsb_dev") or {}).get("mean") or 0.0 for e in shown]
-    stds = [(e.get("stsb_dev") or {}).get("std") or 0.0 for e in shown]
-    ax.barh(ys, means, xerr=stds, color="tab:blue", alpha=0.75, capsize=3, label="ours (mean ± std)")
-    papers = [(y, e["paper"]) for y, e in zip(ys, shown) if e["paper"] is not None]
-    if papers:
-        ax.scatter([p for _, p in papers], [y for y, _ in papers], marker="D", color="tab:red", zorder=3,
-                   label="paper")
-    ax.set_yticks(ys, [e["label"] + ("" if e["status"] == "ok" else f" ({e['status']})") for e in shown])
-    values = [m for m in means if m] + [p for _, p in papers]
-    start_dev = (_start_metric(start, "stsb_dev") or {}).get("mean")
-    if start_dev is not None:
-        ax.axvline(start_dev, color="gray", linestyle="--", label=f"start, untrained ({start_dev:.1f})")
-        values.append(start_dev)
-    if values:
-        ax.set_xlim(max(0.0, min(values) - 10), min(100.0, max(values) + 5))
-    ax.set_xlabel("STS-B dev Spearman x100")
-    ax.set_title(f"{name}: {table.title}", fontsize=10)
-    fig.legend(loc="outside lower center", ncol=3, fontsize=8, frameon=False)  # never over a bar
-    _save_figure(fig, path)
-    plt.close(fig)
-
-
 def trajectory_points(entry, start=None):
     """(uniformity, alignment) at every evaluation of the row's first seed, in step order, from the
     untrained start when `start` has both and was evaluated with the row's pooler (every such row
@@ -460,46 +424,20 @@ def _start_point(start):
     return None if None in point else point
 
 
-def plot_trajectory(path, name, entries, start=None):
-    """Alignment against uniformity at every evaluation of each row's first seed (SimCSE Fig. 2):
-    lower-left is better; arrows follow training from the untrained start (a black star)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 5))
-    origin = _start_point(start)
-    if origin is not None:
-        ax.scatter([origin[0]], [origin[1]], marker="*", s=120, color="black", zorder=3, label="start, untrained")
-    for e in entries:
-        points = trajectory_points(e, start)
-        if not points:
-            continue
-        xs, ys = zip(*points)
-        line, = ax.plot(xs, ys, marker="o", markersize=3, label=e["label"])
-        for (x0, y0), (x1, y1) in zip(points, points[1:]):
-            ax.annotate("", xy=(x1, y1), xytext=(x0, y0),
-                        arrowprops={"arrowstyle": "->", "color": line.get_color(), "lw": 0.8})
-    ax.set_xlabel("uniformity (lower is better)")
-    ax.set_ylabel("alignment (lower is better)")
-    ax.set_title(f"{name}: alignment and uniformity during training", fontsize=10)
-    ax.legend(fontsize=7)
-    _save_figure(fig, path)
-    plt.close(fig)
-
-
 def write_outputs(out_dir, name, table, entries, command, seeds, trajectory, start=None):
     write_json_atomic(out_dir / "table.json", {"table": name, "title": table.title, "paper_source": table.paper_source,
                                                "command": command, "seeds": seeds, "start": start, "rows": entries})
     markdown = format_markdown(name, table, entries, command, seeds, start=start)
     write_text_atomic(out_dir / "table.md", markdown)
+    model = (start or {}).get("model")
     try:
-        plot_table(out_dir / "table.png", name, table, entries, start=start)
+        plots.plot_ablation_table(entries, out_dir / "table.png", name, table.title, model=model,
+                                  start_stsb_dev=(_start_metric(start, "stsb_dev") or {}).get("mean"))
         if trajectory:
-            plot_trajectory(out_dir / "trajectory.png", name, entries, start)
-    except ImportError:
-        print("matplotlib is not installed (pip install 'tf_esimcse[plots]'): no PNG written", flush=True)
+            plots.plot_ablation_trajectory([(e["label"], trajectory_points(e, start)) for e in entries],
+                                           out_dir / "trajectory.png", name, _start_point(start), model=model)
+    except plots.MatplotlibNotInstalled as e:
+        print(f"{e}: no PNG written", flush=True)
     return markdown
 
 
