@@ -410,6 +410,12 @@ def test_a_runs_sts_bars_show_its_start_beside(tmp_path):
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["start (untrained)", "simcse_from_minilm"]
     _assert_png(plots.plot_sts_table(run_dir / "results.json", tmp_path / "sts.png"))
 
+    # A seed's run is named with its parent folder.
+    seed = _write_run(tmp_path / "unsup_simcse" / "seed_2", step0=False, start_in_results=False)
+    assert plots.sts_table_figure(seed / "results.json").axes[0].get_title().startswith(
+        f"unsup_simcse/seed_2 (from {MINILM})\n")
+    assert plots.run_figure(seed).get_suptitle().startswith(f"unsup_simcse/seed_2 (from {MINILM})\n")
+
     # Two runs from the same start: one grey series; from different starts: one each, named.
     other = _write_run(tmp_path / "esimcse_from_minilm")
     (ax,) = plots.sts_table_figure([("SimCSE", run_dir / "results.json"), ("ESimCSE", other / "results.json")]).axes

@@ -559,9 +559,15 @@ def _short_model(model, limit=60):
     return "…/" + tail if tail else model[:limit - 1] + "…"
 
 
+def _folder_name(path):
+    """A run folder's name; a seed's folder with its parent's (`unsup_simcse/seed_1`)."""
+    path = pathlib.Path(path).resolve()
+    return f"{path.parent.name}/{path.name}" if _SEED_DIR.match(path.name) and path.parent.name else path.name
+
+
 def _run_name(run_dir, model):
     """`<run folder> (from <starting model>)`, the first line of a run's title."""
-    name = pathlib.Path(run_dir).resolve().name
+    name = _folder_name(run_dir)
     return f"{name} (from {_short_model(model)})" if model else name
 
 
@@ -582,8 +588,12 @@ def _run_title(run_dir, runs):
         if best["step"] == 0:
             text += " (the untrained start, kept)"
         elif _finite(start.get("stsb_dev")):
-            below = best["stsb_dev"] <= start["stsb_dev"]
-            text += f", below the start's {start['stsb_dev']:.2f}" if below else f" (start {start['stsb_dev']:.2f})"
+            if best["stsb_dev"] < start["stsb_dev"]:
+                text += f", below the start's {start['stsb_dev']:.2f}"
+            elif best["stsb_dev"] == start["stsb_dev"]:
+                text += f", no better than the start's {start['stsb_dev']:.2f}"
+            else:
+                text += f" (start {start['stsb_dev']:.2f})"
         parts.append(text)
     avg = (results.get("test") or {}).get("avg")
     if _finite(avg):
@@ -637,7 +647,9 @@ def plot_run(run_dir, output=None):
 
 def _label_of(results):
     config = results.get("config") or {}
-    where = results.get("model") or config.get("output_dir") or "model"
+    if not results.get("model") and config.get("output_dir"):
+        return _folder_name(config["output_dir"])  # a run's results.json
+    where = results.get("model") or "model"
     return pathlib.PurePath(str(where)).name or str(where)
 
 
