@@ -268,16 +268,12 @@ def _exit_description(code):
     return f"stopped with exit code {code} (its error is printed above)"
 
 
-def _finished_row(row_dir, seeds, results, quiet=False):
+def _finished_row(row_dir, seeds, results):
     """`{"summary", "runs"}` when every seed's `results` (from `_seed_results`) says "status": "ok",
     else None."""
     runs = [results.get(seed, {}) for seed in seeds]
     if any(run.get("status") != "ok" for run in runs):
         return None
-    if not quiet:
-        for seed in seeds:
-            print(f"== seed {seed}: already trained ({pathlib.Path(row_dir) / f'seed_{seed}' / 'results.json'}), "
-                  "skipped ==", flush=True)
     from tf_esimcse.run_summary import summarize_seeds
 
     # from the seeds asked for, not the row's summary.json (it may cover other seeds)
@@ -296,22 +292,20 @@ def run_row(row, row_dir, common_flags, seeds):
         return dict(entry, status="unavailable",
                     reason=f"needs {row.requires} <keras-hub MaskedLM preset> on the table command "
                            "(e.g. saved_models/mlm/model from python recipes/pretrain_mlm.py)")
+    # The row's recipe applies the run-folder rules to each seed: a finished seed of the same
+    # settings is skipped, an unfinished one resumes, a diverged one exits 3, other settings are
+    # refused (exit 2) unless --overwrite is among the table's flags.
+    print(f"\n=== {row.label}: {entry['command']} ===", flush=True)
+    code = _train_in_own_process(row.recipe, flags)
     results = _seed_results(row_dir, seeds)
-    reason = _diverged_seed(results)
-    if reason is None:
-        print(f"\n=== {row.label}: {entry['command']} ===", flush=True)
-        out = _finished_row(row_dir, seeds, results)
-        if out is None:
-            code = _train_in_own_process(row.recipe, flags)
-            results = _seed_results(row_dir, seeds)
-            reason = _diverged_seed(results) or (f"exit code {code}" if code == 3 else None)
-            if reason is None and code != 0:
-                raise TfEsimcseError(f"row {row.label!r}: `{entry['command']}` {_exit_description(code)}; "
-                                     "run the table command again to resume")
-            out = None if reason else _finished_row(row_dir, seeds, results, quiet=True)
+    reason = _diverged_seed(results) or (f"exit code {code}" if code == 3 else None)
+    if reason is None and code != 0:
+        raise TfEsimcseError(f"row {row.label!r}: `{entry['command']}` {_exit_description(code)}; "
+                             "run the table command again to resume")
     if reason is not None:
         print(f"=== {row.label}: diverged ({reason}) ===", flush=True)
         return dict(entry, status="diverged", reason=reason)
+    out = _finished_row(row_dir, seeds, results)
     if out is None:
         raise TfEsimcseError(f"row {row.label!r}: training ended, but {row_dir} lacks a finished results.json "
                              f"for every seed of {seeds}")
@@ -406,13 +400,16 @@ def format_markdown(name, table, entries, command, seeds, start=None):
 
 def trajectory_points(entry, start=None):
     """(uniformity, alignment) at every evaluation of the row's first seed, in step order, from the
-    untrained start when `start` has both and was evaluated with the row's pooler (every such row
-    begins there, as in SimCSE's Figure 2)."""
-    points = [(r["uniformity"], r["alignment"]) for r in (entry.get("trajectories") or [[]])[0]
+    untrained start (as in SimCSE's Figure 2): the row's own step-0 evaluation, or for rows trained
+    before runs evaluated their start, the table's `start` when it has both and was evaluated with
+    the row's pooler."""
+    records = (entry.get("trajectories") or [[]])[0]
+    points = [(r["uniformity"], r["alignment"]) for r in records
               if _finite(r.get("uniformity")) is not None and _finite(r.get("alignment")) is not None]
     origin = _start_point(start)
     same_pooler = entry.get("eval_pooler", START_POOLER) == (start or {}).get("pooler", START_POOLER)
-    if points and origin is not None and same_pooler:
+    has_own_start = bool(records) and records[0].get("step") == 0
+    if points and origin is not None and same_pooler and not has_own_start:
         points.insert(0, origin)
     return points
 

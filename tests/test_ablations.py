@@ -27,7 +27,7 @@ def test_a_table_trains_every_row_with_the_same_seeds(workspace, tmp_path, capsy
     assert saved["seeds"] == "1,2" and [r["label"] for r in saved["rows"]] == ["one encoder", "two encoders"]
     for row in saved["rows"]:
         assert row["status"] == "ok" and row["stsb_dev"]["n"] == 2 and len(row["stsb_dev"]["values"]) == 2
-        assert len(row["trajectories"]) == 2 and [r["step"] for r in row["trajectories"][0]] == [1, 2]
+        assert len(row["trajectories"]) == 2 and [r["step"] for r in row["trajectories"][0]] == [0, 1, 2]
         assert {"alignment", "uniformity"} <= set(row["trajectories"][0][0])
     # Each row ran with its own flag on the same seeds.
     two = json.loads((table_dir / "two_encoders" / "seed_2" / "results.json").read_text())
@@ -48,11 +48,13 @@ def test_a_table_trains_every_row_with_the_same_seeds(workspace, tmp_path, capsy
     assert "python recipes/unsup_simcse.py" in saved["rows"][1]["command"] and "--two-encoders" in saved["rows"][1]["command"]
     for png in ("table.png", "trajectory.png"):
         assert (table_dir / png).read_bytes()[:8] == PNG
-    # Figure 2's curves: each row from the untrained start, then its evaluations in step order
+    # Figure 2's curves: each row from its own untrained start (step 0, the same encoder and pooler as
+    # the table's start), then its evaluations in step order
     start_point = (saved["start"]["scores"]["uniformity"], saved["start"]["scores"]["alignment"])
     for row in saved["rows"]:
         evaluations = [(r["uniformity"], r["alignment"]) for r in row["trajectories"][0]]
-        assert runner.trajectory_points(row, saved["start"]) == [start_point, *evaluations]
+        assert evaluations[0] == pytest.approx(start_point, abs=1e-6)
+        assert runner.trajectory_points(row, saved["start"]) == evaluations
         assert runner.trajectory_points(row) == evaluations
     assert out["rows"][0]["stsb_dev"] == saved["rows"][0]["stsb_dev"]
 
@@ -60,7 +62,8 @@ def test_a_table_trains_every_row_with_the_same_seeds(workspace, tmp_path, capsy
     capsys.readouterr()
     again = runner.main(_flags(workspace, tmp_path, "--table", "simcse-encoders", "--trajectory", "1"))
     printed = capsys.readouterr().out
-    assert printed.count("already trained") == 4 and "=== start" not in printed  # start.json is reused
+    assert printed.count("already finished: ") == 4 and "=== start" not in printed  # start.json is reused
+    assert "config ==" not in printed  # no seed trained again
     assert [r["stsb_dev"] for r in again["rows"]] == [r["stsb_dev"] for r in saved["rows"]]
 
     # Fewer seeds than trained: the row's numbers are those of the seeds asked for, not of its
@@ -69,6 +72,15 @@ def test_a_table_trains_every_row_with_the_same_seeds(workspace, tmp_path, capsy
     for row, full in zip(one_seed["rows"], saved["rows"]):
         assert row["stsb_dev"]["n"] == 1 and row["stsb_dev"]["values"] == full["stsb_dev"]["values"][:1]
     assert "=== start" not in capsys.readouterr().out
+
+    # Other settings on the same folders: the first row's recipe refuses (exit 2), the table stops
+    # naming the row, and nothing of the finished rows changes.
+    from tf_esimcse.errors import TfEsimcseError
+
+    before = (table_dir / "one_encoder" / "seed_1" / "results.json").read_bytes()
+    with pytest.raises(TfEsimcseError, match="row 'one encoder': .* stopped with exit code 2"):
+        runner.main(_flags(workspace, tmp_path, "--table", "simcse-encoders", "--learning-rate", "1e-4"))
+    assert (table_dir / "one_encoder" / "seed_1" / "results.json").read_bytes() == before
 
 
 def test_trajectory_starts_at_the_start_only_for_rows_evaluated_with_its_pooler():

@@ -68,7 +68,7 @@ def test_interrupted_recipe_resumes_to_the_same_step_count(workspace, tmp_path, 
     results = recipe.main(argv)
     out = capsys.readouterr().out
     assert "resuming from" in out
-    assert "skipping the 4 batches already trained on" in out
+    assert "resuming from step 4 of 8" in out
     assert "trained to step 8 of 8" in out
     assert not (output_dir / "backup").exists()  # removed once the run completed
     assert results["best_step"] is not None and os.path.isdir(results["model_dir"])

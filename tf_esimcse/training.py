@@ -12,21 +12,24 @@ import math
 import os
 import pathlib
 import sys
+import tempfile
 import time
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+from tf_esimcse import progress, run_folder
 from tf_esimcse.atomic_files import write_json_atomic  # noqa: F401 (also imported from here)
 from tf_esimcse.backup import AtomicBackupAndRestore
 from tf_esimcse.config import TrainConfig, add_config_flags, default_data_dir, parse_config  # noqa: F401
 from tf_esimcse.data.corpus import load_sentences
-from tf_esimcse.data.senteval import resolve_senteval_dir
+from tf_esimcse.data.senteval import read_sts_file, resolve_senteval_dir
 from tf_esimcse.environment import environment_info
-from tf_esimcse.errors import TfEsimcseError, TrainingDiverged
+from tf_esimcse.errors import DataError, TfEsimcseError, TrainingDiverged
 from tf_esimcse.evaluation.callbacks import STSEvaluationCallback
-from tf_esimcse.evaluation.sts import encoder_length_split, evaluate_sts, format_length_split, format_table
+from tf_esimcse.evaluation.sts import (encoder_length_split, evaluate_sts, format_length_split, format_table,
+                                       pair_metrics)
 from tf_esimcse.layers.pooler import check_pooler_type
 from tf_esimcse.models.contrastive_model import ContrastiveModel
 from tf_esimcse.models.sentence_encoder import SentenceEncoder
@@ -110,7 +113,7 @@ class LossCollapseWatch(keras.callbacks.Callback):
         message = (f"warning: step {record['step']}: the training loss fell to {window:.4g} (from {self.first_window:.4g} "
                    f"at first) while STS-B dev fell to {dev:.2f} (best {best_score:.2f}): the positives may have "
                    f"become trivial (identical views?) and the model is no longer learning what STS measures")
-        print(message, flush=True)
+        progress.echo(message)
         self.warnings.append(message)
         if self.log_dir:
             writer = tf.summary.create_file_writer(str(self.log_dir))
@@ -129,6 +132,7 @@ def fit_closing_tensorboard(model, dataset, **fit_kwargs):
     try:
         return model.fit(dataset, **fit_kwargs)
     except BaseException:
+        progress.close_all()  # an error message starts on its own line, not after a status line
         for callback in fit_kwargs.get("callbacks") or []:
             if isinstance(callback, keras.callbacks.TensorBoard):
                 try:
@@ -162,14 +166,10 @@ def check_data_dir(data_dir, corpus, dev_file=""):
     """Fail early, in one line, if the evaluation data (or the Brown corpus) is missing. With a
     `dev_file`, SentEval is optional (the final 7-task table is then skipped if it is absent)."""
     if dev_file:
-        from tf_esimcse.data.senteval import read_sts_file
-
         read_sts_file(dev_file)
     else:
         resolve_senteval_dir(data_dir)
     if corpus == "brown" and not (pathlib.Path(data_dir) / "brown").is_dir():
-        from tf_esimcse.errors import DataError
-
         raise DataError("no brown/ folder here (the default corpus); pass --corpus FILE or fix --data-dir", path=data_dir)
 
 
@@ -223,8 +223,84 @@ def tensorboard_update_freq(config, total_steps):
     return max(1, min(10, int(total_steps) // 2 or 1, int(config.eval_steps) or 10))
 
 
-def run_training(config, build_objective, build_dataset, load_examples=load_corpus, name="run"):
+def _check_settings(config):
+    """What can be checked of `config` before any work (the recipes' parsers check the rest)."""
+    validate = getattr(config, "validate", None)
+    if callable(validate):
+        validate()
+    check_pooler_type(config.pooler)
+    if config.strategy not in ("default", "mirrored", "multiworker"):
+        raise ValueError(f"Unknown strategy {config.strategy!r}: expected default, mirrored or multiworker.")
+
+
+def _check_examples(config, examples, replicas):
+    """The corpus must fill at least one batch, and the batch must split across the replicas."""
+    n = _num_examples(examples)
+    if n < config.batch_size:
+        raise DataError(f"{n} example{'s' if n != 1 else ''}, fewer than one batch of --batch-size "
+                        f"{config.batch_size}: give a larger corpus or a smaller --batch-size", path=config.corpus)
+    if config.batch_size % replicas:
+        raise ValueError(f"--batch-size {config.batch_size} is not divisible by the {replicas} replicas")
+
+
+def _start_key(config):
+    """What the untrained start's scores depend on (a freshly drawn MLP head in the inference
+    pooler makes them depend on the seed too)."""
+    key = {"model": str(config.model), "pooler": config.pooler, "mlp_only_train": bool(config.mlp_only_train),
+           "max_len": config.max_len, "dev_file": config.dev_file}
+    if config.pooler == "cls" and not config.mlp_only_train:
+        key["seed"] = config.seed
+    return key
+
+
+def _start_test_scores(config, encoder, start_file):
+    """The starting encoder's 7-task scores (before step 1), read from `start_file` when an earlier
+    run of the same start wrote them (another seed, or this run before an interruption)."""
+    key = _start_key(config)
+    cached = _read_json_or_none(start_file)
+    if cached and cached.get("key") == key and "test" in cached:
+        return cached["test"]
+    print("evaluating the starting encoder on the 7 STS tasks (the reference for this run)", flush=True)
+    scores = evaluate_sts(lambda s: encoder.encode(s, batch_size=128, verbose=0), config.data_dir)
+    write_json_atomic(start_file, {"key": key, "test": scores})
+    return scores
+
+
+def _read_json_or_none(path):
+    try:
+        return json.loads(pathlib.Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def below_start_message(evaluations, dev_name="STS-B dev", keep_start=False):
+    """One line when no evaluation after step 0 beats the start's (step 0) dev score, else None."""
+    start = next((r for r in evaluations if r["step"] == 0), None)
+    if start is None or not math.isfinite(start["stsb_dev"]):
+        return None
+    trained = [r for r in evaluations if r["step"] > 0 and math.isfinite(r["stsb_dev"])]
+    if trained and max(r["stsb_dev"] for r in trained) > start["stsb_dev"]:
+        return None
+    if trained:
+        best = max(trained, key=lambda r: r["stsb_dev"])
+        what = f"{dev_name} {best['stsb_dev']:.2f} after training (best at step {best['step']})"
+    else:
+        what = f"no finite {dev_name} after training"
+    outcome = ("--keep-start kept the start as the model" if keep_start
+               else "the saved model is the best trained one; pass --keep-start to keep the start instead")
+    relation = "below" if not trained or best["stsb_dev"] < start["stsb_dev"] else "no better than"
+    return f"{what}, {relation} the start's {start['stsb_dev']:.2f}: {outcome}"
+
+
+def run_training(config, build_objective, build_dataset, load_examples=load_corpus, name="run", start_file=None):
     """Train, keep the best STS-B dev weights, save the encoder, evaluate, write results.json.
+
+    The run folder (`config.output_dir`) follows `tf_esimcse.run_folder`'s rules: a finished run
+    of the same settings is skipped (its results are returned), one of other settings is refused
+    unless `getattr(config, "overwrite", False)`, an unfinished one resumes, and one process at a time uses it.
+    The starting encoder is evaluated before step 1 (step 0 of `evaluations.json`,
+    `results["start"]`); when no evaluation beats it, the run says so (`results["below_start"]`)
+    and, with `getattr(config, "keep_start", False)`, keeps the start as its model.
 
     Args:
         config: a `TrainConfig` (or subclass).
@@ -233,34 +309,45 @@ def run_training(config, build_objective, build_dataset, load_examples=load_corp
             views the objective reads (`tf_esimcse.data.views.views_dataset` builds any of them).
         load_examples: `fn(config) -> examples`: a list of sentences (default: the corpus), of
             tuples (pairs, triplets), or a dict of equal-length lists.
+        start_file: where the start's 7-task scores are kept (default `<output_dir>/start.json`;
+            `run_seeds` shares one file between seeds).
 
     Returns:
         dict with the results and the saved model path.
 
     Raises:
+        RunFolderError: the output folder holds a run of other settings, or is in use.
         TrainingDiverged: a non-finite loss, or no finite STS-B dev evaluation. `results.json`
             then says `"status": "diverged"`, the last good backup is kept, and no model is
             saved as the run's result.
     """
-    print(f"== {name} config ==\n" + json.dumps(dataclasses.asdict(config), indent=2), flush=True)
-    check_pooler_type(config.pooler)
-    if config.strategy not in ("default", "mirrored", "multiworker"):
-        raise ValueError(f"Unknown strategy {config.strategy!r}: expected default, mirrored or multiworker.")
+    _check_settings(config)
     check_data_dir(config.data_dir, config.corpus, config.dev_file)
-    keras.utils.set_random_seed(config.seed)
+    strategy = make_strategy(config.strategy)
+    chief = is_chief(strategy)
+    output_dir = pathlib.Path(config.output_dir)
+    state = run_folder.inspect(output_dir, config) if chief else None
+    if state is not None and not getattr(config, "overwrite", False):
+        if state.kind == "finished":
+            print(run_folder.finished_line(state), flush=True)
+            return state.results
+        if state.kind == "diverged":
+            raise TrainingDiverged(f"{output_dir} diverged earlier ({state.results.get('reason', 'see results.json')}); "
+                                   "pass --overwrite to train again")
+        if state.kind == "other":
+            raise run_folder.RunFolderError(run_folder.refusal(state))
 
+    print(f"== {name} config ==\n" + json.dumps(dataclasses.asdict(config), indent=2), flush=True)
+    keras.utils.set_random_seed(config.seed)
     examples = load_examples(config)
+    _check_examples(config, examples, strategy.num_replicas_in_sync)
     steps_per_epoch = _num_examples(examples) // config.batch_size
     total_steps = config.steps or steps_per_epoch * config.epochs
     print(f"data: {_num_examples(examples)} examples, {steps_per_epoch} steps per epoch; training {total_steps} steps",
           flush=True)
-
-    strategy = make_strategy(config.strategy)
     if strategy.num_replicas_in_sync > 1:
         print(f"strategy: {type(strategy).__name__} with {strategy.num_replicas_in_sync} replicas; "
               f"global batch {config.batch_size} ({config.batch_size // strategy.num_replicas_in_sync} per replica)")
-        if config.batch_size % strategy.num_replicas_in_sync:
-            raise ValueError(f"batch_size {config.batch_size} is not divisible by {strategy.num_replicas_in_sync} replicas")
     with strategy.scope():
         encoder = SentenceEncoder.from_pretrained(
             config.model, pooler_type=config.pooler, sequence_length=config.max_len,
@@ -274,29 +361,59 @@ def run_training(config, build_objective, build_dataset, load_examples=load_corp
         optimizer = make_optimizer(config, total_steps)
         model.compile(optimizer=optimizer, jit_compile=resolve_jit(config.jit_compile, strategy))
     dataset = build_dataset(examples, encoder.preprocessor, config)
-    chief = is_chief(strategy)
 
-    output_dir = pathlib.Path(config.output_dir)
     if not chief:  # other workers train in lock-step but write their files to a scratch dir
-        import tempfile
-
         output_dir = pathlib.Path(tempfile.mkdtemp(prefix="tf_esimcse_worker_"))
+    lock = run_folder.RunLock(output_dir).acquire() if chief else None
+    try:
+        if state is not None and getattr(config, "overwrite", False) and state.kind != "fresh":
+            run_folder.remove_run_files(output_dir)
+            print(f"--overwrite: removed the earlier run in {output_dir}", flush=True)
+        run_folder.record_settings(output_dir, config)
+        # examples of several sentences (pairs, NLI triplets) are counted as examples, not sentences
+        unit = "sent" if isinstance(examples, list) and examples and isinstance(examples[0], str) else "ex"
+        return _train_in_folder(config, output_dir, encoder, model, dataset, total_steps, unit,
+                                start_file=pathlib.Path(start_file) if start_file else output_dir / "start.json")
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _train_in_folder(config, output_dir, encoder, model, dataset, total_steps, unit, start_file):
+    """The training run proper, in a locked run folder: callbacks, fit, save, final evaluation."""
     log_dir = pathlib.Path(config.log_dir or output_dir / "logs")
-    output_dir.mkdir(parents=True, exist_ok=True)
     model_dir = output_dir / "model"
     best_file = output_dir / "best_step.json"
     backup_dir = output_dir / "backup"
+    metadata = backup_dir / "training_metadata.json"
+    per_epoch = max(1, min(config.backup_steps or total_steps, total_steps))
+    epochs = -(-total_steps // per_epoch)
     initial_best = None
-    resuming = (backup_dir / "training_metadata.json").is_file()
+    resuming = metadata.is_file()
+    done_steps = 0
     if resuming:
         # Resuming an interrupted run: BackupAndRestore restores weights, optimizer, step and
         # random states; the best model of the earlier part stays unless this part beats it.
+        done_steps = int(json.loads(metadata.read_text()).get("epoch", 0)) * per_epoch
         best_so_far = ""
         if best_file.is_file() and model_dir.is_dir():
             previous = json.loads(best_file.read_text())
             initial_best = {"step": previous["step"], "score": previous["stsb_dev"]}
             best_so_far = f"; best so far: STS-B dev {previous['stsb_dev']:.2f} at step {previous['step']}"
-        print(f"resuming from {backup_dir}{best_so_far}")
+        print(f"resuming from step {done_steps} of {total_steps} (backup in {backup_dir}){best_so_far}", flush=True)
+
+    dev_name = "STS-B dev"
+    dev_pairs = None
+    if config.dev_file:
+        dev_pairs = read_sts_file(config.dev_file)
+        dev_name = f"{config.dev_file}"
+        print(f"model selection on {config.dev_file} ({len(dev_pairs.scores)} pairs) instead of STS-B dev")
+    has_senteval = _has_senteval(config.data_dir)
+
+    start_test = None
+    if config.final_eval and has_senteval:
+        # The start's 7-task row, measured before step 1 (the encoder is still untrained here).
+        start_test = _start_test_scores(config, encoder, start_file)
 
     guard = NonFiniteGuard()
 
@@ -308,32 +425,30 @@ def run_training(config, build_objective, build_dataset, load_examples=load_corp
             write_json_atomic(best_file, {"step": step, "stsb_dev": score})
 
     # Every evaluation (step, STS-B dev, alignment, uniformity) in evaluations.json: the training
-    # trajectory, kept across resumes (a resumed part replays steps after its backup, whose
-    # evaluations replace the earlier part's).
+    # trajectory from step 0 (the untrained start), kept across resumes (a resumed part replays
+    # steps after its backup, whose evaluations replace the earlier part's).
     evaluations_file = output_dir / "evaluations.json"
-    evaluations = json.loads(evaluations_file.read_text()) if resuming and evaluations_file.is_file() else []
+    evaluations = (_read_json_or_none(evaluations_file) or []) if resuming else []
 
     collapse_watch = LossCollapseWatch(log_dir=log_dir / "train")
 
     def record_evaluation(record):
         evaluations[:] = [r for r in evaluations if r["step"] < record["step"]] + [record]
         write_json_atomic(evaluations_file, evaluations)
-        best = max([r["stsb_dev"] for r in evaluations if math.isfinite(r["stsb_dev"])] or [float("nan")])
-        collapse_watch.check(record, best if math.isfinite(best) else None)
+        best = max([r["stsb_dev"] for r in evaluations if r["step"] > 0 and math.isfinite(r["stsb_dev"])]
+                   or [float("nan")])
+        if record["step"] > 0:
+            collapse_watch.check(record, best if math.isfinite(best) else None)
 
-    dev_pairs = None
-    if config.dev_file:
-        from tf_esimcse.data.senteval import read_sts_file
-
-        dev_pairs = read_sts_file(config.dev_file)
-        print(f"model selection on {config.dev_file} ({len(dev_pairs.scores)} pairs) instead of STS-B dev")
     sts_callback = STSEvaluationCallback(
         encoder, config.data_dir, eval_every_n_steps=config.eval_steps, log_dir=str(log_dir), dev_pairs=dev_pairs,
         restore_best_weights=True, on_new_best=save_best, initial_best=initial_best,
-        on_evaluation=record_evaluation,
+        on_evaluation=record_evaluation, evaluate_at_start=True, start_is_candidate=getattr(config, "keep_start", False),
     )
     callbacks = [
-        guard,  # first: a non-finite step stops training before anything is written
+        # first, so that its step times leave out the other callbacks' work
+        progress.TrainingProgress(total_steps, config.batch_size, unit=unit),
+        guard,  # a non-finite step stops training before anything is written
         # BackupAndRestore resumes at epoch boundaries, so Keras "epochs" here are chunks
         # of `backup_steps` steps, backed up at the end of each; StopAtStep ends the run exactly.
         AtomicBackupAndRestore(str(backup_dir), save_freq="epoch", delete_checkpoint=True,
@@ -343,27 +458,26 @@ def run_training(config, build_objective, build_dataset, load_examples=load_corp
         collapse_watch,  # before the evaluation, so its loss window includes the evaluated step
         sts_callback,
     ]
-    per_epoch = max(1, min(config.backup_steps or total_steps, total_steps))
-    epochs = -(-total_steps // per_epoch)
-    metadata = backup_dir / "training_metadata.json"
-    if metadata.is_file():
+    if resuming:
         # The pipeline is deterministic for a seed: skip the batches the interrupted part used,
         # so the resumed run sees the rest of the stream, not its beginning again.
-        done_steps = int(json.loads(metadata.read_text()).get("epoch", 0)) * per_epoch
         dataset = dataset.skip(done_steps)
-        print(f"skipping the {done_steps} batches already trained on")
     start = time.time()
     fit_closing_tensorboard(model, dataset, epochs=epochs, steps_per_epoch=per_epoch, callbacks=callbacks,
-                            verbose=1 if sys.stdout.isatty() else 2,  # no progress-bar spam in log files
-                            shuffle=False)
+                            verbose=0, shuffle=False)
     seconds = time.time() - start
     done = int(keras.ops.convert_to_numpy(model.optimizer.iterations))
     print(f"trained to step {done} of {total_steps}; this session ran {seconds:.0f} s")
 
+    start_record = next((r for r in evaluations if r["step"] == 0), None)
     results = {"config": dataclasses.asdict(config), "best_step": sts_callback.best_step,
                "best_stsb_dev": sts_callback.best_score, "train_seconds": seconds,
                "model_dir": str(model_dir), "evaluations": list(evaluations), "warnings": list(collapse_watch.warnings),
                "environment": environment_info()}
+    if start_record is not None:
+        results["start"] = {k: v for k, v in start_record.items() if k != "step"}
+        if start_test is not None:
+            results["start"]["test"] = start_test
     best = sts_callback.best_score
     if guard.diverged is not None or best is None or not math.isfinite(best):
         if guard.diverged is not None:
@@ -378,22 +492,26 @@ def run_training(config, build_objective, build_dataset, load_examples=load_corp
         raise TrainingDiverged(f"training diverged: {reason}{kept}{earlier}; see {output_dir / 'results.json'}")
 
     results["status"] = "ok"
+    below = below_start_message(evaluations, dev_name, keep_start=getattr(config, "keep_start", False))
+    results["below_start"] = below
+    if below:
+        print(f"warning: {below}", flush=True)
+        _log_text(log_dir / "validation", "warnings/below_start", below, done)
     if config.final_eval:
         # Evaluate what was saved, reloaded as a user would load it (inference pooler).
         eval_encoder = SentenceEncoder.from_pretrained(model_dir)
         encode = lambda s: eval_encoder.encode(s, batch_size=128, verbose=0)  # noqa: E731
-        if _has_senteval(config.data_dir):
+        if has_senteval:
             scores = evaluate_sts(encode, config.data_dir)
             # ESimCSE's length-bias check (its Table 1), so every run and seed summary carries it.
             scores["length_split"] = encoder_length_split(eval_encoder, encode, config.data_dir)
             results["test"] = scores
-            print(format_table(scores))
+            rows = [("start (untrained)", start_test)] if start_test is not None else []
+            print(format_table_rows(rows + [(f"trained (step {results['best_step']})", scores)]))
             print(format_length_split(scores["length_split"]))
         else:
             print(f"no SentEval data in {config.data_dir}: the 7-task table is skipped")
         if dev_pairs is not None:
-            from tf_esimcse.evaluation.sts import pair_metrics
-
             results["dev_file"] = dict(pair_metrics(encode, dev_pairs), path=config.dev_file)
             print(f"{config.dev_file}: Spearman {results['dev_file']['spearman']:.2f} (the saved model)")
     write_json_atomic(output_dir / "results.json", results)
@@ -401,12 +519,39 @@ def run_training(config, build_objective, build_dataset, load_examples=load_corp
     return results
 
 
+def _log_text(log_dir, tag, message, step):
+    writer = tf.summary.create_file_writer(str(log_dir))
+    with writer.as_default():
+        tf.summary.text(tag, message, step=step)
+    writer.flush()
+    writer.close()
+
+
+def format_table_rows(rows):
+    """The 7-task table with one labelled row per `(label, scores)` (e.g. the start, then the
+    trained model), its cells as `format_table` writes them."""
+    tables = [format_table(scores).splitlines() for _, scores in rows]
+    cells = [[c.strip() for c in table[3].strip("|").split("|")] for table in tables]
+    headers = [h.strip() for h in tables[0][1].strip("|").split("|")]
+    widths = [max(len(h), *(len(r[i]) for r in cells)) + 2 for i, h in enumerate(headers)]
+    label_width = max(len(label) for label, _ in rows) + 2
+    border = "+" + "-" * label_width + "+" + "+".join("-" * w for w in widths) + "+"
+
+    def line(label, values):
+        return "|" + f" {label}".ljust(label_width) + "|" + "|".join(v.center(w) for v, w in zip(values, widths)) + "|"
+
+    return "\n".join([border, line("", headers), border, *(line(label, c) for (label, _), c in zip(rows, cells)),
+                      border])
+
+
 def run_seeds(config, build_objective, build_dataset, load_examples=load_corpus, name="run"):
     """`run_training` once per seed of `config.seeds` (or once, with `config.seed`).
 
-    With seeds, each run lives in `<output_dir>/seed_<n>` (resumable on its own; a seed whose
-    `results.json` says `"status": "ok"` is not trained again) and `summary.json` +
-    `summary.md` (mean ± std per task) are written to `output_dir` after each seed.
+    With seeds, each run lives in `<output_dir>/seed_<n>` under the run-folder rules (a finished
+    seed is skipped, an unfinished one resumes, one of other settings is refused unless
+    `--overwrite`); the start's 7-task scores are measured once (`<output_dir>/start.json`) and
+    `summary.json` + `summary.md` (mean ± std per task) are written to `output_dir` after each
+    seed.
 
     Returns:
         The single run's results, or `{"runs": [...], "summary": ...}`.
@@ -416,18 +561,12 @@ def run_seeds(config, build_objective, build_dataset, load_examples=load_corpus,
         return run_training(config, build_objective, build_dataset, load_examples=load_examples, name=name)
     root = pathlib.Path(config.output_dir)
     runs = []
-    for seed in seeds:
+    for i, seed in enumerate(seeds):
         seed_config = dataclasses.replace(config, seed=seed, seeds="", output_dir=str(root / f"seed_{seed}"),
                                           log_dir=str(pathlib.Path(config.log_dir) / f"seed_{seed}") if config.log_dir else "")
-        done = pathlib.Path(seed_config.output_dir) / "results.json"
-        previous = json.loads(done.read_text()) if done.is_file() else {}
-        if previous.get("status") == "ok":
-            print(f"== seed {seed}: already trained ({done}), skipped ==", flush=True)
-            runs.append(previous)
-        else:
-            print(f"== seed {seed} ({len(runs) + 1} of {len(seeds)}) ==", flush=True)
-            runs.append(run_training(seed_config, build_objective, build_dataset, load_examples=load_examples,
-                                     name=f"{name} seed {seed}"))
+        print(f"== seed {seed} ({i + 1} of {len(seeds)}) ==", flush=True)
+        runs.append(run_training(seed_config, build_objective, build_dataset, load_examples=load_examples,
+                                 name=f"{name} seed {seed}", start_file=root / "start.json"))
         summary = write_summary(root, runs, command=environment_info()["command"])
     print(f"summary of {len(seeds)} seeds in {root / 'summary.md'}")
     print((root / "summary.md").read_text())
@@ -438,7 +577,10 @@ def main_guard(fn):
     """Run a recipe's main, turning our own errors into one-line messages (exit code 2; a
     diverged run exits with 3)."""
     try:
-        return fn()
+        try:
+            return fn()
+        finally:
+            progress.close_all()  # the message below starts on its own line
     except TrainingDiverged as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(3)

@@ -17,6 +17,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tf_esimcse import progress
 from tf_esimcse.data import senteval
 from tf_esimcse.evaluation import sts
 
@@ -68,6 +69,12 @@ class STSEvaluationCallback(keras.callbacks.Callback):
             keep the training trajectory on disk). Defaults to None.
         initial_best: dict or None. `{"step": int, "score": float}` of the best evaluation of an
             earlier, interrupted part of the same run: only better scores count as new bests.
+        evaluate_at_start: bool. Evaluate once before the first training step (step 0: the
+            untrained start, the reference every later evaluation reads against), unless
+            training resumes past step 0. Defaults to False.
+        start_is_candidate: bool. Whether the step-0 evaluation competes for the best (then, if
+            no later evaluation beats it, the start is what `restore_best_weights` and
+            `on_new_best` keep). Defaults to False: the best is chosen among trained steps.
 
     Attributes:
         history: list of dicts, one per evaluation: {"step": int, "stsb_dev": float, and with
@@ -99,6 +106,8 @@ class STSEvaluationCallback(keras.callbacks.Callback):
         initial_best=None,
         on_evaluation=None,
         dev_pairs=None,
+        evaluate_at_start=False,
+        start_is_candidate=False,
     ):
         super().__init__()
         if monitor not in _MONITORS:
@@ -118,6 +127,8 @@ class STSEvaluationCallback(keras.callbacks.Callback):
         self.on_new_best = on_new_best
         self.on_evaluation = on_evaluation
         self.batch_size = batch_size
+        self.evaluate_at_start = evaluate_at_start
+        self.start_is_candidate = start_is_candidate
 
         self.dev_pairs = dev_pairs if dev_pairs is not None else senteval.read_stsb(data_dir, "dev")
         self.history = []
@@ -175,7 +186,7 @@ class STSEvaluationCallback(keras.callbacks.Callback):
             writer.flush()
 
         score = record[self.monitor]
-        improved = self._is_better(score)
+        improved = self._is_better(score) and (step > 0 or self.start_is_candidate)
         if improved:
             self.best_score = score
             self.best_step = step
@@ -186,10 +197,12 @@ class STSEvaluationCallback(keras.callbacks.Callback):
                 extra = f", alignment {record['alignment']:.4f}, uniformity {record['uniformity']:.4f}"
             fmt = ".2f" if self.monitor == "stsb_dev" else ".4f"
             best = "n/a" if self.best_score is None else format(self.best_score, fmt)
-            print(
-                f"step {step}: stsb_dev {record['stsb_dev']:.2f}{extra}; "
-                f"best {self.monitor} {best} at step {self.best_step}" + (" (new best)" if improved else "")
-            )
+            if step == 0:
+                line = f"step 0 (the start, untrained): stsb_dev {record['stsb_dev']:.2f}{extra}"
+            else:
+                line = (f"step {step}: stsb_dev {record['stsb_dev']:.2f}{extra}; "
+                        f"best {self.monitor} {best} at step {self.best_step}" + (" (new best)" if improved else ""))
+            progress.echo(line)
         if self.on_evaluation is not None:
             self.on_evaluation(record)
         if improved and self.on_new_best is not None:
@@ -211,6 +224,8 @@ class STSEvaluationCallback(keras.callbacks.Callback):
                 self.global_step = max(self.global_step, int(keras.ops.convert_to_numpy(iterations)))
             except (TypeError, ValueError):
                 pass
+        if self.evaluate_at_start and self.global_step == 0 and self._last_eval_step is None:
+            self.evaluate()
 
     def on_epoch_begin(self, epoch, logs=None):
         self._batches_seen_in_epoch = 0
@@ -234,8 +249,8 @@ class STSEvaluationCallback(keras.callbacks.Callback):
         self._add_to_logs(logs)
         if self.restore_best_weights and self.best_weights is not None:
             if self.verbose:
-                print(f"Restoring encoder weights from step {self.best_step} "
-                      f"({self.monitor} {self.best_score:.4f})")
+                progress.echo(f"Restoring encoder weights from step {self.best_step} "
+                              f"({self.monitor} {self.best_score:.4f})")
             self.encoder.set_weights(self.best_weights)
         if self._writer is not None:
             self._writer.flush()
