@@ -95,4 +95,5 @@ def test_recipe_selects_on_a_dev_file_without_senteval(workspace, tmp_path):  # 
     assert results["dev_file"]["path"] == str(dev) and np.isfinite(results["dev_file"]["spearman"])
     # The best step's score is the dev file's Spearman of the saved model.
     assert results["best_stsb_dev"] == pytest.approx(results["dev_file"]["spearman"], abs=1e-4)
-    assert [r["step"] for r in results["evaluations"]] == [2, 4]
+    assert [r["step"] for r in results["evaluations"]] == [0, 2, 4]  # step 0: the start, on the same file
+    assert "test" not in results["start"]  # no SentEval here: no 7-task row for the start either
