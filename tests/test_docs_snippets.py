@@ -9,7 +9,9 @@ environment is the test's, plus:
   documented default, which `make setup` links;
 - `TF_ESIMCSE_DOCS_FAST=1`: a snippet may read it to shrink its steps or data when run as a test.
   None needs it today: the snippets are small (a few steps, a few sentences, the offline
-  all-MiniLM-L6-v2).
+  all-MiniLM-L6-v2);
+- `TMPDIR`: the test's `tmp_path`, so that the folders a snippet makes with `tempfile` are
+  cleaned up with pytest's.
 
 A block that cannot run here (a TF Serving server, a package that is not installed) is preceded by
 an HTML comment `<!-- skip-test: reason -->` on the last non-blank line before its fence; the test
@@ -76,10 +78,11 @@ def python_snippets():
 
 @pytest.mark.large
 @pytest.mark.parametrize("path, line, code", python_snippets())
-def test_python_snippet_runs(path, line, code, data_dir):
+def test_python_snippet_runs(path, line, code, data_dir, tmp_path):
     if not (REPO / "data" / "senteval").is_dir():
         pytest.skip("the snippets read ./data (make setup links it to the shared data)")
-    env = dict(os.environ, TF_ESIMCSE_DATA_DIR=str(data_dir), TF_ESIMCSE_DOCS_FAST="1")
+    # TMPDIR: what a snippet puts in tempfile.mkdtemp() (exports, saves) lands in pytest's tmp_path.
+    env = dict(os.environ, TF_ESIMCSE_DATA_DIR=str(data_dir), TF_ESIMCSE_DOCS_FAST="1", TMPDIR=str(tmp_path))
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True,
                           timeout=SNIPPET_TIMEOUT_S)
