@@ -195,3 +195,35 @@ def test_resumed_run_continues_from_optimizer_step(tmp_path):
     model.fit(np.zeros((20, 3)), np.zeros((20, 1)), batch_size=4, epochs=1, verbose=0, callbacks=[callback])
     assert callback.global_step == 8
     assert [h["step"] for h in callback.history] == [4, 8]
+
+
+@pytest.mark.parametrize("start_is_candidate", [False, True])
+def test_the_start_is_evaluated_at_step_0(tmp_path, start_is_candidate):
+    """evaluate_at_start: one evaluation before step 1 (the reference). It competes for the best only
+    with start_is_candidate: a start better than every trained step is then what is kept."""
+    data_dir = _write_dev(tmp_path / "data")
+    encoder = FakeEncoder()
+    encoder.set_weights([np.array(0.9, dtype=np.float32)])  # the start is good; training makes it worse
+    bests = []
+    callback = STSEvaluationCallback(encoder, data_dir, eval_every_n_steps=5, extra_metrics=False, verbose=0,
+                                     evaluate_at_start=True, start_is_candidate=start_is_candidate,
+                                     on_new_best=lambda cb, step, score: bests.append(step))
+    _fit([QualitySchedule(encoder, {1: 0.3, 7: 0.5}), callback])
+    assert [h["step"] for h in callback.history] == [0, 5, 10]
+    assert callback.history[0]["stsb_dev"] == pytest.approx(_expected_score(0.9))
+    if start_is_candidate:
+        assert bests == [0] and callback.best_step == 0
+        assert float(encoder.quality.numpy()) == pytest.approx(0.9)  # the start's weights restored
+    else:
+        assert bests == [5, 10] and callback.best_step == 10
+        assert float(encoder.quality.numpy()) == pytest.approx(0.5)
+
+
+def test_a_resumed_run_does_not_evaluate_its_start_again(tmp_path):
+    data_dir = _write_dev(tmp_path / "data")
+    encoder = FakeEncoder()
+    callback = STSEvaluationCallback(encoder, data_dir, eval_every_n_steps=5, extra_metrics=False, verbose=0,
+                                     evaluate_at_start=True)
+    callback.global_step = 5  # as on_train_begin finds it after a restored backup
+    _fit([callback], epochs=1)
+    assert [h["step"] for h in callback.history] == [10]

@@ -113,7 +113,7 @@ def test_killed_and_resumed_run_equals_the_uninterrupted_one(workspace, tmp_path
     b = json.loads((out_dir / "results.json").read_text())
     assert (b["best_step"], b["best_stsb_dev"]) == (a["best_step"], a["best_stsb_dev"])
     # The training trajectory (every evaluation) survives the kills too.
-    assert [r["step"] for r in a["evaluations"]] == [4, 8, 12, 14]  # and at the end
+    assert [r["step"] for r in a["evaluations"]] == [0, 4, 8, 12, 14]  # the start, every 4 steps, the end
     assert b["evaluations"] == pytest.approx(a["evaluations"])
     test_a, test_b = dict(a["test"]), dict(b["test"])
     assert test_b.pop("length_split") == pytest.approx(test_a.pop("length_split"))

@@ -190,7 +190,7 @@ def make_strategy(name):
         return tf.distribute.MirroredStrategy()
     if name == "multiworker":
         if "TF_CONFIG" not in os.environ:
-            raise TfEsimcseError("--strategy multiworker needs the TF_CONFIG environment variable (see README)")
+            raise TfEsimcseError("--strategy multiworker needs the TF_CONFIG environment variable (see docs/recipes.md, "Several devices and machines")")
         return tf.distribute.MultiWorkerMirroredStrategy()
     raise ValueError(f"Unknown strategy {name!r}: expected default, mirrored or multiworker.")
 

@@ -1,5 +1,5 @@
 """`SimCSE` and `SupervisedSimCSE`: `ContrastiveModel`s with the SimCSE objectives, built from flat
-settings (the API of README: `SimCSE(encoder, temperature=0.05)` then `model.fit(dataset)`)."""
+settings (the API of docs/python-api.md: `SimCSE(encoder, temperature=0.05)` then `model.fit(dataset)`)."""
 
 from tf_esimcse.api_export import tf_esimcse_export
 from tf_esimcse.models.contrastive_model import ContrastiveModel
