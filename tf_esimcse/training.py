@@ -190,7 +190,7 @@ def make_strategy(name):
         return tf.distribute.MirroredStrategy()
     if name == "multiworker":
         if "TF_CONFIG" not in os.environ:
-            raise TfEsimcseError("--strategy multiworker needs the TF_CONFIG environment variable (see docs/recipes.md, "Several devices and machines")")
+            raise TfEsimcseError("--strategy multiworker needs the TF_CONFIG environment variable (see docs/recipes.md, 'Several devices and machines')")
         return tf.distribute.MultiWorkerMirroredStrategy()
     raise ValueError(f"Unknown strategy {name!r}: expected default, mirrored or multiworker.")
 
@@ -297,10 +297,10 @@ def run_training(config, build_objective, build_dataset, load_examples=load_corp
 
     The run folder (`config.output_dir`) follows `tf_esimcse.run_folder`'s rules: a finished run
     of the same settings is skipped (its results are returned), one of other settings is refused
-    unless `getattr(config, "overwrite", False)`, an unfinished one resumes, and one process at a time uses it.
+    unless `config.overwrite`, an unfinished one resumes, and one process at a time uses it.
     The starting encoder is evaluated before step 1 (step 0 of `evaluations.json`,
     `results["start"]`); when no evaluation beats it, the run says so (`results["below_start"]`)
-    and, with `getattr(config, "keep_start", False)`, keeps the start as its model.
+    and, with `config.keep_start`, keeps the start as its model.
 
     Args:
         config: a `TrainConfig` (or subclass).
@@ -327,7 +327,7 @@ def run_training(config, build_objective, build_dataset, load_examples=load_corp
     chief = is_chief(strategy)
     output_dir = pathlib.Path(config.output_dir)
     state = run_folder.inspect(output_dir, config) if chief else None
-    if state is not None and not getattr(config, "overwrite", False):
+    if state is not None and not config.overwrite:
         if state.kind == "finished":
             print(run_folder.finished_line(state), flush=True)
             return state.results
@@ -366,7 +366,7 @@ def run_training(config, build_objective, build_dataset, load_examples=load_corp
         output_dir = pathlib.Path(tempfile.mkdtemp(prefix="tf_esimcse_worker_"))
     lock = run_folder.RunLock(output_dir).acquire() if chief else None
     try:
-        if state is not None and getattr(config, "overwrite", False) and state.kind != "fresh":
+        if state is not None and config.overwrite and state.kind != "fresh":
             run_folder.remove_run_files(output_dir)
             print(f"--overwrite: removed the earlier run in {output_dir}", flush=True)
         run_folder.record_settings(output_dir, config)
@@ -443,7 +443,7 @@ def _train_in_folder(config, output_dir, encoder, model, dataset, total_steps, u
     sts_callback = STSEvaluationCallback(
         encoder, config.data_dir, eval_every_n_steps=config.eval_steps, log_dir=str(log_dir), dev_pairs=dev_pairs,
         restore_best_weights=True, on_new_best=save_best, initial_best=initial_best,
-        on_evaluation=record_evaluation, evaluate_at_start=True, start_is_candidate=getattr(config, "keep_start", False),
+        on_evaluation=record_evaluation, evaluate_at_start=True, start_is_candidate=config.keep_start,
     )
     callbacks = [
         # first, so that its step times leave out the other callbacks' work
@@ -492,7 +492,7 @@ def _train_in_folder(config, output_dir, encoder, model, dataset, total_steps, u
         raise TrainingDiverged(f"training diverged: {reason}{kept}{earlier}; see {output_dir / 'results.json'}")
 
     results["status"] = "ok"
-    below = below_start_message(evaluations, dev_name, keep_start=getattr(config, "keep_start", False))
+    below = below_start_message(evaluations, dev_name, keep_start=config.keep_start)
     results["below_start"] = below
     if below:
         print(f"warning: {below}", flush=True)
