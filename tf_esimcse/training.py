@@ -337,10 +337,10 @@ def run_training(config, build_objective, build_dataset, load_examples=load_corp
         if state.kind == "other":
             raise run_folder.RunFolderError(run_folder.refusal(state))
 
-    print(f"== {name} config ==\n" + json.dumps(dataclasses.asdict(config), indent=2), flush=True)
     keras.utils.set_random_seed(config.seed)
     examples = load_examples(config)
     _check_examples(config, examples, strategy.num_replicas_in_sync)
+    print(f"== {name} config ==\n" + json.dumps(dataclasses.asdict(config), indent=2), flush=True)
     steps_per_epoch = _num_examples(examples) // config.batch_size
     total_steps = config.steps or steps_per_epoch * config.epochs
     print(f"data: {_num_examples(examples)} examples, {steps_per_epoch} steps per epoch; training {total_steps} steps",
