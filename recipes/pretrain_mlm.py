@@ -28,6 +28,7 @@ import pathlib
 import random
 import sys
 import time
+import warnings
 
 import tf_esimcse  # noqa: F401  (first: it quiets TensorFlow's start-up log lines before keras loads it)
 import keras
@@ -44,6 +45,12 @@ from tf_esimcse.encoder_files import standard_tokenizer
 from tf_esimcse.environment import environment_info
 from tf_esimcse.schedules import linear_schedule
 from tf_esimcse.training import StopAtStep, fit_closing_tensorboard, main_guard, resolve_jit
+
+# BertMaskedLM reads the backbone's token states, never its pooled output: the pooler's dense
+# layer gets no gradient by design, which Keras would report as a possible mistake.
+warnings.filterwarnings("ignore", message=r"Gradients do not exist for variables \['pooled_dense/kernel', "
+                                          r"'pooled_dense/bias'\]", category=UserWarning)
+
 
 @dataclasses.dataclass
 class PretrainConfig:

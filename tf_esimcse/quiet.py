@@ -173,3 +173,6 @@ def quiet_python_warnings():
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
     # TensorFlow's own deprecation notes about its internals (not about this package's calls).
     warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"tensorflow(\.|$)")
+    # Keras 3 warns on every `fit(tf.data.Dataset)` left at its default `shuffle=True` (as in
+    # `model.fit(esimcse_dataset(...))`); this package's datasets are shuffled by their pipeline.
+    warnings.filterwarnings("ignore", message=r"`shuffle=True` was passed, but will be ignored", category=UserWarning)
