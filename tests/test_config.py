@@ -288,6 +288,7 @@ def test_unknown_flag_suggests_the_nearest(capsys):
     assert line == "error: unrecognized arguments: --stpes (did you mean --steps?) 3; see --help"
     assert "did you mean --batch-size?" in _parse_error(capsys, ["--batchsize=8"])
     assert "did you mean" not in _parse_error(capsys, ["--zzzzzz"])
+    assert "did you mean" not in _parse_error(capsys, ["--foo=2"])  # not --pooler: too far
 
 
 def test_bad_types_and_choices_are_one_line(capsys):

@@ -117,6 +117,10 @@ def test_subcommand_errors_are_one_line_with_a_suggestion(capsys, tmp_path):
     assert cli.main(["encode", "--output", "b.npy"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "the following arguments are required: --input" in err, err
+    # argparse stops at the missing --input before looking at the typo: the typo is named first
+    assert cli.main(["encode", "--inptu", "a.txt", "--output", "b.npy"]) == 2
+    assert capsys.readouterr().err == ("error: unrecognized arguments: --inptu (did you mean --input?); the following "
+                                       "arguments are required: --input; see --help\n")
     assert cli.main(["encode", "--help"]) == 0
     assert "usage: tf-esimcse encode" in capsys.readouterr().out
 

@@ -358,6 +358,10 @@ class FlagParser(argparse.ArgumentParser):
             self.error(self._unrecognized(extras, namespace))
         return namespace
 
+    def parse_known_args(self, args=None, namespace=None):
+        self._seen_args = list(sys.argv[1:] if args is None else args)
+        return super().parse_known_args(args, namespace)
+
     def _option_strings(self, namespace):
         options = []
         for action in self._actions:
@@ -369,15 +373,23 @@ class FlagParser(argparse.ArgumentParser):
         return options
 
     def _unrecognized(self, extras, namespace):
-        options = self._option_strings(namespace)
+        options = {o.lstrip("-"): o for o in self._option_strings(namespace)}
         words = []
         for token in extras:
             name = token.split("=", 1)[0]
-            match = difflib.get_close_matches(name, options, n=1, cutoff=0.6) if name.startswith("-") else []
-            words.append(f"{token} (did you mean {match[0]}?)" if match else token)
+            match = difflib.get_close_matches(name.lstrip("-"), options, n=1, cutoff=0.7) if name.startswith("-") else []
+            words.append(f"{token} (did you mean {options[match[0]]}?)" if match else token)
         return "unrecognized arguments: " + " ".join(words)
 
     def error(self, message):
+        if message.startswith("the following arguments are required"):
+            # argparse stops at a missing argument before it reports unknown ones: a mistyped
+            # `--inptu` is more likely the cause, so name it first.
+            known = set(self._option_strings(argparse.Namespace()))
+            unknown = [t for t in getattr(self, "_seen_args", []) if t.startswith("--") and t.split("=", 1)[0] not in
+                       known and not any(isinstance(a, argparse._SubParsersAction) for a in self._actions)]
+            if unknown:
+                message = self._unrecognized(unknown, argparse.Namespace()) + "; " + message
         choice = re.match(r"argument (\S+): invalid choice: '([^']*)' \(choose from (.*)\)$", message)
         if choice:
             choices = re.findall(r"'([^']*)'", choice.group(3))
