@@ -52,7 +52,8 @@ class SimCSEConfig(TrainConfig):
         kind, _ = parse_augmentation(self.augmentation)  # a bad --augmentation names the valid forms
         if kind == "mlm" and not self.augmentation_generator:
             raise ValueError("--augmentation mlm:K needs --augmentation-generator <keras-hub MaskedLM preset sharing "
-                             "the encoder's vocabulary> (e.g. saved_models/mlm/model from python recipes/pretrain_mlm.py)")
+                             "the encoder's vocabulary> (e.g. saved_models/mlm/model from "
+                             "python recipes/pretrain_mlm.py)")
         if kind != "none" and self.length_buckets:
             raise ValueError("--length-buckets works with --augmentation none only")
         if self.augmentation_generator:

@@ -377,7 +377,8 @@ class FlagParser(argparse.ArgumentParser):
         words = []
         for token in extras:
             name = token.split("=", 1)[0]
-            match = difflib.get_close_matches(name.lstrip("-"), options, n=1, cutoff=0.7) if name.startswith("-") else []
+            match = (difflib.get_close_matches(name.lstrip("-"), options, n=1, cutoff=0.7)
+                     if name.startswith("-") else [])
             words.append(f"{token} (did you mean {options[match[0]]}?)" if match else token)
         return "unrecognized arguments: " + " ".join(words)
 
@@ -444,8 +445,8 @@ def _value_type(field):
     """int / float / str for a field annotated as such (or Optional of it)."""
     typ = field.type
     if isinstance(typ, str):
-        typ = {"int": int, "float": float, "str": str, "bool": bool}.get(typ.replace("typing.Optional[", "").rstrip("]"),
-                                                                       str)
+        bare = typ.replace("typing.Optional[", "").rstrip("]")
+        typ = {"int": int, "float": float, "str": str, "bool": bool}.get(bare, str)
     args = [a for a in typing.get_args(typ) if a is not type(None)]
     if typing.get_origin(typ) is typing.Union and len(args) == 1:
         typ = args[0]

@@ -46,7 +46,6 @@ matches (pinned) or it is non-empty with the expected layout (unpinned); SentEva
 is there and, if pinned, the record names the pinned hash. SentEval data put there by hand (no
 record) is kept, with a note.
 """
-import argparse
 import hashlib
 import http.client
 import json
@@ -733,7 +732,9 @@ def cmd_download_data(args):
 
 def main(argv=None):
     """Stand-alone entry point: `python -m tf_esimcse.data.download --dest DIR ...`."""
-    parser = argparse.ArgumentParser(prog="python -m tf_esimcse.data.download")
+    from tf_esimcse.config import FlagParser, HelpFormatter
+
+    parser = FlagParser(prog="python -m tf_esimcse.data.download", formatter_class=HelpFormatter)
     sub = parser.add_subparsers(dest="command")
     add_download_parser(sub)
     args = parser.parse_args(["download-data"] + list(sys.argv[1:] if argv is None else argv))
