@@ -5,13 +5,14 @@
     python recipes/diffcse.py --generator saved_models/mlm/model --model saved_models/mlm/model
     python recipes/diffcse.py --generator /path/to/keras_hub_masked_lm_preset --steps 500 --seeds 1,2,3
 
-Defaults as voidism/DiffCSE's `run_diffcse.sh` (BERT-base, STS): lr 7e-6, batch 64, 1 epoch,
-max_len 32, masking ratio 0.30, lambda 0.005, `--batchnorm` projection in training only (evaluated
-and saved as `cls_before_pooler`), temperature 0.05, STS-B dev every 125 steps keeping the best;
-except the encoder and the corpus (offline: all-MiniLM-L6-v2 and the Brown corpus; the official
-run: bert-base-uncased on wiki1m) and the generator (the official one: distilbert-base-uncased).
-The generator (`--generator`, a keras-hub MaskedLM preset sharing the encoder's WordPiece
-vocabulary) is frozen; the discriminator starts as a copy of the encoder. Neither is saved with the encoder.
+Defaults as voidism/DiffCSE's `run_diffcse.sh` (BERT-base, STS): lr 7e-6, batch 64, 2 epochs (its
+latest version; 1 in its first), max_len 32, masking ratio 0.30, lambda 0.005, `--batchnorm`
+projection in training only (evaluated and saved as `cls_before_pooler`), temperature 0.05, STS-B
+dev every 125 steps keeping the best; except the encoder and the corpus (offline: all-MiniLM-L6-v2
+and the Brown corpus; the official run: bert-base-uncased on wiki1m) and the generator (the
+official one: distilbert-base-uncased). The generator (`--generator`, a keras-hub MaskedLM preset
+sharing the encoder's WordPiece vocabulary) is frozen; the discriminator starts as a copy of the
+encoder. Neither is saved with the encoder.
 TensorBoard: loss, contrastive_loss, rtd_loss, rtd_accuracy_replaced, rtd_accuracy_kept,
 replaced_fraction, learning rate, STS-B dev, alignment, uniformity.
 """
@@ -30,6 +31,7 @@ class DiffCSEConfig(TrainConfig):
         help="the frozen masked-LM generator: a keras-hub MaskedLM preset sharing the encoder's vocabulary "
              "(e.g. recipes/pretrain_mlm.py's <output-dir>/model)")
     learning_rate: float = 7e-6
+    epochs: int = 2  # the latest run_diffcse.sh (--num_train_epochs 2; its first version had 1)
     masking_ratio: float = setting(
         0.30, group="method", help="share of the tokens the generator replaces, from 0 to 1")
     rtd_weight: float = setting(0.005, group="method", help="lambda: weight of the replaced-token-detection loss")
