@@ -4,13 +4,15 @@
     python recipes/ablations.py --table esimcse-components --steps 300 --seeds 1,2,3
     python recipes/ablations.py --table simcse-dropout --steps 300 --seeds 1,2,3 --trajectory 25
     python recipes/ablations.py --table simcse-augmentation --rows "crop 10 %,delete one word"
-    python recipes/ablations.py --table methods --model saved_models/mlm/model \
-        --generator saved_models/mlm/model --steps 500 --seeds 1,2,3    # SimCSE vs ESimCSE vs DiffCSE
+    # SimCSE vs ESimCSE vs DiffCSE, from the raw encoder pretrained by recipes/pretrain_mlm.py:
+    python recipes/ablations.py --table methods --model saved_models/mlm/model --generator saved_models/mlm/model --steps 500 --seeds 1,2,3
 
 Every row is one recipe run with one or two flags (shown in the table: run it alone with
 `python recipes/<recipe>.py <flags>`); every row trains from the same encoder with the same seeds
 into `<output-dir>/<table>/<row>/seed_<n>/`. A killed table run started again picks up where it
-stopped: finished seeds are skipped, an interrupted one resumes from its backup. Each row trains
+stopped: finished seeds are skipped, an interrupted one resumes from its backup; a row folder
+holding runs of other settings is refused (its recipe's run-folder rules) unless `--overwrite` is
+given, which every row then receives. Each row trains
 in its own Python process (TensorFlow frees compiled steps only when a process ends). Written to
 `<output-dir>/<table>/` after every row: `table.json`, `table.md` (our STS-B dev mean ± std
 beside the paper's figure for that row, Avg. of the 7 test tasks, alignment, uniformity; first,
@@ -44,7 +46,7 @@ os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
 
 from tf_esimcse import plots  # noqa: E402
 from tf_esimcse.atomic_files import write_json_atomic, write_text_atomic  # noqa: E402
-from tf_esimcse.config import parse_seeds  # noqa: E402
+from tf_esimcse.config import FlagParser, HelpFormatter, parse_seeds  # noqa: E402
 from tf_esimcse.errors import TfEsimcseError  # noqa: E402
 from tf_esimcse.training import main_guard  # noqa: E402
 
@@ -439,14 +441,15 @@ def write_outputs(out_dir, name, table, entries, command, seeds, trajectory, sta
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                     epilog="Other flags are passed to every row's recipe.")
+    parser = FlagParser(description=__doc__, formatter_class=HelpFormatter,
+                        epilog="Any other flag is passed to every row's recipe (see its --help).")
     parser.add_argument("--table", choices=sorted(TABLES), help="the table to train")
     parser.add_argument("--list", action="store_true", help="list the tables and their rows, then exit")
     parser.add_argument("--rows", default="", help="comma-separated row labels to run (default: all)")
     parser.add_argument("--steps", type=int, default=300, help="training steps per run (default: %(default)s)")
-    parser.add_argument("--seeds", default="1,2,3", help="default: %(default)s")
-    parser.add_argument("--output-dir", default="saved_models/ablations", help="default: %(default)s")
+    parser.add_argument("--seeds", default="1,2,3", help="the seeds every row trains (default: %(default)s)")
+    parser.add_argument("--output-dir", default="saved_models/ablations",
+                        help="tables go to OUTPUT_DIR/<table>/ (default: %(default)s)")
     parser.add_argument("--trajectory", type=int, default=0, metavar="K",
                         help="evaluate every K steps and plot alignment/uniformity (sets --eval-steps K)")
     args, passthrough = parser.parse_known_args(argv)

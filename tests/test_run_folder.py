@@ -17,7 +17,8 @@ from test_recipes import _argv, _scalars, load_recipe, workspace  # noqa: F401 (
 from training_test_case import crash_at_step
 from tf_esimcse import run_folder
 from tf_esimcse.models.sentence_encoder import SentenceEncoder
-from tf_esimcse.training import below_start_message, format_table_rows
+from tf_esimcse.evaluation.sts import format_table_rows
+from tf_esimcse.training import below_start_message
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -245,3 +246,20 @@ def test_format_table_rows_lines_up_the_start_and_the_trained_model():
     assert len({len(line) for line in table}) == 1  # every line the same width
     assert table[3].startswith("| start (untrained)") and "4.00" in table[3] and table[4].startswith("| trained")
     assert "14.00" in table[4]  # Avg. of the trained row
+
+
+def test_evaluate_on_a_run_folder_shows_its_start(finished, workspace, tmp_path, capsys):  # noqa: F811
+    from tf_esimcse import cli
+
+    out = tmp_path / "eval.json"
+    assert cli.main(["evaluate", "--model", str(finished["dir"]), "--data-dir", str(workspace["data"]),
+                     "--output", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "| start (untrained)" in printed and "| this model" in printed
+    saved = json.loads(out.read_text())
+    assert saved["start"] == finished["results"]["start"]
+    assert saved["avg"] == pytest.approx(finished["results"]["test"]["avg"], abs=1e-6)
+    # another pooler is another model: no start row
+    assert cli.main(["evaluate", "--model", str(finished["dir"]), "--data-dir", str(workspace["data"]),
+                     "--pooler", "avg"]) == 0
+    assert "start (untrained)" not in capsys.readouterr().out

@@ -104,11 +104,27 @@ def _load_encoder(args):
                                            first_layer=getattr(args, "first_layer", None))
 
 
+def _run_start(args):
+    """`results["start"]` of the training run whose `model/` is being evaluated (with its
+    7-task row), when the model is evaluated with the pooler it was saved with; else None."""
+    import json
+
+    model = pathlib.Path(str(args.model))
+    if model.name != RUN_MODEL_SUBDIR or args.pooler is not None or args.max_len is not None:
+        return None
+    try:
+        start = json.loads((model.parent / "results.json").read_text()).get("start")
+    except (OSError, ValueError):
+        return None
+    return start if isinstance(start, dict) and isinstance(start.get("test"), dict) else None
+
+
 def cmd_evaluate(args):
     from tf_esimcse.atomic_files import write_json_atomic
     from tf_esimcse.data.senteval import read_sts_file, resolve_senteval_dir
     from tf_esimcse.evaluation.sts import (encoder_length_split, evaluate_sts, format_aggregations,
-                                           format_length_split, format_table, pair_metrics, sts_year_aggregations)
+                                           format_length_split, format_table, format_table_rows, pair_metrics,
+                                           sts_year_aggregations)
 
     # Fail on missing or malformed data before loading a model.
     files = {str(f): read_sts_file(f) for f in args.sts_file}
@@ -123,9 +139,14 @@ def cmd_evaluate(args):
         return encoder.encode(sentences, batch_size=args.batch_size, verbose=0)
 
     results = {"pooler": encoder.pooler_type, "model": str(args.model)}
+    start = _run_start(args)
     if use_senteval:
         results.update(evaluate_sts(encode, args.data_dir))
-        print(format_table(results))
+        if start is not None:  # a training run's model: its untrained start beside it
+            results["start"] = start
+            print(format_table_rows([("start (untrained)", start["test"]), ("this model", results)]))
+        else:
+            print(format_table(results))
         print(f"STS-B dev {results['stsb_dev']:.2f}  alignment {results['alignment']:.4f}  "
               f"uniformity {results['uniformity']:.4f}   (STS-B dev selects models; STSB above is its test split)")
         if args.aggregations:

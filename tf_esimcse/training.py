@@ -28,7 +28,7 @@ from tf_esimcse.data.senteval import read_sts_file, resolve_senteval_dir
 from tf_esimcse.environment import environment_info
 from tf_esimcse.errors import DataError, TfEsimcseError, TrainingDiverged
 from tf_esimcse.evaluation.callbacks import STSEvaluationCallback
-from tf_esimcse.evaluation.sts import (encoder_length_split, evaluate_sts, format_length_split, format_table,
+from tf_esimcse.evaluation.sts import (encoder_length_split, evaluate_sts, format_length_split, format_table_rows,
                                        pair_metrics)
 from tf_esimcse.layers.pooler import check_pooler_type
 from tf_esimcse.models.contrastive_model import ContrastiveModel
@@ -525,23 +525,6 @@ def _log_text(log_dir, tag, message, step):
         tf.summary.text(tag, message, step=step)
     writer.flush()
     writer.close()
-
-
-def format_table_rows(rows):
-    """The 7-task table with one labelled row per `(label, scores)` (e.g. the start, then the
-    trained model), its cells as `format_table` writes them."""
-    tables = [format_table(scores).splitlines() for _, scores in rows]
-    cells = [[c.strip() for c in table[3].strip("|").split("|")] for table in tables]
-    headers = [h.strip() for h in tables[0][1].strip("|").split("|")]
-    widths = [max(len(h), *(len(r[i]) for r in cells)) + 2 for i, h in enumerate(headers)]
-    label_width = max(len(label) for label, _ in rows) + 2
-    border = "+" + "-" * label_width + "+" + "+".join("-" * w for w in widths) + "+"
-
-    def line(label, values):
-        return "|" + f" {label}".ljust(label_width) + "|" + "|".join(v.center(w) for v, w in zip(values, widths)) + "|"
-
-    return "\n".join([border, line("", headers), border, *(line(label, c) for (label, _), c in zip(rows, cells)),
-                      border])
 
 
 def run_seeds(config, build_objective, build_dataset, load_examples=load_corpus, name="run"):

@@ -328,6 +328,23 @@ def format_table(results):
     return "\n".join([border, row(headers), border, row(cells), border])
 
 
+def format_table_rows(rows):
+    """The 7-task table with one labelled row per `(label, scores)` (e.g. the start, then the
+    trained model), its cells as `format_table` writes them."""
+    tables = [format_table(scores).splitlines() for _, scores in rows]
+    cells = [[c.strip() for c in table[3].strip("|").split("|")] for table in tables]
+    headers = [h.strip() for h in tables[0][1].strip("|").split("|")]
+    widths = [max(len(h), *(len(r[i]) for r in cells)) + 2 for i, h in enumerate(headers)]
+    label_width = max(len(label) for label, _ in rows) + 2
+    border = "+" + "-" * label_width + "+" + "+".join("-" * w for w in widths) + "+"
+
+    def line(label, values):
+        return "|" + f" {label}".ljust(label_width) + "|" + "|".join(v.center(w) for v, w in zip(values, widths)) + "|"
+
+    return "\n".join([border, line("", headers), border, *(line(label, c) for (label, _), c in zip(rows, cells)),
+                      border])
+
+
 def length_split_spearman(encode_fn, count_tokens_fn, pairs, threshold=3):
     """Spearman on pairs split by the length difference of their sentences (ESimCSE v1, Table 1).
 
