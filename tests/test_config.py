@@ -4,11 +4,11 @@ naming the flag, before any work) and `FlagParser` (one-line argparse errors wit
 All in-process and fast; `tests/test_help.py` runs the real commands in subprocesses.
 """
 import dataclasses
-import importlib.util
 import pathlib
 
 import pytest
 
+from test_recipes import load_recipe
 from tf_esimcse import config as cfg
 from tf_esimcse.config import FlagParser, TrainConfig, parse_config
 from tf_esimcse.training import main_guard
@@ -16,13 +16,6 @@ from tf_esimcse.training import main_guard
 REPO = pathlib.Path(__file__).resolve().parents[1]
 RECIPE_CONFIGS = {"unsup_simcse": "SimCSEConfig", "unsup_esimcse": "ESimCSEConfig", "sup_simcse": "SupervisedConfig",
                   "diffcse": "DiffCSEConfig", "pretrain_mlm": "PretrainConfig"}
-
-
-def load_recipe(name):
-    spec = importlib.util.spec_from_file_location(f"recipe_{name}_config_test", REPO / "recipes" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
