@@ -8,13 +8,14 @@ imports TensorFlow (~5 s): two of them always, the rest marked `large`.
 """
 import argparse
 import importlib.util
-import os
 import pathlib
 import re
 import subprocess
 import sys
 
 import pytest
+
+from test_quiet import clean_env as quiet_clean_env
 
 from tf_esimcse import cli
 from tf_esimcse import config as cfg
@@ -30,10 +31,8 @@ CHOICE_FLAGS = {"--pooler": "cls_before_pooler", "--strategy": "multiworker", "-
 
 
 def clean_env(**extra):
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("TF_CPP_MIN_LOG_LEVEL", "TF_ESIMCSE_QUIET", "TF_ESIMCSE_VERBOSE")}
-    env.update(COLUMNS="100", **extra)
-    return env
+    """test_quiet's new user's environment, with a fixed terminal width for the help layout."""
+    return quiet_clean_env(**{"COLUMNS": "100", **extra})
 
 
 def run(argv, cwd=None):

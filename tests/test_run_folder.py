@@ -13,6 +13,7 @@ import sys
 import numpy as np
 import pytest
 
+from test_help import clean_env
 from test_recipes import _argv, _scalars, load_recipe, workspace  # noqa: F401 (fixture)
 from training_test_case import crash_at_step
 from tf_esimcse import run_folder
@@ -64,8 +65,10 @@ def test_other_settings_are_refused_naming_them(finished, capsys, workspace):  #
 
 def test_refusal_is_one_line_and_exit_2_in_a_process(finished, workspace):  # noqa: F811
     argv = _argv(workspace, finished["dir"], steps=5)
+    # as a user runs it: without the test session's TF_CPP_MIN_LOG_LEVEL (which would count as the
+    # user's own choice of TensorFlow logging)
     proc = subprocess.run([sys.executable, str(REPO / "recipes" / "unsup_simcse.py"), *argv],
-                          capture_output=True, text=True, cwd=REPO, timeout=300)
+                          capture_output=True, text=True, cwd=REPO, timeout=300, env=clean_env())
     assert proc.returncode == 2, proc.stderr
     errors = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(errors) == 1 and errors[0].startswith("error: ") and "--steps 3 there, 5 here" in errors[0]
