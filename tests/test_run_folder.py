@@ -266,3 +266,57 @@ def test_evaluate_on_a_run_folder_shows_its_start(finished, workspace, tmp_path,
     assert cli.main(["evaluate", "--model", str(finished["dir"]), "--data-dir", str(workspace["data"]),
                      "--pooler", "avg"]) == 0
     assert "start (untrained)" not in capsys.readouterr().out
+
+
+def test_an_interruption_during_the_final_evaluation_resumes_there(workspace, tmp_path, monkeypatch, capsys):  # noqa: F811
+    import tf_esimcse.training as training
+
+    output_dir = tmp_path / "run"
+    argv = _argv(workspace, output_dir)
+    recipe = load_recipe("unsup_simcse")
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(training, "encoder_length_split", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        recipe.main(argv)
+    monkeypatch.undo()
+    assert (output_dir / "backup" / "training_metadata.json").is_file()  # kept until results.json
+    capsys.readouterr()
+    results = recipe.main(argv)
+    out = capsys.readouterr().out
+    assert "resuming from step 3 of 3" in out and "step 1/3" not in out  # nothing trained again
+    assert results["status"] == "ok" and "test" in results
+    assert not (output_dir / "backup").exists()  # removed once results.json was written
+
+
+def test_an_attempt_stopped_before_its_first_backup_starts_again_and_says_so(workspace, tmp_path, monkeypatch,  # noqa: F811
+                                                                             capsys):
+    output_dir = tmp_path / "run"
+    argv = _argv(workspace, output_dir, steps=4)  # --eval-steps 2, backups every 200 steps: none before the crash
+    recipe = load_recipe("unsup_simcse")
+    crash_at_step(monkeypatch, 3)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        recipe.main(argv)
+    monkeypatch.undo()
+    assert (output_dir / "best_step.json").is_file() and not (output_dir / "backup").exists()
+    capsys.readouterr()
+    results = recipe.main(argv)
+    out = capsys.readouterr().out
+    assert f"starting from step 0: the earlier attempt in {output_dir} stopped before its first backup" in out
+    assert "resuming" not in out and results["status"] == "ok"
+    assert [r["step"] for r in results["evaluations"]] == [0, 2, 4]
+
+
+def test_ctrl_c_is_one_line_and_exit_130(capsys):
+    from tf_esimcse.training import main_guard
+
+    def interrupted():
+        raise KeyboardInterrupt
+
+    with pytest.raises(SystemExit) as exit_:
+        main_guard(interrupted)
+    assert exit_.value.code == 130
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("interrupted: the same command resumes")

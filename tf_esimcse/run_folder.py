@@ -181,13 +181,16 @@ def finished_line(state):
 
 def remove_run_files(path):
     """Remove what a run wrote into `path` (RUN_FILES), nothing else."""
-    path = pathlib.Path(path)
     for name in RUN_FILES:
-        target = path / name
-        if target.is_dir() and not target.is_symlink():
-            shutil.rmtree(target)
-        elif target.exists() or target.is_symlink():
-            target.unlink()
+        remove_path(pathlib.Path(path) / name)
+
+
+def remove_path(target):
+    """Remove a file or a folder (not what a link points to); nothing if it is not there."""
+    if target.is_dir() and not target.is_symlink():
+        shutil.rmtree(target)
+    elif target.exists() or target.is_symlink():
+        target.unlink()
 
 
 class RunLock:

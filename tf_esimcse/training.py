@@ -11,6 +11,7 @@ import json
 import math
 import os
 import pathlib
+import shutil
 import sys
 import tempfile
 import time
@@ -369,6 +370,14 @@ def run_training(config, build_objective, build_dataset, load_examples=load_corp
         if state is not None and config.overwrite and state.kind != "fresh":
             run_folder.remove_run_files(output_dir)
             print(f"--overwrite: removed the earlier run in {output_dir}", flush=True)
+        elif state is not None and state.kind == "unfinished" and not (output_dir / "backup" /
+                                                                       "training_metadata.json").is_file():
+            # An earlier attempt stopped before its first backup: nothing to resume; its partial
+            # files (a best model, evaluations) must not pass for this attempt's.
+            for stale in ("model", "best_step.json", "evaluations.json"):
+                run_folder.remove_path(output_dir / stale)
+            print(f"starting from step 0: the earlier attempt in {output_dir} stopped before its first backup "
+                  f"(one is written every --backup-steps {config.backup_steps} steps)", flush=True)
         run_folder.record_settings(output_dir, config)
         # examples of several sentences (pairs, NLI triplets) are counted as examples, not sentences
         unit = "sent" if isinstance(examples, list) and examples and isinstance(examples[0], str) else "ex"
@@ -451,7 +460,9 @@ def _train_in_folder(config, output_dir, encoder, model, dataset, total_steps, u
         guard,  # a non-finite step stops training before anything is written
         # BackupAndRestore resumes at epoch boundaries, so Keras "epochs" here are chunks
         # of `backup_steps` steps, backed up at the end of each; StopAtStep ends the run exactly.
-        AtomicBackupAndRestore(str(backup_dir), save_freq="epoch", delete_checkpoint=True,
+        # The backup is removed only once results.json is written (below), so that an interruption
+        # during the final evaluation resumes there instead of training again from step 0.
+        AtomicBackupAndRestore(str(backup_dir), save_freq="epoch", delete_checkpoint=False,
                                skip_if=lambda: guard.diverged is not None),
         StopAtStep(total_steps),
         keras.callbacks.TensorBoard(str(log_dir), update_freq=tensorboard_update_freq(config, total_steps)),
@@ -515,6 +526,7 @@ def _train_in_folder(config, output_dir, encoder, model, dataset, total_steps, u
             results["dev_file"] = dict(pair_metrics(encode, dev_pairs), path=config.dev_file)
             print(f"{config.dev_file}: Spearman {results['dev_file']['spearman']:.2f} (the saved model)")
     write_json_atomic(output_dir / "results.json", results)
+    shutil.rmtree(backup_dir, ignore_errors=True)  # the run is finished: nothing left to resume
     print(f"saved encoder to {model_dir}; results in {output_dir / 'results.json'}")
     return results
 
@@ -564,6 +576,10 @@ def main_guard(fn):
             return fn()
         finally:
             progress.close_all()  # the message below starts on its own line
+    except KeyboardInterrupt:
+        print("interrupted: the same command resumes from the run's last backup (one every --backup-steps steps)",
+              file=sys.stderr)
+        sys.exit(130)
     except TrainingDiverged as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(3)
