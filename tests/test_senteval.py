@@ -107,7 +107,7 @@ def test_missing_data_dir_says_where_to_get_data(tmp_path):
         senteval.read_stsb(tmp_path / "nowhere")
     message = str(info.value)
     assert str(tmp_path / "nowhere") in message
-    assert "download_dataset.sh" in message and "get_transfer_data.bash" in message
+    assert "tf-esimcse download-data --dest DIR --what senteval" in message and "download_dataset.sh" in message
 
 
 def test_missing_year_dir(tmp_path):

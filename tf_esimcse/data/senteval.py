@@ -42,8 +42,9 @@ STSB_SPLITS = {"train": "sts-train.csv", "dev": "sts-dev.csv", "test": "sts-test
 SICK_SPLITS = {"train": "SICK_train.txt", "dev": "SICK_trial.txt", "test": "SICK_test_annotated.txt"}
 
 _DOWNLOAD_HINT = (
-    "get SentEval's downstream data with `bash data/downstream/download_dataset.sh` from "
-    "princeton-nlp/SimCSE (or SentEval's `data/downstream/get_transfer_data.bash`)"
+    "get SentEval's downstream data with `tf-esimcse download-data --dest DIR --what senteval` and pass "
+    "--data-dir DIR (it fetches what SimCSE's `data/downstream/download_dataset.sh` and SentEval's "
+    "`data/downstream/get_transfer_data.bash` do; see docs/data.md)"
 )
 
 
