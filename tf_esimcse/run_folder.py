@@ -93,7 +93,8 @@ def format_differences(diff, limit=4):
     return "; ".join(parts)
 
 
-def _read_json(path):
+def read_json(path):
+    """The JSON in `path`, or None when it is missing or unreadable."""
     try:
         return json.loads(pathlib.Path(path).read_text())
     except (OSError, ValueError):
@@ -143,8 +144,8 @@ def inspect(path, config):
     taken = holder(path)
     if taken:
         raise RunFolderError(f"{path} is in use by {taken}: wait for it to end, or choose another --output-dir")
-    results = _read_json(path / "results.json")
-    recorded = _read_json(path / RUN_CONFIG)
+    results = read_json(path / "results.json")
+    recorded = read_json(path / RUN_CONFIG)
     if recorded is None and isinstance(results, dict):
         recorded = results.get("config")
     started = (path / "backup").is_dir() or (path / RUN_CONFIG).is_file() or results is not None

@@ -31,7 +31,6 @@ from tf_esimcse.errors import DataError, TfEsimcseError, TrainingDiverged
 from tf_esimcse.evaluation.callbacks import STSEvaluationCallback
 from tf_esimcse.evaluation.sts import (encoder_length_split, evaluate_sts, format_length_split, format_table_rows,
                                        pair_metrics)
-from tf_esimcse.layers.pooler import check_pooler_type
 from tf_esimcse.models.contrastive_model import ContrastiveModel
 from tf_esimcse.models.sentence_encoder import SentenceEncoder
 from tf_esimcse.run_summary import write_summary
@@ -224,16 +223,6 @@ def tensorboard_update_freq(config, total_steps):
     return max(1, min(10, int(total_steps) // 2 or 1, int(config.eval_steps) or 10))
 
 
-def _check_settings(config):
-    """What can be checked of `config` before any work (the recipes' parsers check the rest)."""
-    validate = getattr(config, "validate", None)
-    if callable(validate):
-        validate()
-    check_pooler_type(config.pooler)
-    if config.strategy not in ("default", "mirrored", "multiworker"):
-        raise ValueError(f"Unknown strategy {config.strategy!r}: expected default, mirrored or multiworker.")
-
-
 def _check_examples(config, examples, replicas):
     """The corpus must fill at least one batch, and the batch must split across the replicas."""
     n = _num_examples(examples)
@@ -258,20 +247,13 @@ def _start_test_scores(config, encoder, start_file):
     """The starting encoder's 7-task scores (before step 1), read from `start_file` when an earlier
     run of the same start wrote them (another seed, or this run before an interruption)."""
     key = _start_key(config)
-    cached = _read_json_or_none(start_file)
+    cached = run_folder.read_json(start_file)
     if cached and cached.get("key") == key and "test" in cached:
         return cached["test"]
     print("evaluating the starting encoder on the 7 STS tasks (the reference for this run)", flush=True)
     scores = evaluate_sts(lambda s: encoder.encode(s, batch_size=128, verbose=0), config.data_dir)
     write_json_atomic(start_file, {"key": key, "test": scores})
     return scores
-
-
-def _read_json_or_none(path):
-    try:
-        return json.loads(pathlib.Path(path).read_text())
-    except (OSError, ValueError):
-        return None
 
 
 def below_start_message(evaluations, dev_name="STS-B dev", keep_start=False):
@@ -322,7 +304,7 @@ def run_training(config, build_objective, build_dataset, load_examples=load_corp
             then says `"status": "diverged"`, the last good backup is kept, and no model is
             saved as the run's result.
     """
-    _check_settings(config)
+    config.validate()  # for callers that built the config without parse_config
     check_data_dir(config.data_dir, config.corpus, config.dev_file)
     strategy = make_strategy(config.strategy)
     chief = is_chief(strategy)
@@ -437,7 +419,7 @@ def _train_in_folder(config, output_dir, encoder, model, dataset, total_steps, u
     # trajectory from step 0 (the untrained start), kept across resumes (a resumed part replays
     # steps after its backup, whose evaluations replace the earlier part's).
     evaluations_file = output_dir / "evaluations.json"
-    evaluations = (_read_json_or_none(evaluations_file) or []) if resuming else []
+    evaluations = (run_folder.read_json(evaluations_file) or []) if resuming else []
 
     collapse_watch = LossCollapseWatch(log_dir=log_dir / "train")
 
