@@ -2,6 +2,7 @@
 the shapes we rely on. If this fails after an upgrade, read that module's notes before anything
 else: training behaviour (dropout under XLA, multi-worker fit, multi-worker logs) depends on it."""
 import inspect
+import json
 
 import keras
 import tensorflow as tf
@@ -70,3 +71,37 @@ def test_sublayers_still_finds_nested_layers():
     names = [layer.name for layer in private_apis.sublayers(outer)]
     assert "inner_dropout" in names and outer.name in names
     assert len(names) == len(set(names))
+
+
+def test_backup_and_restore_privates_are_still_there(tmp_path):
+    """`AtomicBackupAndRestore` replaces Keras' backup writer through these (private_apis note 6)."""
+    from keras.src.callbacks import backup_and_restore
+
+    source = inspect.getsource(backup_and_restore.BackupAndRestore)
+    callback = keras.callbacks.BackupAndRestore(str(tmp_path / "backup"))
+    for name in private_apis.KERAS_BACKUP_PRIVATES:
+        assert name in source, f"keras' BackupAndRestore no longer uses {name}: see tf_esimcse/private_apis.py"
+    assert callable(getattr(callback, "_save_model"))
+    # Keras still writes its backups from _save_model, in on_epoch_end.
+    assert "self._save_model()" in inspect.getsource(backup_and_restore.BackupAndRestore.on_epoch_end)
+    # The metadata Keras writes is our position, and restores read it back.
+    hooks = private_apis.BackupAndRestoreHooks(str(tmp_path / "backup"), save_freq=100)  # no write here
+    hooks.on_epoch_end(2)  # Keras' counters advance as they did
+    assert hooks.backup_position() == (3, 0)
+    assert hooks.backup_weights_path.endswith("latest.weights.h5")
+    assert hooks.backup_metadata_path.endswith("training_metadata.json")
+
+
+def test_atomic_backup_writes_through_the_hook(tmp_path):
+    """Keras' own on_epoch_end reaches AtomicBackupAndRestore's writer (not Keras' in-place one)."""
+    from tf_esimcse.backup import AtomicBackupAndRestore
+
+    inputs = keras.Input((3,))
+    model = keras.Model(inputs, keras.layers.Dense(2)(inputs))
+    model.compile(optimizer="adam", loss="mse")
+    callback = AtomicBackupAndRestore(str(tmp_path), save_freq="epoch", delete_checkpoint=False)
+    callback.set_model(model)
+    callback.on_epoch_end(0)
+    metadata = json.loads((tmp_path / "training_metadata.json").read_text())
+    assert metadata == {"epoch": 1, "batch": 0, "weights": "next-1.weights.h5"}  # written by ours
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["latest.weights.h5", "training_metadata.json"]

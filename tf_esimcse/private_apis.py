@@ -27,7 +27,15 @@ training behaviour.
    nested in a layer (Keras 3 has a public list only for functional models' top level). The
    cached large-batch step checks that every dropout in the encoder can replay its masks by row
    and that no layer mixes rows (BatchNormalization in training).
+6. `BackupAndRestoreHooks`: `keras.callbacks.BackupAndRestore` writes its backup in the private
+   `_save_model()` (called from `on_epoch_end`/`on_train_batch_end`), at the private paths
+   `_weights_path` and `_training_metadata_path`, recording the private counters
+   `_current_epoch` and `_last_batch_seen`. Keras has no public hook to change how a backup is
+   written; `tf_esimcse.backup.AtomicBackupAndRestore` replaces the writer (atomic, SIGKILL-safe)
+   through this class's public names. If Keras renames one of them, backups would silently be
+   written by Keras' own non-atomic code (or not at all).
 """
+import keras
 import tensorflow as tf
 
 # Names checked by tests/test_private_apis.py.
@@ -84,3 +92,32 @@ KERAS_FLATTEN_LAYERS = "_flatten_layers"
 def sublayers(layer):
     """`layer` and every layer nested in it, each once (see note 5)."""
     return list(getattr(layer, KERAS_FLATTEN_LAYERS)(include_self=True, recursive=True))
+
+
+# Names checked by tests/test_private_apis.py (note 6).
+KERAS_BACKUP_PRIVATES = ("_save_model", "_weights_path", "_training_metadata_path", "_current_epoch",
+                         "_last_batch_seen")
+
+
+class BackupAndRestoreHooks(keras.callbacks.BackupAndRestore):
+    """`keras.callbacks.BackupAndRestore` with its private writer and state under public names
+    (see note 6): override `save_backup(keras_save)` to write backups another way."""
+
+    def _save_model(self):
+        return self.save_backup(super()._save_model)
+
+    def save_backup(self, keras_save):
+        """Write a backup; `keras_save()` is Keras' own writer (the default)."""
+        return keras_save()
+
+    @property
+    def backup_weights_path(self):
+        return self._weights_path
+
+    @property
+    def backup_metadata_path(self):
+        return self._training_metadata_path
+
+    def backup_position(self):
+        """`(epoch, batch)` as Keras records them in the backup's metadata."""
+        return self._current_epoch, self._last_batch_seen
