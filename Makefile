@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 DATA_SRC ?= ../shared/data
 
-.PHONY: setup setup-st train test bench clean help
+.PHONY: setup setup-st train test bench figures clean help
 
 setup: $(VENV)/.installed data
 
@@ -42,6 +42,10 @@ bench: setup
 	$(PY) benchmarks/train_throughput.py
 	$(PY) benchmarks/encode_throughput.py
 
+# The committed figures (docs/figures/*.png) redrawn from the result tables' JSON (docs/results/).
+figures: setup
+	$(PY) -m tf_esimcse.plots docs/results
+
 clean:
 	rm -rf $(VENV)
 
@@ -51,5 +55,6 @@ help:
 	@echo "make setup-st  add sentence-transformers 6.2.0 + CPU torch 2.13.0 to .venv (CI always does)"
 	@echo "make test      run the whole test suite (CI runs exactly this: .ci/run, with CI=true)"
 	@echo "make bench     print training and encoding throughput (benchmarks/)"
+	@echo "make figures   redraw docs/figures/*.png from the result tables' JSON (docs/results/)"
 	@echo "make clean     remove .venv"
 	@echo "Other tools: . .venv/bin/activate, then python recipes/<recipe>.py --help and tf-esimcse --help"

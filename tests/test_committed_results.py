@@ -1,9 +1,145 @@
-"""README's numbers rebuilt from the JSON committed beside them, so that text and data cannot drift."""
+"""Every measured table of README.md and docs/*.md rebuilt from the JSON committed beside it, so
+that text and data cannot drift.
+
+`docs/results/<name>/table.json` holds one table: its columns, its rows (numbers, mean ± std,
+or a cell's "format" with named fields), the files that show it ("shown_in") and where it comes
+from ("source": the measuring machine, package versions, the commits that added it, the
+commands; "origin": "transcribed" when the run files were not kept and the JSON holds the
+published numbers). `docs/results/already_trained/` holds its per-seed results.json files
+themselves (test_training_an_already_trained_encoder). A table that reports no measurement
+(flags, commands, files, pages) is listed in NOT_MEASUREMENTS by its header.
+"""
 import json
 import pathlib
+import re
 import statistics
 
+import pytest
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
+RESULTS = REPO / "docs" / "results"
+PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+# Headers of the tables that report no measurement: command maps, flag lists, file layouts.
+NOT_MEASUREMENTS = {
+    "| command | what it does | more |", "| page | what is in it |", "| recipe | what | whose defaults |",
+    "| flag | what |", "| file | what |", "| folder | what | where it comes from |",
+    "| signature | inputs | outputs |", "| table | rows |",
+    "| machine | CPU | memory | dates | what was measured there |",  # the machines, not figures
+}
+ALREADY_TRAINED_HEADER = "| step | 0 (the start) | 50 | 100 | 150 |"  # rebuilt from per-seed files below
+
+
+def load_tables(folder=RESULTS):
+    """{name: table dict} of every docs/results/<name>/table.json."""
+    return {p.parent.name: json.loads(p.read_text(encoding="utf-8")) for p in sorted(folder.glob("*/table.json"))}
+
+
+def render_cell(cell, column):
+    """A cell's text: a string as written, None as empty, a number at its column's decimals,
+    {"mean", "std"} as 'mean ± std', {"value"} with its own decimals, {"format", ...} through
+    str.format with its own fields."""
+    if cell is None:
+        return ""
+    if isinstance(cell, str):
+        return cell
+    if isinstance(cell, (int, float)):
+        return f"{cell:.{column['decimals']}f}"
+    if "format" in cell:
+        return cell["format"].format(**cell)
+    if "mean" in cell:
+        d = cell.get("decimals", column.get("decimals_with_std", column.get("decimals")))
+        return f"{cell['mean']:.{d}f} ± {cell['std']:.{d}f}"
+    return f"{cell['value']:.{cell.get('decimals', column.get('decimals'))}f}"
+
+
+def row_cells(row, tables):
+    """A row's cells: those of the row it is "same_as" (another table's, by index), its own on top."""
+    cells = {}
+    if "same_as" in row:
+        ref = row["same_as"]
+        cells.update(row_cells(tables[ref["table"]]["rows"][ref["row"]], tables))
+    cells.update(row.get("cells", {}))
+    return cells
+
+
+def render_table(table, tables):
+    """The markdown of one table.json."""
+    def line(texts):
+        return "|" + "".join(f" {text} |" if text else " |" for text in texts)
+    columns = table["columns"]
+    lines = [line(c["header"] for c in columns), "|" + "---|" * len(columns)]
+    for row in table["rows"]:
+        cells = row_cells(row, tables)
+        lines.append(line(render_cell(cells.get(c["key"]), c) for c in columns))
+    return "\n".join(lines)
+
+
+def markdown_tables(text):
+    """[(first line number, markdown of the table)] of every table in a page (outside code blocks)."""
+    tables, current, start, fenced = [], [], None, False
+    for number, line in enumerate(text.splitlines() + [""], 1):
+        if line.startswith("```"):
+            fenced = not fenced
+        if line.startswith("|") and not fenced:
+            start = start or number
+            current.append(line)
+        elif current:
+            tables.append((start, "\n".join(current)))
+            current, start = [], None
+    return tables
+
+
+TABLES = load_tables()
+
+
+@pytest.mark.parametrize("name", sorted(TABLES))
+def test_each_table_is_its_json(name):
+    table = TABLES[name]
+    text = render_table(table, TABLES)
+    assert table["shown_in"]
+    for page in table["shown_in"]:
+        assert text in (REPO / page).read_text(encoding="utf-8"), f"{page}: the table of {name}/table.json differs"
+
+
+def test_every_measured_table_has_its_json():
+    rendered = {render_table(t, TABLES) for t in TABLES.values()}
+    missing = []
+    for page in PAGES:
+        for line, table in markdown_tables(page.read_text(encoding="utf-8")):
+            header = table.splitlines()[0]
+            if table not in rendered and header not in NOT_MEASUREMENTS and header != ALREADY_TRAINED_HEADER:
+                missing.append(f"{page.relative_to(REPO)}:{line}: {header}")
+    assert not missing, "tables without a docs/results/<name>/table.json (or not equal to it):\n" + "\n".join(missing)
+
+
+@pytest.mark.parametrize("name", sorted(TABLES))
+def test_each_table_says_where_it_comes_from(name):
+    source = TABLES[name]["source"]
+    assert source["measured"] and source["commands"] and source["environment"]
+    environments = source["environment"].values() if "cpu" not in source["environment"] else [source["environment"]]
+    for environment in environments:
+        assert environment["cpu"] and environment["packages"]["tensorflow"] and environment["packages"]["keras"]
+    for commit in source["commits"]:
+        assert re.fullmatch(r"[0-9a-f]{40}", commit["commit"]) and commit["date"] and commit["what"]
+    if source["origin"] == "transcribed":  # the published numbers: no per-seed value may appear from nowhere
+        assert "not kept" in source["raw_files"]
+        for row in TABLES[name]["rows"]:
+            for cell in row.get("cells", {}).values():
+                assert not (isinstance(cell, dict) and ("values" in cell or "per_seed" in cell)), (name, cell)
+    for row in TABLES[name]["rows"]:
+        if "same_as" in row:
+            assert row["same_as"]["table"] in TABLES
+
+
+def test_the_figures_are_drawn_from_the_json(tmp_path):
+    pytest.importorskip("matplotlib")
+    from tf_esimcse.plots import plot_results_tables
+
+    written = plot_results_tables(RESULTS, tmp_path)
+    committed = [figure["file"] for t in TABLES.values() for figure in t.get("figures", [])]
+    assert sorted(p.name for p in written) == sorted(pathlib.Path(f).name for f in committed)
+    for f in committed:
+        assert (REPO / f).is_file(), f"{f}: drawn by `make figures` from docs/results, but not committed"
 
 
 def _mean_std(values):

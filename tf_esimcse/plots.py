@@ -36,6 +36,9 @@ side by side.
 `plot_ablation_table` and `plot_ablation_trajectory` draw an ablation table's rows
 (`recipes/ablations.py`: table.png, trajectory.png) against the encoder they all start from.
 
+`plot_results_tables()` (`python -m tf_esimcse.plots`, `make figures`) redraws the figures of the
+committed result tables (`docs/figures/`) from their JSON (`docs/results/<name>/table.json`).
+
 matplotlib is imported only when a figure is drawn (`pip install "tf_esimcse[plots]"`); figures
 are rendered with the Agg canvas without touching pyplot's global state, and every PNG is written
 to a temporary file in the same folder and renamed into place, so a crash never leaves a
@@ -49,6 +52,7 @@ plot_run("saved_models/unsup_esimcse")            # -> saved_models/unsup_esimcs
 plot_length_split([("SimCSE", simcse), ("ESimCSE", esimcse)], "length_split.png")
 ```
 """
+import argparse
 import json
 import math
 import os
@@ -60,7 +64,8 @@ from tf_esimcse.errors import TfEsimcseError
 
 __all__ = ["PlotError", "MatplotlibNotInstalled", "read_scalars", "read_run", "run_figure", "plot_run",
            "length_split_figure", "plot_length_split", "sts_table_figure", "plot_sts_table",
-           "ablation_table_figure", "plot_ablation_table", "ablation_trajectory_figure", "plot_ablation_trajectory"]
+           "ablation_table_figure", "plot_ablation_table", "ablation_trajectory_figure", "plot_ablation_trajectory",
+           "plot_results_tables"]
 
 STS_TASKS = (("sts12", "STS12"), ("sts13", "STS13"), ("sts14", "STS14"), ("sts15", "STS15"),
              ("sts16", "STS16"), ("stsb_test", "STS-B"), ("sickr_test", "SICK-R"), ("avg", "Avg."))
@@ -975,3 +980,95 @@ def plot_ablation_trajectory(trajectories, output, name, start=None, model=None)
         The `pathlib.Path` of the PNG written.
     """
     return _save_png(ablation_trajectory_figure(trajectories, name, start, model), output)
+
+
+# ---------------------------------------------------------------------------------------------
+# The committed result tables (docs/results/<name>/table.json)
+
+
+def _table_row_cells(tables, row):
+    """A table.json row's cells: those of the row it is "same_as" (another table's), its own on top."""
+    cells = {}
+    if "same_as" in row:
+        ref = row["same_as"]
+        cells.update(_table_row_cells(tables, tables[ref["table"]]["rows"][ref["row"]]))
+    cells.update(row.get("cells", {}))
+    return cells
+
+
+def _cell_mean_std(cell):
+    """{"mean", "std"} of a table.json cell (std None for a single number), or None for text."""
+    if isinstance(cell, dict) and "mean" in cell:
+        return {"mean": float(cell["mean"]), "std": float(cell["std"])}
+    if isinstance(cell, dict) and "value" in cell:
+        return {"mean": float(cell["value"]), "std": None}
+    return {"mean": float(cell), "std": None} if _finite(cell) else None
+
+
+def _ablation_figure_rows(tables, table, figure):
+    """`plot_ablation_table`'s rows and start from a table.json: its labelled rows, STS-B dev, the
+    paper's figure from `figure["paper_column"]`, the start from row `figure["start_row"]`."""
+    rows, start = [], None
+    for i, row in enumerate(table["rows"]):
+        cells = _table_row_cells(tables, row)
+        if i == figure.get("start_row"):
+            start = (_cell_mean_std(cells.get("stsb_dev")) or {}).get("mean")
+        elif row.get("label"):
+            paper = cells.get(figure.get("paper_column"))
+            rows.append({"label": row["label"], "status": "ok", "stsb_dev": _cell_mean_std(cells.get("stsb_dev")),
+                         "paper": float(paper) if _finite(paper) else None})
+    return rows, start
+
+
+def plot_results_tables(results_dir="docs/results", figures_dir=None):
+    """Draw every figure that a committed result table names, from its JSON alone
+    (`python -m tf_esimcse.plots`, `make figures`).
+
+    Each `<results_dir>/<name>/table.json` may list "figures": dicts with "file" (the PNG, relative
+    to the repository that holds `results_dir/..`), "kind" and its settings. Kind
+    "ablation_table": `plot_ablation_table` of the rows with a "label" (STS-B dev mean ± std, the
+    paper's figure from the "paper_column" cell), the start from row "start_row", titled with
+    "name", "title" and "model".
+
+    Args:
+        results_dir: str or path-like, the folder of `<name>/table.json` files.
+        figures_dir: None to write each figure to its "file"; else a folder to write them into
+            under their file names.
+
+    Returns:
+        The list of `pathlib.Path` written.
+
+    Raises:
+        PlotError: a figure of an unknown kind.
+    """
+    results_dir = pathlib.Path(results_dir)
+    tables = {p.parent.name: _read_json(p) for p in sorted(results_dir.glob("*/table.json"))}
+    written = []
+    for name, table in tables.items():
+        for figure in table.get("figures", []):
+            if figure.get("kind") != "ablation_table":
+                raise PlotError(f"{results_dir / name / 'table.json'}: figure kind {figure.get('kind')!r} is not "
+                                f"one this function draws (ablation_table)")
+            output = (results_dir.parent.parent / figure["file"] if figures_dir is None
+                      else pathlib.Path(figures_dir) / pathlib.PurePath(figure["file"]).name)
+            rows, start = _ablation_figure_rows(tables, table, figure)
+            written.append(plot_ablation_table(rows, output, figure["name"], figure["title"], start_stsb_dev=start,
+                                               model=figure.get("model")))
+    return written
+
+
+def main(argv=None):
+    """`python -m tf_esimcse.plots [RESULTS_DIR] [--figures-dir DIR]`: `plot_results_tables`."""
+    parser = argparse.ArgumentParser(prog="python -m tf_esimcse.plots",
+                                     description="Draw the committed result tables' figures from their JSON.")
+    parser.add_argument("results_dir", nargs="?", default="docs/results",
+                        help="the folder of <name>/table.json files (default: docs/results)")
+    parser.add_argument("--figures-dir", default=None,
+                        help="write the PNGs here instead of to each figure's own file (docs/figures/...)")
+    args = parser.parse_args(argv)
+    for path in plot_results_tables(args.results_dir, args.figures_dir):
+        print(path)
+
+
+if __name__ == "__main__":
+    main()
