@@ -568,7 +568,7 @@ def test_bfloat16_precision_export(encoder, expected, tmp_path):
     out = loaded.signatures["encode_tokens"](
         token_ids=packed["token_ids"], padding_mask=packed["padding_mask"])["embeddings"].numpy()
     assert out.dtype == np.float32
-    assert _cosine(out, expected["embeddings"]).min() > 0.999
+    assert _cosine(out, expected["embeddings"]).min() >= 0.9999  # the cosine docs/performance.md states
     with pytest.raises(ValueError, match="precision"):
         export_for_serving(encoder, tmp_path / "bad", precision="float16")
 

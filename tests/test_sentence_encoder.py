@@ -388,7 +388,7 @@ def test_encode_bfloat16_precision(avg_encoder):
     fast = avg_encoder.encode(TINY_SENTENCES, verbose=0, precision="bfloat16")
     assert fast.dtype == np.float32 and fast.shape == exact.shape
     assert not np.array_equal(fast, exact)
-    np.testing.assert_allclose(np.sum(fast * exact, axis=1), 1.0, atol=1e-3)  # unit vectors
+    assert np.sum(fast * exact, axis=1).min() >= 0.9999  # unit vectors: the cosine docs/performance.md states
     # the float32 function is unchanged by having traced the bfloat16 one
     np.testing.assert_array_equal(avg_encoder.encode(TINY_SENTENCES, verbose=0), exact)
     with pytest.raises(ValueError, match="matmul precision"):
