@@ -35,7 +35,7 @@ import uuid
 
 import tensorflow as tf
 
-from tf_esimcse.errors import TfEsimcseError
+from tf_esimcse.errors import ExportError, VersionExistsError
 from tf_esimcse.layers.matmul_precision import matmul_precision
 
 TEMP_PREFIX = ".tmp-export-"
@@ -43,14 +43,6 @@ SERVING_DEFAULT = "serving_default"
 ENCODE_TOKENS = "encode_tokens"
 SIMILARITY = "similarity"
 _VERSION_RE = re.compile(r"^[0-9]+$")
-
-
-class ExportError(TfEsimcseError):
-    """The export cannot be written where asked (the message says why)."""
-
-
-class VersionExistsError(ExportError, FileExistsError):
-    """The requested version already exists under the export base; versions are never overwritten."""
 
 
 def existing_versions(export_base):

@@ -60,7 +60,7 @@ import pathlib
 import re
 
 from tf_esimcse.atomic_files import write_atomic
-from tf_esimcse.errors import TfEsimcseError
+from tf_esimcse.errors import MatplotlibNotInstalled, PlotError
 
 __all__ = ["PlotError", "MatplotlibNotInstalled", "read_scalars", "read_run", "run_figure", "plot_run",
            "length_split_figure", "plot_length_split", "sts_table_figure", "plot_sts_table",
@@ -75,15 +75,6 @@ START_LABEL = "start (untrained)"  # the encoder a run starts from, evaluated be
 START_COLOR = "0.25"
 START_BAR_COLORS = ("0.72", "0.55", "0.85")  # grey bars of untrained starts
 AVG_GAP = 0.7  # extra space before the Avg. bars: a summary, not an 8th task
-
-
-class PlotError(TfEsimcseError, ValueError):
-    """Nothing to plot, or input that is not what a figure needs; the message names the folder
-    or the entry and what was expected."""
-
-
-class MatplotlibNotInstalled(TfEsimcseError, ImportError):
-    """matplotlib, which only the figures need, is not installed."""
 
 
 def _matplotlib():

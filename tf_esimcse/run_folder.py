@@ -21,7 +21,7 @@ import pathlib
 import shutil
 
 from tf_esimcse.atomic_files import write_json_atomic
-from tf_esimcse.errors import TfEsimcseError
+from tf_esimcse.errors import RunFolderError
 
 RUN_CONFIG = "run_config.json"
 LOCK_FILE = ".lock"
@@ -31,10 +31,6 @@ RUN_FILES = ("model", "backup", "logs", "results.json", "evaluations.json", "bes
 # Settings that say where or how verbosely a run works, not what it computes: they may differ
 # between the parts of one run.
 RUNTIME_FIELDS = frozenset({"output_dir", "log_dir", "data_dir", "overwrite", "verbose", "backup_steps", "seeds"})
-
-
-class RunFolderError(TfEsimcseError):
-    """A run folder that cannot be used as asked (other settings, or in use)."""
 
 
 @dataclasses.dataclass

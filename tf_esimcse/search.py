@@ -19,13 +19,9 @@ import pathlib
 import numpy as np
 
 from tf_esimcse.atomic_files import replace_directory
-from tf_esimcse.errors import TfEsimcseError
+from tf_esimcse.errors import SearchError
 
 FORMAT = "tf_esimcse.search_index/1"
-
-
-class SearchError(TfEsimcseError, ValueError):
-    """A search that cannot run as asked (empty corpus, missing index, mismatched dimensions)."""
 
 
 def _normalize(x):

@@ -65,7 +65,7 @@ from dataclasses import dataclass
 from typing import NamedTuple, Optional
 
 from tf_esimcse.atomic_files import write_json_atomic
-from tf_esimcse.errors import TfEsimcseError
+from tf_esimcse.errors import ChecksumError, DownloadError, TfEsimcseError, UnsafeArchiveError
 
 _HF = "https://huggingface.co/datasets/princeton-nlp/datasets-for-simcse/resolve/main/"
 _HF_CLI_HINT = (
@@ -75,18 +75,6 @@ _HF_CLI_HINT = (
 )
 RECORD_NAME = ".download.json"
 _CHUNK = 1 << 20
-
-
-class DownloadError(TfEsimcseError):
-    """A download that could not be completed; the message names the file, the URLs and the cause."""
-
-
-class ChecksumError(DownloadError):
-    """A downloaded file whose sha256 differs from the pinned one (the file was deleted)."""
-
-
-class UnsafeArchiveError(DownloadError):
-    """An archive with a member that would be written outside the extraction folder."""
 
 
 @dataclass(frozen=True)
