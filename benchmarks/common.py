@@ -23,17 +23,6 @@ if _REPO not in sys.path:
 
 
 # ---------------------------------------------------------------------------------- flags
-def load_recipe(name):
-    """`recipes/<name>.py` as a module (benchmarks build their workloads with the recipes' own
-    `build_objective` / `build_dataset`)."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(f"recipe_{name}", os.path.join(_REPO, "recipes", f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def default_data_dir():
     """`$TF_ESIMCSE_DATA_DIR`, else `<repo>/data` (the link `make setup` makes)."""
     return os.environ.get("TF_ESIMCSE_DATA_DIR", os.path.join(_REPO, "data"))

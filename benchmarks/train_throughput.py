@@ -17,7 +17,7 @@ the mean step time, achieved GFLOP/s (analytic FLOPs, formula printed), the same
 measured float32 2048^3 matmul ceiling, and the process's peak RSS.
 
 Adding a model kind: write `build_<kind>(encoder, sentences, args) -> Workload` (through its
-recipe's `build_objective`/`build_dataset`, `_recipe_workload`)
+method in `tf_esimcse.methods`, `_recipe_workload`)
 and register it in `MODELS`; `--models simcse,<kind>` then times both in one run, in the same
 process and conditions, and prints the ratios to the first.
 """
@@ -56,26 +56,29 @@ def _view_shape(view):
     return int(view["token_ids"].shape[0]), int(view["token_ids"].shape[1])
 
 
-def _recipe_workload(recipe_name, config_name, encoder, sentences, args, extra_flags=()):
+def _recipe_workload(recipe_name, encoder, sentences, args, extra_flags=()):
     """The training model and batches exactly as `recipes/<recipe_name>.py` builds them: its
-    config (defaults, with this benchmark's batch size, seed, temperature and padding), its
-    `build_objective` and `build_dataset`, and `ContrastiveModel` with the config's clipping
-    (`--max-grad-norm`, the recipes' 1.0 by default; 0 turns clipping off)."""
+    method's config (defaults, with this benchmark's batch size, seed, temperature and padding),
+    objective and dataset (`tf_esimcse.methods`), and `ContrastiveModel` with the config's clipping
+    (`--max-grad-norm`, the recipes' 1.0 by default; 0 turns clipping off). `--dynamic-padding`
+    reaches only the methods that support it (ESimCSE's views keep fixed widths)."""
+    from tf_esimcse import methods
     from tf_esimcse.models.contrastive_model import ContrastiveModel
 
-    recipe = common.load_recipe(recipe_name)
-    config = recipe.parse_config(getattr(recipe, config_name), [
+    method = methods.get(recipe_name)
+    padding = [] if "dynamic_padding" in method.config_cls.unsupported else [
+        "--dynamic-padding" if args.dynamic_padding else "--no-dynamic-padding"]
+    config = method.parse([
         "--batch-size", str(args.batch_size), "--seed", str(args.seed), "--temperature", str(args.temperature),
-        "--max-len", str(args.max_len), "--max-grad-norm", str(args.max_grad_norm),
-        "--dynamic-padding" if args.dynamic_padding else "--no-dynamic-padding", *extra_flags,
+        "--max-len", str(args.max_len), "--max-grad-norm", str(args.max_grad_norm), *padding, *extra_flags,
     ])
-    model = ContrastiveModel(encoder, recipe.build_objective(config), max_grad_norm=config.max_grad_norm or None)
-    return model, recipe.build_dataset(sentences, encoder.preprocessor, config)
+    model = ContrastiveModel(encoder, method.objective(config), max_grad_norm=config.max_grad_norm or None)
+    return model, method.build_dataset(sentences, encoder.preprocessor, config)
 
 
 def build_simcse(encoder, sentences, args):
     """Unsupervised SimCSE: each sentence twice in one 2N-row forward (two dropout masks)."""
-    model, dataset = _recipe_workload("unsup_simcse", "SimCSEConfig", encoder, sentences, args)
+    model, dataset = _recipe_workload("unsup_simcse", encoder, sentences, args)
     dims = common.BertDims(encoder.backbone)
     head_dim = encoder.hidden_dim if encoder.pooler_type == "cls" else 0
 
@@ -94,7 +97,7 @@ def build_esimcse(encoder, sentences, args, extra_flags=()):
     """ESimCSE: anchor + word-repeated positive (one 2N-row forward/backward when both views have
     one width, else one pass per width), plus the momentum encoder's forward of the N anchors
     (no backward) and the queue's extra logits."""
-    model, dataset = _recipe_workload("unsup_esimcse", "ESimCSEConfig", encoder, sentences, args, extra_flags)
+    model, dataset = _recipe_workload("unsup_esimcse", encoder, sentences, args, extra_flags)
     dims = common.BertDims(encoder.backbone)
     head_dim = encoder.hidden_dim if encoder.pooler_type == "cls" else 0
 

@@ -1,10 +1,11 @@
-"""`recipes/ablations.py` on a tiny model: one command trains a table's rows with the same seeds
+"""`recipes/ablations.py` (`tf_esimcse.ablations`) on a tiny model: one command trains a table's rows with the same seeds
 and writes table.json, table.md and the PNGs; a second call trains nothing again."""
 import json
 
 import pytest
 
-from test_recipes import _argv, load_recipe, workspace  # noqa: F401  (fixture)
+from test_recipes import _argv, workspace  # noqa: F401  (fixture)
+from tf_esimcse import ablations
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -20,7 +21,7 @@ def _flags(workspace, output_dir, *extra):  # noqa: F811
 
 
 def test_a_table_trains_every_row_with_the_same_seeds(workspace, tmp_path, capsys):  # noqa: F811
-    runner = load_recipe("ablations")
+    runner = ablations
     out = runner.main(_flags(workspace, tmp_path, "--table", "simcse-encoders", "--trajectory", "1"))
     table_dir = tmp_path / "simcse-encoders"
     saved = json.loads((table_dir / "table.json").read_text())
@@ -84,7 +85,7 @@ def test_a_table_trains_every_row_with_the_same_seeds(workspace, tmp_path, capsy
 
 
 def test_trajectory_starts_at_the_start_only_for_rows_evaluated_with_its_pooler():
-    runner = load_recipe("ablations")
+    runner = ablations
     start = {"pooler": "cls_before_pooler", "scores": {"uniformity": -1.5, "alignment": 0.1}}
     evaluations = [[{"step": 1, "uniformity": -2.0, "alignment": 0.2}]]
     assert runner._eval_pooler({"pooler": "cls", "mlp_only_train": True}) == "cls_before_pooler"
@@ -98,7 +99,7 @@ def test_trajectory_starts_at_the_start_only_for_rows_evaluated_with_its_pooler(
 
 
 def test_rows_filter_and_rows_that_cannot_run_here(workspace, tmp_path):  # noqa: F811
-    runner = load_recipe("ablations")
+    runner = ablations
     out = runner.main(_flags(workspace, tmp_path, "--table", "simcse-augmentation",
                              "--rows", "delete one word,MLM 15 %"))
     rows = {r["label"]: r for r in out["rows"]}
@@ -122,7 +123,7 @@ def test_rows_filter_and_rows_that_cannot_run_here(workspace, tmp_path):  # noqa
 
 
 def test_bad_arguments_are_one_line_errors(tmp_path, capsys):
-    runner = load_recipe("ablations")
+    runner = ablations
     with pytest.raises(ValueError, match="unknown rows"):
         runner.main(["--table", "simcse-dropout", "--rows", "p = 0.7", "--output-dir", str(tmp_path)])
     with pytest.raises(SystemExit):
@@ -140,7 +141,7 @@ def test_methods_table_gives_the_generator_to_diffcse_only(workspace, tmp_path):
     (the other recipes have no such flag)."""
     from test_diffcse import write_tiny_generator
 
-    runner = load_recipe("ablations")
+    runner = ablations
     generator = write_tiny_generator(tmp_path / "generator")
     out = runner.main(_flags(workspace, tmp_path, "--table", "methods", "--seeds", "1", "--generator", generator))
     rows = {r["label"]: r for r in out["rows"]}
@@ -155,7 +156,7 @@ def test_rows_train_in_their_own_process_and_a_failing_row_is_named(workspace, t
     with the row and its command named (each row is a child process: its exit code is read)."""
     from tf_esimcse.errors import TfEsimcseError
 
-    runner = load_recipe("ablations")
+    runner = ablations
     out = runner.main(_flags(workspace, tmp_path, "--table", "simcse-encoders", "--seeds", "1", "--steps", "6",
                              "--learning-rate", "1e6", "--max-grad-norm", "1e12"))
     assert [r["status"] for r in out["rows"]] == ["diverged", "diverged"]

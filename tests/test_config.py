@@ -8,7 +8,7 @@ import pathlib
 
 import pytest
 
-from test_recipes import load_recipe
+from test_recipes import load_method
 from tf_esimcse import config as cfg
 from tf_esimcse.config import FlagParser, TrainConfig, parse_config
 from tf_esimcse.training import main_guard
@@ -20,7 +20,7 @@ RECIPE_CONFIGS = {"unsup_simcse": "SimCSEConfig", "unsup_esimcse": "ESimCSEConfi
 
 @pytest.fixture(scope="module")
 def recipes():
-    return {name: load_recipe(name) for name in RECIPE_CONFIGS}
+    return {name: load_method(name) for name in RECIPE_CONFIGS}
 
 
 @pytest.fixture(scope="module")
@@ -338,3 +338,25 @@ def test_model_errors_through_a_recipe_write_nothing(recipes, capsys, tmp_path):
         lines = capsys.readouterr().err.strip().splitlines()
         assert len(lines) == 1 and needle in lines[0], lines
         assert not output_dir.exists()
+
+
+@pytest.mark.parametrize("name", ["unsup_esimcse", "diffcse"])
+def test_a_shared_setting_a_method_cannot_honour_is_refused(recipes, capsys, tmp_path, model_dir, name):
+    """ESimCSE's and DiffCSE's views keep fixed widths: --dynamic-padding is refused at parse time
+    in one line (it used to be accepted and ignored); SimCSE honours it."""
+    output_dir = tmp_path / "fresh"
+    extra = ["--generator", str(model_dir)] if name == "diffcse" else []
+    with pytest.raises(SystemExit) as info:
+        main_guard(lambda: recipes[name].main([*extra, "--dynamic-padding", "--output-dir", str(output_dir)]))
+    assert info.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: --dynamic-padding is not supported by this method: "), lines
+    assert not output_dir.exists()
+    assert recipes[name].METHOD.parse([*extra, "--no-dynamic-padding"]).dynamic_padding is False
+    assert recipes["unsup_simcse"].METHOD.parse(["--dynamic-padding"]).dynamic_padding is True
+
+
+def test_recipes_are_short_mains_over_the_methods():
+    """Each recipe is a command line over `tf_esimcse.methods` (issue 27): at most ~80 lines."""
+    for path in sorted((REPO / "recipes").glob("*.py")):
+        assert len(path.read_text().splitlines()) <= 80, path.name

@@ -16,7 +16,8 @@ from test_recipes import _argv, load_recipe, workspace  # noqa: F401  (fixture)
 from tf_esimcse.layers.sentence_preprocessor import trim_to_longest
 from tf_esimcse.models.contrastive_model import ContrastiveModel
 from tf_esimcse.models.sentence_encoder import SentenceEncoder
-from tf_esimcse.objectives.diffcse import DiffCSEObjective, diffcse_views
+from tf_esimcse.data.diffcse_views import diffcse_views
+from tf_esimcse.objectives.diffcse import DiffCSEObjective
 from training_test_case import run_objective_test
 
 LAMBDA = 0.3  # large, so that the RTD term matters in the checks

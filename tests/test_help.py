@@ -7,7 +7,7 @@ The parsers are checked in-process (fast); the real commands run in subprocesses
 imports TensorFlow (~5 s): two of them always, the rest marked `large`.
 """
 import argparse
-import importlib.util
+import importlib
 import pathlib
 import re
 import subprocess
@@ -40,15 +40,8 @@ def run(argv, cwd=None):
                           env=clean_env(), cwd=cwd or REPO)
 
 
-def load_recipe(name):
-    spec = importlib.util.spec_from_file_location(f"recipe_{name}_help_test", REPO / "recipes" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def recipe_parser(name):
-    module = load_recipe(name)
+    module = importlib.import_module(f"tf_esimcse.methods.{name}")  # its docstring is the recipe's --help
     return cfg.build_config_parser(getattr(module, RECIPE_CONFIGS[name]), description=module.__doc__,
                                    prog=f"{name}.py")
 

@@ -4,7 +4,7 @@ Each recipe trains 3 steps on a 200-sentence corpus with STS-B dev every 2 steps
 synthetic SentEval directory (`test_cli.write_tiny_senteval`), and must leave a loadable
 encoder, `results.json` and TensorBoard logs. Errors must be one line and exit code 2.
 """
-import importlib.util
+import importlib
 import json
 import os
 import pathlib
@@ -29,11 +29,12 @@ _WORDS = ["the", "a", "cat", "dog", "sat", "on", "mat", "hello", "world", "quick
           "over", "lazy", "is", "playing", "runs", ".", ","]
 
 
-def load_recipe(name):
-    spec = importlib.util.spec_from_file_location(f"recipe_{name}", REPO / "recipes" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def load_method(name):
+    """`tf_esimcse.methods.<name>`: what `recipes/<name>.py` runs (its settings, builders, `main`)."""
+    return importlib.import_module(f"tf_esimcse.methods.{name}")
+
+
+load_recipe = load_method  # the name other test modules import
 
 
 @pytest.fixture(scope="module")

@@ -71,7 +71,13 @@ def setting(default=dataclasses.MISSING, *, help, group, choices=None, default_t
 class TrainConfig:
     """Settings of a training run. Defaults: the official SimCSE code's `run_unsup_example.sh`
     (BERT-base: batch 64, lr 3e-5, max_len 32, temperature 0.05, `cls` + `mlp_only_train`, STS-B
-    dev every 125 steps), except the encoder and corpus, which are offline ones."""
+    dev every 125 steps), except the encoder and corpus, which are offline ones.
+
+    A method's subclass names the shared settings it cannot honour in `unsupported`
+    (`{field: why}`); `validate` refuses them when set, rather than ignore them.
+    """
+
+    unsupported: typing.ClassVar[dict] = {}
 
     # data
     corpus: str = setting(
@@ -178,6 +184,7 @@ class TrainConfig:
         loaded or written when it fails.
         """
         check_choices(self)
+        check_supported(self)
         if self.steps is not None:
             check_int(self, "steps", low=1, hint="leave it unset to train --epochs passes over the corpus")
         check_int(self, "epochs", low=1)
@@ -260,6 +267,14 @@ def _check_bounds(name, value, low, high, low_open, high_open, hint, kind):
         what = f"{kind} {'<' if high_open else '<='} {high}"
     message = f"{flag_name(name)} must be {what}, got {value!r}"
     raise ValueError(message + (f" ({hint})" if hint else ""))
+
+
+def check_supported(config):
+    """No setting in `config.unsupported` differs from its shared default."""
+    for name, why in getattr(config, "unsupported", {}).items():
+        field = TrainConfig.__dataclass_fields__[name]
+        if getattr(config, name) != _field_default(field, {}):
+            raise ValueError(f"{flag_name(name)} is not supported by this method: {why}")
 
 
 def check_choices(config):

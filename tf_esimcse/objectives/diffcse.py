@@ -2,7 +2,7 @@
 
 Checked against voidism/DiffCSE (`diffcse/models.py` `cl_forward`, `train.py`, `run_diffcse.sh`):
 
-- Batches (`diffcse_views`): the sentence (encoded twice, as SimCSE) and two masked copies of it,
+- Batches (`tf_esimcse.data.diffcse_views`): the sentence (encoded twice, as SimCSE) and two masked copies of it,
   each masked independently with BERT's 80/10/10 scheme at `--masking_ratio` 0.30 (the data
   collator's `mask_tokens`, one mask per copy; specials and padding never masked).
 - Pre-tape hook (`before_step`): the frozen MLM generator reads each masked copy and its argmax
@@ -37,12 +37,11 @@ import keras
 import tensorflow as tf
 
 from tf_esimcse.api_export import tf_esimcse_export
+from tf_esimcse.data.diffcse_views import MASKED_VIEWS
 from tf_esimcse.distribution import gather_replicas, num_replicas
 from tf_esimcse.momentum import clone_frozen
 from tf_esimcse.objectives.objective import named_views
 from tf_esimcse.objectives.simcse import SimCSEObjective
-
-MASKED_VIEWS = ("masked_1", "masked_2")
 
 
 def projection_mlp(hidden_dim, name="projection"):
@@ -231,18 +230,3 @@ class DiffCSEObjective(SimCSEObjective):
                        "cls_token_id": self.cls_token_id})
         return config
 
-
-def diffcse_views(sentences, preprocessor, masking_ratio=0.30, batch_size=64, shuffle=True, seed=42, repeat=False):
-    """DiffCSE batches: `{"anchor"}` plus `{"masked_1", "masked_2"}`, two independently masked
-    copies of each sentence (`TokenMasking`: 80 % [MASK], 10 % random, 10 % kept)."""
-    from tf_esimcse.data.views import View, views_dataset
-    from tf_esimcse.layers.token_masking import TokenMasking
-
-    tokenizer = preprocessor.tokenizer
-    vocabulary_size = int(tokenizer.vocabulary_size())
-    views = {"anchor": View(0)}
-    for i, name in enumerate(MASKED_VIEWS):
-        views[name] = View(0, transform=TokenMasking(vocabulary_size, int(tokenizer.mask_token_id), rate=masking_ratio,
-                                                     seed=seed + 1000 * (i + 1)))
-    return views_dataset(list(sentences), preprocessor, views, batch_size=batch_size, shuffle=shuffle, seed=seed,
-                         repeat=repeat)
