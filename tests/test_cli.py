@@ -231,6 +231,45 @@ def test_unknown_pooler(capsys, tmp_path, model_dir, data_root, command):
     assert not (tmp_path / "out.npy").exists()
 
 
+_IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
+_NOBODY = 65534
+
+
+def _encode_unreadable_as_nobody(model_dir):
+    """The "unreadable" case as root: a child process imports the CLI as root, then drops to
+    nobody (uid/gid 65534, no supplementary groups) and runs the same encode command, so the
+    kernel refuses the chmod-000 file for real. Everything else it needs is world-readable in a
+    fresh folder (the tiny model copied there), so the only thing it cannot read is the input."""
+    import shutil
+    import tempfile
+
+    folder = pathlib.Path(tempfile.mkdtemp(prefix="tf_esimcse_unreadable_"))
+    try:
+        folder.chmod(0o755)
+        model = pathlib.Path(shutil.copytree(model_dir, folder / "model"))
+        for item in [model, *model.rglob("*")]:
+            item.chmod(0o755 if item.is_dir() else 0o644)
+        path, needle = _bad_input(folder, "unreadable")
+        out = folder / "out.npy"
+        code = (
+            "import os, sys\n"
+            "import tf_esimcse.cli, tf_esimcse.data.corpus, tf_esimcse.errors  # imported while root\n"
+            f"os.setgroups([]); os.setgid({_NOBODY}); os.setuid({_NOBODY})\n"
+            "assert os.geteuid() != 0 and not os.access(sys.argv[1], os.R_OK)\n"
+            f"sys.exit(tf_esimcse.cli.main(['encode', '--model', {str(model)!r}, '--input', sys.argv[1], "
+            f"'--output', {str(out)!r}]))\n"
+        )
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
+        done = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, env=env,
+                              timeout=300, cwd=folder)
+        # TF's C++ start-up lines may precede it: the CLI's own lines start "error" (or a traceback).
+        err = "\n".join(line for line in done.stderr.splitlines() if line.startswith(("error", "Traceback")))
+        _assert_one_line_error(done.returncode, err or done.stderr, str(path), needle, "Permission denied")
+        assert not out.exists()
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def _bad_input(tmp_path, kind):
     path = tmp_path / "input.txt"
     if kind == "missing":
@@ -257,12 +296,14 @@ def _bad_input(tmp_path, kind):
         "missing",
         "directory",
         "not_utf8",
-        pytest.param("unreadable", marks=pytest.mark.skipif(
-            hasattr(os, "geteuid") and os.geteuid() == 0, reason="root can read a chmod-000 file")),
+        # As root (how CI runs) the command runs in a child that drops to nobody: root reads a chmod-000 file.
+        pytest.param("unreadable", marks=[pytest.mark.large] if _IS_ROOT else []),
         "empty",
     ],
 )
 def test_encode_bad_input_file(capsys, tmp_path, model_dir, kind):
+    if kind == "unreadable" and _IS_ROOT:
+        return _encode_unreadable_as_nobody(model_dir)
     path, needle = _bad_input(tmp_path, kind)
     out = tmp_path / "out.npy"
     code, stdout, err = _run(capsys, "encode", "--model", model_dir, "--input", path, "--output", out)
