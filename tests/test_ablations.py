@@ -20,6 +20,7 @@ def _flags(workspace, output_dir, *extra):  # noqa: F811
     return [*argv, "--steps", "2", "--seeds", "1,2", "--output-dir", str(output_dir), *extra]
 
 
+@pytest.mark.large
 def test_a_table_trains_every_row_with_the_same_seeds(workspace, tmp_path, capsys):  # noqa: F811
     runner = ablations
     out = runner.main(_flags(workspace, tmp_path, "--table", "simcse-encoders", "--trajectory", "1"))
@@ -98,6 +99,7 @@ def test_trajectory_starts_at_the_start_only_for_rows_evaluated_with_its_pooler(
     assert runner._exit_description(2).startswith("stopped with exit code 2")
 
 
+@pytest.mark.large
 def test_rows_filter_and_rows_that_cannot_run_here(workspace, tmp_path):  # noqa: F811
     runner = ablations
     out = runner.main(_flags(workspace, tmp_path, "--table", "simcse-augmentation",
@@ -136,6 +138,7 @@ def test_bad_arguments_are_one_line_errors(tmp_path, capsys):
     assert "python recipes/sup_simcse.py --batch-size 512\n" in listing
 
 
+@pytest.mark.large
 def test_methods_table_gives_the_generator_to_diffcse_only(workspace, tmp_path):  # noqa: F811
     """SimCSE vs ESimCSE vs DiffCSE in one command: `--generator` reaches the DiffCSE row only
     (the other recipes have no such flag)."""
@@ -151,6 +154,7 @@ def test_methods_table_gives_the_generator_to_diffcse_only(workspace, tmp_path):
     assert config["generator"] == generator
 
 
+@pytest.mark.large
 def test_rows_train_in_their_own_process_and_a_failing_row_is_named(workspace, tmp_path):  # noqa: F811
     """A diverged row is marked and the table goes on; a row whose recipe fails stops the table
     with the row and its command named (each row is a child process: its exit code is read)."""

@@ -30,6 +30,7 @@ def test_parse():
     assert parse_augmentation("mlm:15") == ("mlm", pytest.approx(0.15))
 
 
+@pytest.mark.large
 def test_none_is_unsupervised_simcse(tokenizer):  # noqa: F811
     pre = _preprocessor(tokenizer, MAX_LEN)
     a = _batches(augmentation_dataset(SENTENCES, pre, "none", batch_size=BATCH, seed=3))
@@ -39,6 +40,7 @@ def test_none_is_unsupervised_simcse(tokenizer):  # noqa: F811
             np.testing.assert_array_equal(x[key], y[key])
 
 
+@pytest.mark.large
 @pytest.mark.parametrize("percent", [10, 30])
 def test_crop_keeps_a_contiguous_span_of_the_stated_fraction(tokenizer, percent):  # noqa: F811
     pre = _preprocessor(tokenizer, MAX_LEN)

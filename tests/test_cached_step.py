@@ -102,6 +102,7 @@ OBJECTIVES = {
     ("simcse_two_encoders", 8),
     ("esimcse", 5),
 ])
+@pytest.mark.large
 def test_cached_step_equals_the_plain_step_with_dropout(model_dir, name, mini_batch_size):
     make_objective, kind = OBJECTIVES[name]
     batches = view_batches(kind)
@@ -122,6 +123,7 @@ def test_cached_step_equals_the_plain_step_with_dropout(model_dir, name, mini_ba
                 tf.nest.map_structure(tf.constant, x))[0]))
 
 
+@pytest.mark.large
 def test_dropout_is_on_and_matters(model_dir):
     """Guard for the test above: with dropout, two plain steps on the same weights but other seed
     states differ, so equal gradients mean the masks were replayed, not that there were none."""
@@ -148,6 +150,7 @@ def _assert_same_fit(a, b):
         np.testing.assert_allclose(y, x, rtol=TOL, atol=2 * TOL)
 
 
+@pytest.mark.large
 def test_cached_fit_under_xla_equals_the_plain_fit_under_xla(model_dir):
     """Under XLA the plain step hashes its masks too: `fit` gives the same losses, weights,
     queue and seed states with and without `mini_batch_size`."""
@@ -180,6 +183,7 @@ def _distributed_step(model, batch, strategy, hashed_plain):
     return float(np.asarray(to_numpy(loss)).reshape(-1)[0]), [np.asarray(to_numpy(v)) for v in model.weights]
 
 
+@pytest.mark.large
 @pytest.mark.parametrize("name", ["supervised_alpha", "esimcse"])
 def test_cached_step_on_two_replicas_equals_the_plain_step(model_dir, mirrored_strategy, name):
     """Under MirroredStrategy (gathered negatives, each replica its half of the batch): after one
@@ -197,6 +201,7 @@ def test_cached_step_on_two_replicas_equals_the_plain_step(model_dir, mirrored_s
     assert moved > 1e-3
 
 
+@pytest.mark.large
 def test_diffcse_cached_step_equals_the_plain_step(model_dir, generator_dir):
     """DiffCSE's RTD term is per example: the discriminator and BatchNorm projection run on the
     cached embeddings of the whole batch, so the cached step matches here too."""

@@ -105,6 +105,7 @@ LINES = ["the cat sat on the mat .", "hello world", "a quick brown fox jumped ov
          "the cat sat on the mat .", "dog", "the lazy cat is playing"]
 
 
+@pytest.mark.large
 @pytest.mark.parametrize("pooler", [None, "avg"])
 def test_encode_writes_one_row_per_line_in_order(capsys, tmp_path, model_dir, reference_encoder, pooler):
     src = tmp_path / "sentences.txt"
@@ -128,6 +129,7 @@ def test_encode_writes_one_row_per_line_in_order(capsys, tmp_path, model_dir, re
     assert [p.name for p in out.parent.iterdir()] == ["embeddings.npy"]  # no temporary file left
 
 
+@pytest.mark.large
 def test_encode_cls_pooler_uses_the_checkpoint_pooler(capsys, tmp_path, model_dir):
     src = tmp_path / "sentences.txt"
     src.write_text("\n".join(LINES) + "\n")
@@ -386,6 +388,7 @@ def test_default_aliases_match_the_loader():
     assert set(cli._DEFAULT_MODEL_ALIASES) == set(backbones._DEFAULT_ALIASES)
 
 
+@pytest.mark.large
 def test_encode_from_a_run_folder(capsys, tmp_path, run_dir):
     src = tmp_path / "sentences.txt"
     src.write_text("\n".join(LINES) + "\n")
@@ -439,6 +442,7 @@ def test_folder_with_results_but_no_model_keeps_the_error(capsys, tmp_path):
 # --- the console script ----------------------------------------------------------------------------
 
 
+@pytest.mark.large
 def test_console_script_prints_help():
     script = pathlib.Path(sys.executable).parent / "tf-esimcse"
     if not script.is_file():
@@ -450,6 +454,7 @@ def test_console_script_prints_help():
     assert "evaluate" in proc.stdout and "encode" in proc.stdout
 
 
+@pytest.mark.large
 def test_export_sentence_transformers_format(model_dir, tmp_path, capsys, reference_encoder):
     out = tmp_path / "st"
     assert cli.main(["export", "--format", "sentence-transformers", "--model", str(model_dir), "--output", str(out)]) == 0

@@ -121,6 +121,7 @@ def test_full_disk_while_writing_a_backup_keeps_the_previous_backup(tmp_path, mo
     assert {k: v for k, v in after.items() if "incomplete" not in str(k)} == before
 
 
+@pytest.mark.large
 def test_a_damaged_backup_stops_the_resume_with_its_name(workspace, tmp_path, monkeypatch, capsys):  # noqa: F811
     output_dir = tmp_path / "out"
     argv = _argv(workspace, output_dir, steps=6, **{"eval-steps": 2, "backup-steps": 2})

@@ -49,6 +49,7 @@ def _batches(model_dir, n=3, seed=0):
     return [tf.nest.map_structure(lambda t: t.numpy(), b) for b in ds.take(n)]
 
 
+@pytest.mark.large
 def test_views_are_the_sentence_and_two_masked_copies(model_dir):
     batch = _batches(model_dir, n=1)[0]
     anchor, m1, m2 = batch["anchor"], batch["masked_1"], batch["masked_2"]
@@ -59,6 +60,7 @@ def test_views_are_the_sentence_and_two_masked_copies(model_dir):
     np.testing.assert_array_equal(m1["token_ids"][:, 0], first)  # [CLS] never masked
 
 
+@pytest.mark.large
 def test_replaced_labels_equal_an_independent_computation(model_dir, generator_dir):
     encoder = tiny_encoder(model_dir, pooler_type="cls", mlp_only_train=True)
     objective = DiffCSEObjective(generator_dir, generator_dropout=False, batchnorm=False)
@@ -103,6 +105,7 @@ def _numpy_loss(z, objective, step):
     return contrastive + LAMBDA * (nll * weights).sum() / weights.sum()
 
 
+@pytest.mark.large
 def test_diffcse_objective(model_dir, generator_dir, mirrored_strategy):
     # Deterministic generator and no BatchNorm, so that every mode and two replicas compute the same.
     def make():
@@ -115,6 +118,7 @@ def test_diffcse_objective(model_dir, generator_dir, mirrored_strategy):
     assert 0 <= logs[0]["rtd_accuracy_replaced"] <= 1 and 0 <= logs[0]["rtd_accuracy_kept"] <= 1
 
 
+@pytest.mark.large
 def test_rtd_gradient_reaches_the_encoder_and_the_generator_stays_frozen(model_dir, generator_dir):
     keras.utils.set_random_seed(0)
     encoder = tiny_encoder(model_dir, pooler_type="cls_before_pooler", dropout=0.1)
@@ -140,6 +144,7 @@ def test_rtd_gradient_reaches_the_encoder_and_the_generator_stays_frozen(model_d
         not np.allclose(w, 0.0) for w in objective.projection.layers[-1].get_weights())
 
 
+@pytest.mark.large
 def test_recipe_saves_an_encoder_without_generator_or_discriminator(workspace, generator_dir, tmp_path):  # noqa: F811
     output_dir = tmp_path / "out"
     results = load_recipe("diffcse").main(_argv(workspace, output_dir, steps=2, generator=generator_dir))

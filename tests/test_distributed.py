@@ -80,6 +80,7 @@ def _train(kind, strategy, **kwargs):
     return model, np.array(losses)
 
 
+@pytest.mark.large
 @pytest.mark.parametrize("kind", ["simcse", "supervised", "supervised_neutral", "esimcse"])
 def test_two_replicas_equal_one(kind, mirrored_strategy):
     single, single_losses = _train(kind, tf.distribute.get_strategy())

@@ -19,6 +19,7 @@ def model_dir(tmp_path_factory):
     return write_tiny_model_dir(tmp_path_factory.mktemp("tiny_hf"))
 
 
+@pytest.mark.large
 @pytest.mark.parametrize("pooler,mode", [("cls_before_pooler", "cls"), ("avg", "mean")])
 def test_keras_hub_text_embedder_loads_a_saved_encoder(model_dir, tmp_path, pooler, mode):
     encoder = tiny_encoder(model_dir, pooler_type=pooler)
