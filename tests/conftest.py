@@ -19,6 +19,8 @@ import pathlib  # noqa: E402
 
 import pytest  # noqa: E402
 
+from test_case import write_tiny_model_dir  # noqa: E402
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
@@ -36,6 +38,13 @@ def data_dir():
     if d is None:
         pytest.skip("SentEval data not found (set TF_ESIMCSE_DATA_DIR or run `make setup`)")
     return d
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    """A tiny Hugging Face BERT folder (`test_case.write_tiny_model_dir`), written once per test
+    module. A module that needs another model defines its own `model_dir` (test_export.py)."""
+    return write_tiny_model_dir(tmp_path_factory.mktemp("tiny_hf"))
 
 
 _MIRRORED = []

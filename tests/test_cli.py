@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 import scipy.stats
 
-from test_case import write_tiny_model_dir
 from tiny_hf import numpy_bert_forward
 from tf_esimcse import cli
 from tf_esimcse.models.sentence_encoder import SentenceEncoder
@@ -76,11 +75,6 @@ def _spearman_of(encoder, s1, s2, gold):
     a, b = encoder.encode(s1, verbose=0), encoder.encode(s2, verbose=0)
     cos = np.sum(a * b, axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
     return 100.0 * scipy.stats.spearmanr(cos, gold).statistic
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    return write_tiny_model_dir(tmp_path_factory.mktemp("tiny_hf"))
 
 
 @pytest.fixture(scope="module")

@@ -23,13 +23,6 @@ def recipes():
     return {name: load_method(name) for name in RECIPE_CONFIGS}
 
 
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    from test_case import write_tiny_model_dir
-
-    return write_tiny_model_dir(tmp_path_factory.mktemp("config") / "tiny_hf")
-
-
 def _config(**changes):
     """A valid TrainConfig (the defaults) with `changes`."""
     return dataclasses.replace(TrainConfig(), **changes)

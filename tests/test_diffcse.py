@@ -11,7 +11,7 @@ import pytest
 import scipy.special
 import tensorflow as tf
 
-from test_case import TINY_SENTENCES, TINY_VOCAB_SIZE, numpy_info_nce, tiny_encoder, to_numpy, write_tiny_model_dir
+from test_case import TINY_SENTENCES, TINY_VOCAB_SIZE, numpy_info_nce, tiny_encoder, to_numpy
 from test_recipes import _argv, load_recipe, workspace  # noqa: F401  (fixture)
 from tf_esimcse.layers.sentence_preprocessor import trim_to_longest
 from tf_esimcse.models.contrastive_model import ContrastiveModel
@@ -30,11 +30,6 @@ def write_tiny_generator(path, vocabulary_size=TINY_VOCAB_SIZE, seed=3):
                                              hidden_dim=16, intermediate_dim=32, max_sequence_length=64)
     keras_hub.models.BertMaskedLM(backbone, preprocessor=None).save_to_preset(str(path))
     return str(path)
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    return write_tiny_model_dir(tmp_path_factory.mktemp("tiny_hf"))
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,6 @@ from test_case import numpy_info_nce
 from test_case import run_serialization_test
 from test_case import tiny_encoder
 from test_case import to_numpy
-from test_case import write_tiny_model_dir
 from tiny_hf import numpy_bert_forward
 from tf_esimcse.backbones import BertEncoder
 from tf_esimcse.backbones import load_tokenizer
@@ -40,11 +39,6 @@ def make_sentences(n, seed=0, min_words=3, max_words=12):
         if sentence not in out:
             out.append(sentence)
     return out
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    return write_tiny_model_dir(tmp_path_factory.mktemp("tiny_hf"))
 
 
 @pytest.fixture(scope="module")

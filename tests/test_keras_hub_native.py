@@ -8,15 +8,10 @@ import sys
 import numpy as np
 import pytest
 
-from test_case import TINY_SENTENCES, tiny_encoder, write_tiny_model_dir
+from test_case import TINY_SENTENCES, tiny_encoder
 from tf_esimcse.models.sentence_encoder import SentenceEncoder
 
 SENTENCES = TINY_SENTENCES + ["the café is naïve", ""]  # accents must survive keras-hub's tokenizer
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    return write_tiny_model_dir(tmp_path_factory.mktemp("tiny_hf"))
 
 
 @pytest.mark.large

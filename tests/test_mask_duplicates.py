@@ -12,7 +12,6 @@ import tensorflow as tf
 from test_case import l2_normalize_np
 from test_case import numpy_info_nce
 from test_case import to_numpy
-from test_case import write_tiny_model_dir
 from tf_esimcse import losses
 from tf_esimcse.distribution import gather_replicas
 from tf_esimcse.distribution import replica_offset
@@ -27,11 +26,6 @@ BATCH, LENGTH = 8, 10
 # are one sentence (3 in replica 0's half, 5 in replica 1's); batch 2: two pairs, 1 ~ 6 across the
 # halves and 4 ~ 7 inside the second.
 DUPLICATES = ([(3, 0), (5, 0)], [(6, 1), (7, 4)])
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    return write_tiny_model_dir(tmp_path_factory.mktemp("tiny_hf"))
 
 
 def _view(rng, length=LENGTH, copies=()):

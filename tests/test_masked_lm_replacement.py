@@ -5,18 +5,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from test_case import TINY_SENTENCES, tiny_encoder, to_numpy, write_tiny_model_dir
+from test_case import TINY_SENTENCES, tiny_encoder, to_numpy
 from test_diffcse import write_tiny_generator
 from tf_esimcse.data.augmentations import augmentation_dataset
 from tf_esimcse.layers.masked_lm_replacement import MaskedLMReplacement
 
 MASK, CLS, SEP = 4, 2, 3
 SPECIAL = [0, 1, CLS, SEP, MASK]
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    return write_tiny_model_dir(tmp_path_factory.mktemp("tiny_hf"))
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ import pytest
 from test_case import l2_normalize_np
 from test_case import numpy_info_nce
 from test_case import to_numpy
-from test_case import write_tiny_model_dir
 from tf_esimcse.objectives import ESimCSEObjective
 from tf_esimcse.objectives import Objective
 from tf_esimcse.objectives import SimCSEObjective
@@ -14,11 +13,6 @@ from tf_esimcse.objectives import SupervisedSimCSEObjective
 from training_test_case import run_objective_test
 
 BATCH, LENGTH, STEPS = 8, 10, 3
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    return write_tiny_model_dir(tmp_path_factory.mktemp("tiny_hf"))
 
 
 def _view(rng, length=LENGTH):

@@ -4,7 +4,7 @@ clear error."""
 import numpy as np
 import pytest
 
-from test_case import TINY_SENTENCES, write_tiny_model_dir
+from test_case import TINY_SENTENCES
 from tf_esimcse import cli
 from tf_esimcse.models.sentence_encoder import SentenceEncoder
 from tf_esimcse.search import SearchError, SearchIndex, exact_top_k
@@ -73,11 +73,6 @@ def test_approximate_index_finds_the_exact_neighbours_on_clustered_data(tmp_path
     assert np.mean([len(a & b) / 10 for a, b in zip(top_exact, top_approx)]) >= 0.9
     reloaded = SearchIndex.load(approx.save(tmp_path / "approx.index"))
     assert reloaded.faiss_index is not None and reloaded.search(queries, top_k=3) == approx.search(queries, top_k=3)
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    return write_tiny_model_dir(tmp_path_factory.mktemp("tiny_hf"))
 
 
 def test_cli_build_index_and_search(model_dir, tmp_path, capsys):

@@ -29,11 +29,6 @@ from tiny_hf import numpy_bert_forward
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    return write_tiny_model_dir(tmp_path_factory.mktemp("tiny_hf"))
-
-
-@pytest.fixture(scope="module")
 def avg_encoder(model_dir):
     return tiny_encoder(model_dir, pooler_type="avg")
 

@@ -9,7 +9,6 @@ from test_case import numpy_info_nce
 from test_case import run_serialization_test
 from test_case import tiny_encoder
 from test_case import to_numpy
-from test_case import write_tiny_model_dir
 from tf_esimcse.data.pipeline import unsup_dataset
 from tf_esimcse.layers.sentence_preprocessor import trim_to_longest
 from tf_esimcse.models.simcse import SimCSE
@@ -23,11 +22,6 @@ pytestmark = [
 
 SEQ_LEN = 16
 N = len(TINY_SENTENCES)
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    return write_tiny_model_dir(tmp_path_factory.mktemp("tiny_hf"))
 
 
 def _simcse(model_dir, dropout=0.1, pooler_type="cls", mlp_only_train=True, **kwargs):

@@ -20,7 +20,6 @@ import tensorflow as tf
 from test_case import TINY_SENTENCES
 from test_case import tiny_encoder
 from test_case import to_numpy
-from test_case import write_tiny_model_dir
 from tiny_hf import DEFAULT_WORDS
 from tf_esimcse.data.pipeline import bucketed_unsup_dataset
 from tf_esimcse.data.pipeline import default_bucket_widths
@@ -44,11 +43,6 @@ def _sentences():
 
 
 SENTENCES = _sentences()
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    return write_tiny_model_dir(tmp_path_factory.mktemp("tiny_speed"))
 
 
 @pytest.fixture(scope="module")

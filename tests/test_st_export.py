@@ -34,11 +34,6 @@ ATOL = 1e-4
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    return write_tiny_model_dir(tmp_path_factory.mktemp("tiny_hf"))
-
-
-@pytest.fixture(scope="module")
 def gelu_new_dir(tmp_path_factory):
     return write_tiny_model_dir(tmp_path_factory.mktemp("tiny_gelu_new"), hidden_act="gelu_new", seed=3)
 
