@@ -1,6 +1,5 @@
 """`tf_esimcse.data.download`: offline, against fixture files this test writes, served through
 `file://` URLs and a `http.server` on 127.0.0.1 (Range support, 404s, a broken-off transfer)."""
-import argparse
 import hashlib
 import http.server
 import io
@@ -13,6 +12,7 @@ import zipfile
 
 import pytest
 
+from tf_esimcse import cli, commands
 from tf_esimcse.data import download as dl
 from tf_esimcse.data.senteval import read_sick, read_sts_year, resolve_senteval_dir
 from tf_esimcse.errors import TfEsimcseError
@@ -365,9 +365,7 @@ def test_bad_pinned_hash_format_is_rejected(tmp_path):
 
 
 def _parser():
-    parser = argparse.ArgumentParser(prog="tf-esimcse")
-    dl.add_download_parser(parser.add_subparsers(dest="command", required=True))
-    return parser
+    return cli.build_parser()
 
 
 def test_cmd_download_data_through_argparse(tmp_path, monkeypatch, capsys):
@@ -378,21 +376,21 @@ def test_cmd_download_data_through_argparse(tmp_path, monkeypatch, capsys):
         })
         dest = tmp_path / "data"
         args = _parser().parse_args(["download-data", "--dest", str(dest)])
-        assert args.what is None and args.force is False and args.func is dl.cmd_download_data
-        assert args.func(args) == 0
+        assert args.what is None and args.force is False and args.fn == "cmd_download_data"
+        assert commands.cmd_download_data(args) == 0
         assert (dest / "wiki1m_for_simcse.txt").read_bytes() == WIKI
         assert (dest / "nli_for_simcse.csv").read_bytes() == NLI
         assert "done: wiki1m ->" in capsys.readouterr().out
 
         args = _parser().parse_args(["download-data", "--dest", str(dest), "--what", "nli"])
-        assert args.func(args) == 0 and len(server.requests) == 2  # present: nothing fetched
+        assert commands.cmd_download_data(args) == 0 and len(server.requests) == 2  # present: nothing fetched
         args = _parser().parse_args(["download-data", "--dest", str(dest), "--what", "nli", "--force"])
-        assert args.func(args) == 0 and server.requests[-1] == ("/nli.csv", None)
+        assert commands.cmd_download_data(args) == 0 and server.requests[-1] == ("/nli.csv", None)
         assert len(server.requests) == 3
 
         args = _parser().parse_args(["download-data", "--dest", str(dest), "--what", "nli,bogus"])
         with pytest.raises(TfEsimcseError, match="unknown item 'bogus'.*wiki1m, nli"):
-            args.func(args)
+            commands.cmd_download_data(args)
 
 
 def test_dest_is_required():

@@ -1,4 +1,4 @@
-"""The `tf-esimcse` command: evaluate | encode | export | build-index | search.
+"""The `tf-esimcse` command: evaluate | encode | export | build-index | search | plot-run | download-data.
 
     tf-esimcse evaluate --model M [--pooler P] [--data-dir D] [--output results.json] [--length-split]
                         [--aggregations] [--sts-file F ...] [--only-sts-files] [--plot out.png]
@@ -16,17 +16,23 @@ M is a directory written by this package, a training run folder (the `output_dir
 holding `model/` and `results.json`: its `model/` is used), a Hugging Face BERT directory, a
 keras-hub preset directory or name, or "default" (the offline all-MiniLM-L6-v2).
 """
+# This module is the parser; its own imports need no TensorFlow (the package's __init__ still loads
+# it, quietly). What each command does is in `tf_esimcse.commands`, imported by `main` once a
+# command runs. (The text above is also the epilog of `tf-esimcse --help`.)
 import os
 import pathlib
 import sys
 
-from tf_esimcse.config import DEFAULT_MODEL_ALIASES, POOLERS, FlagParser, HelpFormatter
+from tf_esimcse.config import DEFAULT_MODEL_ALIASES, POOLERS, FlagParser, HelpFormatter, default_data_dir
+from tf_esimcse.data.download_sources import SOURCES
+from tf_esimcse.errors import TfEsimcseError
+from tf_esimcse.run_folder import MODEL_DIR
 
 # Names `tf_esimcse.backbones.resolve_source` maps to the default encoder before looking at paths.
 _DEFAULT_MODEL_ALIASES = DEFAULT_MODEL_ALIASES
 MODEL_HELP = ("the encoder: a model directory, a training run folder (its model/ is used), a keras-hub preset, "
               "or 'default' (all-MiniLM-L6-v2, offline)")
-RUN_MODEL_SUBDIR = "model"  # where `tf_esimcse.training.run_training` saves the best encoder
+RUN_MODEL_SUBDIR = MODEL_DIR  # where `tf_esimcse.training.run_training` saves the best encoder
 
 
 def _is_model_dir(path):
@@ -94,198 +100,36 @@ def _add_verbose_flag(group):
                        help="show TensorFlow's own log lines (default: off)")
 
 
-def _load_encoder(args):
-    from tf_esimcse.layers.pooler import check_pooler_type
-    from tf_esimcse.models.sentence_encoder import SentenceEncoder
-
-    if args.pooler is not None:
-        check_pooler_type(args.pooler)
-    return SentenceEncoder.from_pretrained(args.model, pooler_type=args.pooler, inference_length=args.max_len,
-                                           first_layer=getattr(args, "first_layer", None))
-
-
-def _run_start(args):
-    """`results["start"]` of the training run whose `model/` is being evaluated (with its
-    7-task row), when the model is evaluated with the pooler it was saved with; else None."""
-    import json
-
-    model = pathlib.Path(str(args.model))
-    if model.name != RUN_MODEL_SUBDIR or args.pooler is not None or args.max_len is not None:
-        return None
-    try:
-        start = json.loads((model.parent / "results.json").read_text()).get("start")
-    except (OSError, ValueError):
-        return None
-    return start if isinstance(start, dict) and isinstance(start.get("test"), dict) else None
-
-
-def cmd_evaluate(args):
-    from tf_esimcse.atomic_files import write_json_atomic
-    from tf_esimcse.data.senteval import read_sts_file, resolve_senteval_dir
-    from tf_esimcse.evaluation.sts import (encoder_length_split, evaluate_sts, format_aggregations,
-                                           format_length_split, format_table, format_table_rows, pair_metrics,
-                                           sts_year_aggregations)
-
-    # Fail on missing or malformed data before loading a model.
-    files = {str(f): read_sts_file(f) for f in args.sts_file}
-    use_senteval = not args.only_sts_files
-    if use_senteval:
-        resolve_senteval_dir(args.data_dir)
-    elif not files:
-        raise ValueError("--only-sts-files needs at least one --sts-file")
-    encoder = _load_encoder(args)
-
-    def encode(sentences):
-        return encoder.encode(sentences, batch_size=args.batch_size, verbose=0)
-
-    results = {"pooler": encoder.pooler_type, "model": str(args.model)}
-    start = _run_start(args)
-    if use_senteval:
-        results.update(evaluate_sts(encode, args.data_dir))
-        if start is not None:  # a training run's model: its untrained start beside it
-            results["start"] = start
-            print(format_table_rows([("start (untrained)", start["test"]), ("this model", results)]))
-        else:
-            print(format_table(results))
-        print(f"STS-B dev {results['stsb_dev']:.2f}  alignment {results['alignment']:.4f}  "
-              f"uniformity {results['uniformity']:.4f}   (STS-B dev selects models; STSB above is its test split)")
-        if args.aggregations:
-            results["sts_aggregations"] = sts_year_aggregations(encode, args.data_dir)
-            print("STS12-16 in SentEval's three aggregations (SimCSE reports 'all'):")
-            print(format_aggregations(results["sts_aggregations"]))
-        if args.length_split:
-            results["length_split"] = encoder_length_split(encoder, encode, args.data_dir,
-                                                           threshold=args.length_threshold)
-            print(format_length_split(results["length_split"]))
-    if files:
-        results["sts_files"] = {}
-        for name, pairs in files.items():
-            metrics = pair_metrics(encode, pairs)
-            results["sts_files"][name] = dict(metrics, pairs=len(pairs.scores))
-            print(f"{name}: Spearman {metrics['spearman']:.2f} ({len(pairs.scores)} pairs)  "
-                  f"alignment {metrics['alignment']:.4f}  uniformity {metrics['uniformity']:.4f}")
-    if args.output:
-        write_json_atomic(args.output, results)
-        print(f"wrote {args.output}")
-    if args.plot:
-        from tf_esimcse import plots
-
-        if "length_split" in results:
-            path = plots.plot_length_split([(str(args.model), results)], args.plot)
-        elif "avg" in results:
-            path = plots.plot_sts_table([(str(args.model), results)], args.plot)
-        else:
-            raise ValueError("--plot draws the SentEval table or (with --length-split) the length split")
-        print(f"wrote {path}")
-    return 0
-
-
-def cmd_plot_run(args):
-    from tf_esimcse import plots
-
-    path = plots.plot_run(args.run_dir, args.output)
-    print(f"wrote {path}")
-    return 0
-
-
-def cmd_encode(args):
-    import numpy as np
-
-    from tf_esimcse.data.corpus import _read_text
-
-    out = pathlib.Path(args.output)
-    if out.is_dir():
-        from tf_esimcse.errors import DataError
-
-        raise DataError("--output is a directory; give a file name such as embeddings.npy", path=out)
-    text = _read_text(args.input)
-    sentences = text.splitlines()
-    if not sentences:
-        from tf_esimcse.errors import DataError
-
-        raise DataError("no lines to encode", path=args.input)
-    encoder = _load_encoder(args)
-    embeddings = encoder.encode(sentences, batch_size=args.batch_size, precision=args.precision)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp.npy")
-    np.save(tmp, embeddings)
-    os.replace(tmp, out)
-    print(f"wrote {embeddings.shape[0]} x {embeddings.shape[1]} embeddings to {out}")
-    return 0
-
-
-def cmd_export(args):
-    if args.format == "sentence-transformers":
-        from tf_esimcse.st_export import export_sentence_transformers
-
-        encoder = _load_encoder(args)
-        path = export_sentence_transformers(encoder, pathlib.Path(args.output).expanduser(), overwrite=args.overwrite)
-        print(f"wrote a sentence-transformers / Hugging Face BERT directory to {path}")
-        print(f"load: SentenceTransformer({str(path)!r}) or transformers.AutoModel.from_pretrained({str(path)!r})")
-        return 0
-    from tf_esimcse.export import describe_signatures, export_for_serving, resolve_version
-
-    base = pathlib.Path(args.output).expanduser().resolve()
-    resolve_version(base, args.version)  # a version conflict fails before the model loads
-    encoder = _load_encoder(args)
-    path = export_for_serving(encoder, base, version=args.version, text_ops=not args.tokens_only,
-                              precision=args.precision)
-    print(f"wrote SavedModel version {path.name} to {path}")
-    print(describe_signatures(path))
-    print(f"serve: tensorflow_model_server --model_base_path={base} --model_name={base.name} --rest_api_port=8501")
-    return 0
-
-
-def _default_index_path(corpus):
-    return pathlib.Path(str(corpus) + ".index")
-
-
-def cmd_build_index(args):
-    from tf_esimcse.search import SearchIndex, read_corpus
-
-    sentences = read_corpus(args.corpus)
-    encoder = _load_encoder(args)
-    index = SearchIndex.build(encoder, sentences, batch_size=args.batch_size, model=str(args.model),
-                              approximate=args.approximate)
-    path = index.save(args.output or _default_index_path(args.corpus))
-    print(f"indexed {len(sentences)} sentences ({index.dim}-dimensional, "
-          f"{'approximate (faiss HNSW)' if args.approximate else 'exact'}) in {path}")
-    return 0
-
-
-def cmd_search(args):
-    from tf_esimcse.search import SearchError, SearchIndex, read_corpus
-
-    if not args.query:
-        raise SearchError("give at least one --query")
-    index_path = pathlib.Path(args.index) if args.index else _default_index_path(args.corpus)
-    encoder = _load_encoder(args)
-    if index_path.is_dir():
-        index = SearchIndex.load(index_path)
-        if index.model and index.model != str(args.model):
-            raise SearchError(f"{index_path} was built with --model {index.model}, not {args.model}: pass that model, "
-                              "or rebuild the index (tf-esimcse build-index)")
-        print(f"loaded the index of {len(index.sentences)} sentences from {index_path}")
-    elif args.index:
-        raise SearchError(f"{index_path}: no search index here; build one with tf-esimcse build-index")
-    else:
-        index = SearchIndex.build(encoder, read_corpus(args.corpus), batch_size=args.batch_size, model=str(args.model))
-    for query, hits in zip(args.query, index.search(encoder.encode(args.query, verbose=0), top_k=args.top_k)):
-        print(f"\nquery: {query}")
-        for rank, (sentence, score) in enumerate(hits, 1):
-            print(f"{rank:3d}. {score:.4f}  {sentence}")
-    return 0
-
-
 def _add_precision_flag(group):
     group.add_argument("--precision", default="float32", choices=["float32", "bfloat16"],
                        help="matrix products in float32 or bfloat16, the rest float32; bfloat16 is faster on CPUs "
                             "with AMX units (Sapphire Rapids and later), slower elsewhere (default: float32)")
 
 
-def build_parser():
-    from tf_esimcse.training import default_data_dir
+def _add_download_parser(sub):
+    """The `download-data` subcommand (`tf_esimcse.data.download` does the work)."""
+    p = sub.add_parser(
+        "download-data", formatter_class=HelpFormatter,
+        help="download SentEval, wiki1m and/or SimCSE's NLI data into DEST (resumable, verified)",
+        description="Download the public data sets into the layout the readers expect: DEST/senteval/, "
+                    "DEST/wiki1m_for_simcse.txt, DEST/nli_for_simcse.csv. Interrupted downloads resume; every "
+                    "file is checked (size, SHA-256 where known, layout) before it is put in place.",
+    )
+    data = p.add_argument_group("data", "what is fetched, and where to")
+    data.add_argument("--dest", required=True, metavar="DIR",
+                      help="data root to fill (e.g. ./data, the --data-dir of evaluate and the recipes); created if "
+                           "missing (required)")
+    data.add_argument("--what", default=None, metavar="ITEMS",
+                      help=f"comma-separated items to fetch, from: {','.join(SOURCES)} (default: all of them)")
+    data.add_argument("--force", action="store_true",
+                      help="download again even if the item is already in place and verified (default: off)")
+    p.set_defaults(fn="cmd_download_data")
+    _add_verbose_flag(p.add_argument_group("runtime", "logs"))
+    return p
 
+
+def build_parser():
+    """The `tf-esimcse` parser; each subcommand's `args.fn` names its function in `tf_esimcse.commands`."""
     parser = FlagParser(prog="tf-esimcse", formatter_class=HelpFormatter,
                         description="Contrastive sentence embeddings: evaluate, encode, export, search; "
                                     "`tf-esimcse COMMAND --help` describes each command's flags.",
@@ -295,11 +139,11 @@ def build_parser():
     def command(name, help, fn):
         p = sub.add_parser(name, help=help, description=help[:1].upper() + help[1:] + ".",
                            formatter_class=HelpFormatter)
-        p.set_defaults(fn=fn)
+        p.set_defaults(fn=fn)  # a name in tf_esimcse.commands
         return p
 
     ev = command("evaluate", "STS12-16, STS-B and SICK-R (SentEval 'all' setting), alignment, uniformity",
-                 cmd_evaluate)
+                 "cmd_evaluate")
     g = _groups(ev, "model", "data", "evaluation", "output", "runtime")
     _add_model_flags(g["model"])
     _add_first_layer_flag(g["model"])
@@ -327,7 +171,7 @@ def build_parser():
     _add_batch_size_flag(g["runtime"])
     _add_verbose_flag(g["runtime"])
 
-    en = command("encode", "one embedding row per input line, in order, as .npy", cmd_encode)
+    en = command("encode", "one embedding row per input line, in order, as .npy", "cmd_encode")
     g = _groups(en, "model", "data", "output", "runtime")
     _add_model_flags(g["model"])
     _add_first_layer_flag(g["model"])
@@ -338,7 +182,7 @@ def build_parser():
     _add_verbose_flag(g["runtime"])
 
     ex = command("export", "a TF Serving SavedModel (strings in, embeddings out) at OUTPUT/<version>, or a "
-                           "sentence-transformers directory", cmd_export)
+                           "sentence-transformers directory", "cmd_export")
     g = _groups(ex, "model", "output", "runtime")
     _add_model_flags(g["model"], max_len_default="the model's own, else 32")
     g["output"].add_argument("--output", required=True, metavar="DIR",
@@ -359,7 +203,7 @@ def build_parser():
     _add_precision_flag(g["runtime"])
     _add_verbose_flag(g["runtime"])
 
-    bi = command("build-index", "encode a corpus once and save its search index next to it", cmd_build_index)
+    bi = command("build-index", "encode a corpus once and save its search index next to it", "cmd_build_index")
     g = _groups(bi, "model", "data", "output", "runtime")
     _add_model_flags(g["model"])
     _add_first_layer_flag(g["model"])
@@ -371,7 +215,7 @@ def build_parser():
     _add_batch_size_flag(g["runtime"])
     _add_verbose_flag(g["runtime"])
 
-    se = command("search", "the corpus sentences nearest each query, with cosine scores", cmd_search)
+    se = command("search", "the corpus sentences nearest each query, with cosine scores", "cmd_search")
     g = _groups(se, "model", "data", "output", "runtime")
     _add_model_flags(g["model"])
     _add_first_layer_flag(g["model"])
@@ -387,24 +231,18 @@ def build_parser():
     _add_verbose_flag(g["runtime"])
 
     pr = command("plot-run", "loss, learning rate, STS-B dev and alignment/uniformity of a training run (or a "
-                             "--seeds folder) as one PNG", cmd_plot_run)
+                             "--seeds folder) as one PNG", "cmd_plot_run")
     g = _groups(pr, "data", "output", "runtime")
     g["data"].add_argument("run_dir", metavar="RUN_DIR", help="a recipe's --output-dir")
     g["output"].add_argument("--output", default=None, metavar="PNG", help="PNG path (default: RUN_DIR/run.png)")
     _add_verbose_flag(g["runtime"])
 
-    from tf_esimcse.data.download import add_download_parser
-
-    dl = add_download_parser(sub)
-    dl.formatter_class = HelpFormatter
-    _add_verbose_flag(dl.add_argument_group("runtime", "logs"))
+    _add_download_parser(sub)
     return parser
 
 
 def main(argv=None):
     """`tf-esimcse ARGV`; returns the exit code (0; 2 for a bad flag or a one-line error)."""
-    from tf_esimcse.errors import TfEsimcseError
-
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as e:  # --help (0) or a bad flag (2, its one line already printed)
@@ -412,7 +250,11 @@ def main(argv=None):
     try:
         if getattr(args, "model", None) is not None:  # every subcommand: a run folder -> its model/
             args.model = resolve_model_path(args.model)
-        return args.fn(args)
+        # Here, not at the top: the commands' modules (export, search, plots, ...) are loaded only once
+        # a command runs, never for --help or a flag error.
+        from tf_esimcse import commands
+
+        return getattr(commands, args.fn)(args)
     except (TfEsimcseError, ValueError, FileNotFoundError, FileExistsError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -24,6 +24,7 @@ from tf_esimcse.atomic_files import write_json_atomic
 from tf_esimcse.errors import RunFolderError
 
 RUN_CONFIG = "run_config.json"
+MODEL_DIR = "model"  # the best encoder (SentenceEncoder.save_pretrained); `tf-esimcse --model RUN` loads it
 LOCK_FILE = ".lock"
 # What a run writes into its folder; --overwrite removes these and nothing else.
 RUN_FILES = ("model", "backup", "logs", "results.json", "evaluations.json", "best_step.json", RUN_CONFIG,

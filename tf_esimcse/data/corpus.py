@@ -34,6 +34,12 @@ def _read_text(path):
         raise DataError(f"not valid UTF-8 (byte {e.start})", path=path, line=line) from e
 
 
+def read_text(path):
+    """The whole file as UTF-8 text; a `DataError` naming the file (and line) when it is missing, a
+    folder, unreadable or not UTF-8."""
+    return _read_text(path)
+
+
 def read_text_lines(path, min_words=1):
     """One sentence per line; blank lines and lines of fewer than `min_words` words skipped."""
     sentences = []

@@ -1,0 +1,189 @@
+"""What each `tf-esimcse` subcommand does, for the arguments `tf_esimcse.cli` parsed.
+
+`tf_esimcse.cli` holds the parser and imports this module only once a command runs (the modules
+below are not needed for `--help` or a flag error). Each `cmd_NAME(args)` returns the exit code;
+errors are raised for `tf_esimcse.cli.main` to print in one line.
+"""
+import json
+import os
+import pathlib
+
+import numpy as np
+
+from tf_esimcse import plots
+from tf_esimcse.atomic_files import write_json_atomic
+from tf_esimcse.data.corpus import read_text
+from tf_esimcse.data.download import download
+from tf_esimcse.data.senteval import read_sts_file, resolve_senteval_dir
+from tf_esimcse.errors import DataError
+from tf_esimcse.evaluation.sts import (encoder_length_split, evaluate_sts, format_aggregations, format_length_split,
+                                       format_table, format_table_rows, pair_metrics, sts_year_aggregations)
+from tf_esimcse.export import describe_signatures, export_for_serving, resolve_version
+from tf_esimcse.layers.pooler import check_pooler_type
+from tf_esimcse.models.sentence_encoder import SentenceEncoder
+from tf_esimcse.run_folder import MODEL_DIR
+from tf_esimcse.search import SearchError, SearchIndex, read_corpus
+from tf_esimcse.st_export import export_sentence_transformers
+
+
+def _load_encoder(args):
+    if args.pooler is not None:
+        check_pooler_type(args.pooler)
+    return SentenceEncoder.from_pretrained(args.model, pooler_type=args.pooler, inference_length=args.max_len,
+                                           first_layer=getattr(args, "first_layer", None))
+
+
+def _run_start(args):
+    """`results["start"]` of the training run whose `model/` is being evaluated (with its
+    7-task row), when the model is evaluated with the pooler it was saved with; else None."""
+    model = pathlib.Path(str(args.model))
+    if model.name != MODEL_DIR or args.pooler is not None or args.max_len is not None:
+        return None
+    try:
+        start = json.loads((model.parent / "results.json").read_text()).get("start")
+    except (OSError, ValueError):
+        return None
+    return start if isinstance(start, dict) and isinstance(start.get("test"), dict) else None
+
+
+def cmd_evaluate(args):
+    # Fail on missing or malformed data before loading a model.
+    files = {str(f): read_sts_file(f) for f in args.sts_file}
+    use_senteval = not args.only_sts_files
+    if use_senteval:
+        resolve_senteval_dir(args.data_dir)
+    elif not files:
+        raise ValueError("--only-sts-files needs at least one --sts-file")
+    encoder = _load_encoder(args)
+
+    def encode(sentences):
+        return encoder.encode(sentences, batch_size=args.batch_size, verbose=0)
+
+    results = {"pooler": encoder.pooler_type, "model": str(args.model)}
+    start = _run_start(args)
+    if use_senteval:
+        results.update(evaluate_sts(encode, args.data_dir))
+        if start is not None:  # a training run's model: its untrained start beside it
+            results["start"] = start
+            print(format_table_rows([("start (untrained)", start["test"]), ("this model", results)]))
+        else:
+            print(format_table(results))
+        print(f"STS-B dev {results['stsb_dev']:.2f}  alignment {results['alignment']:.4f}  "
+              f"uniformity {results['uniformity']:.4f}   (STS-B dev selects models; STSB above is its test split)")
+        if args.aggregations:
+            results["sts_aggregations"] = sts_year_aggregations(encode, args.data_dir)
+            print("STS12-16 in SentEval's three aggregations (SimCSE reports 'all'):")
+            print(format_aggregations(results["sts_aggregations"]))
+        if args.length_split:
+            results["length_split"] = encoder_length_split(encoder, encode, args.data_dir,
+                                                           threshold=args.length_threshold)
+            print(format_length_split(results["length_split"]))
+    if files:
+        results["sts_files"] = {}
+        for name, pairs in files.items():
+            metrics = pair_metrics(encode, pairs)
+            results["sts_files"][name] = dict(metrics, pairs=len(pairs.scores))
+            print(f"{name}: Spearman {metrics['spearman']:.2f} ({len(pairs.scores)} pairs)  "
+                  f"alignment {metrics['alignment']:.4f}  uniformity {metrics['uniformity']:.4f}")
+    if args.output:
+        write_json_atomic(args.output, results)
+        print(f"wrote {args.output}")
+    if args.plot:
+        if "length_split" in results:
+            path = plots.plot_length_split([(str(args.model), results)], args.plot)
+        elif "avg" in results:
+            path = plots.plot_sts_table([(str(args.model), results)], args.plot)
+        else:
+            raise ValueError("--plot draws the SentEval table or (with --length-split) the length split")
+        print(f"wrote {path}")
+    return 0
+
+
+def cmd_plot_run(args):
+    path = plots.plot_run(args.run_dir, args.output)
+    print(f"wrote {path}")
+    return 0
+
+
+def cmd_encode(args):
+    out = pathlib.Path(args.output)
+    if out.is_dir():
+        raise DataError("--output is a directory; give a file name such as embeddings.npy", path=out)
+    text = read_text(args.input)
+    sentences = text.splitlines()
+    if not sentences:
+        raise DataError("no lines to encode", path=args.input)
+    encoder = _load_encoder(args)
+    embeddings = encoder.encode(sentences, batch_size=args.batch_size, precision=args.precision)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp.npy")
+    np.save(tmp, embeddings)
+    os.replace(tmp, out)
+    print(f"wrote {embeddings.shape[0]} x {embeddings.shape[1]} embeddings to {out}")
+    return 0
+
+
+def cmd_export(args):
+    if args.format == "sentence-transformers":
+        encoder = _load_encoder(args)
+        path = export_sentence_transformers(encoder, pathlib.Path(args.output).expanduser(), overwrite=args.overwrite)
+        print(f"wrote a sentence-transformers / Hugging Face BERT directory to {path}")
+        print(f"load: SentenceTransformer({str(path)!r}) or transformers.AutoModel.from_pretrained({str(path)!r})")
+        return 0
+    base = pathlib.Path(args.output).expanduser().resolve()
+    resolve_version(base, args.version)  # a version conflict fails before the model loads
+    encoder = _load_encoder(args)
+    path = export_for_serving(encoder, base, version=args.version, text_ops=not args.tokens_only,
+                              precision=args.precision)
+    print(f"wrote SavedModel version {path.name} to {path}")
+    print(describe_signatures(path))
+    print(f"serve: tensorflow_model_server --model_base_path={base} --model_name={base.name} --rest_api_port=8501")
+    return 0
+
+
+def _default_index_path(corpus):
+    return pathlib.Path(str(corpus) + ".index")
+
+
+def cmd_build_index(args):
+    sentences = read_corpus(args.corpus)
+    encoder = _load_encoder(args)
+    index = SearchIndex.build(encoder, sentences, batch_size=args.batch_size, model=str(args.model),
+                              approximate=args.approximate)
+    path = index.save(args.output or _default_index_path(args.corpus))
+    print(f"indexed {len(sentences)} sentences ({index.dim}-dimensional, "
+          f"{'approximate (faiss HNSW)' if args.approximate else 'exact'}) in {path}")
+    return 0
+
+
+def cmd_search(args):
+    if not args.query:
+        raise SearchError("give at least one --query")
+    index_path = pathlib.Path(args.index) if args.index else _default_index_path(args.corpus)
+    encoder = _load_encoder(args)
+    if index_path.is_dir():
+        index = SearchIndex.load(index_path)
+        if index.model and index.model != str(args.model):
+            raise SearchError(f"{index_path} was built with --model {index.model}, not {args.model}: pass that model, "
+                              "or rebuild the index (tf-esimcse build-index)")
+        print(f"loaded the index of {len(index.sentences)} sentences from {index_path}")
+    elif args.index:
+        raise SearchError(f"{index_path}: no search index here; build one with tf-esimcse build-index")
+    else:
+        index = SearchIndex.build(encoder, read_corpus(args.corpus), batch_size=args.batch_size, model=str(args.model))
+    for query, hits in zip(args.query, index.search(encoder.encode(args.query, verbose=0), top_k=args.top_k)):
+        print(f"\nquery: {query}")
+        for rank, (sentence, score) in enumerate(hits, 1):
+            print(f"{rank:3d}. {score:.4f}  {sentence}")
+    return 0
+
+
+def cmd_download_data(args):
+    """`download-data` for parsed `args` (dest, what, force); returns the exit code (0).
+
+    Errors raise `DownloadError` (a `TfEsimcseError`) with a one-line message.
+    """
+    placed = download(what=args.what, dest=args.dest, force=args.force)
+    for name, path in placed.items():
+        print(f"done: {name} -> {path}", flush=True)
+    return 0
