@@ -37,6 +37,7 @@ import tensorflow as tf
 
 from tf_esimcse.errors import ExportError, VersionExistsError
 from tf_esimcse.layers.matmul_precision import matmul_precision
+from tf_esimcse.models.sentence_encoder import SentenceEncoder
 
 TEMP_PREFIX = ".tmp-export-"
 SERVING_DEFAULT = "serving_default"
@@ -62,8 +63,6 @@ def next_version(export_base):
 
 
 def _check_encoder(encoder, text_ops):
-    from tf_esimcse.models.sentence_encoder import SentenceEncoder
-
     if not isinstance(encoder, SentenceEncoder):
         inner = getattr(encoder, "encoder", None)
         if isinstance(inner, SentenceEncoder):

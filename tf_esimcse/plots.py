@@ -61,6 +61,7 @@ import re
 
 from tf_esimcse.atomic_files import write_atomic
 from tf_esimcse.errors import MatplotlibNotInstalled, PlotError
+from tf_esimcse.evaluation.callbacks import SUMMARY_NAMES
 
 __all__ = ["PlotError", "MatplotlibNotInstalled", "read_scalars", "read_run", "run_figure", "plot_run",
            "length_split_figure", "plot_length_split", "sts_table_figure", "plot_sts_table",
@@ -265,11 +266,9 @@ def read_run(run_dir):
     elif results is not None and results.get("evaluations"):
         evaluations, source = results["evaluations"], "results.json"
     else:
-        from tf_esimcse.evaluation.callbacks import _SUMMARY_NAMES
-
         scalars = read_scalars(log_dir / "validation")
         by_step = {}
-        for key, tag in _SUMMARY_NAMES.items():
+        for key, tag in SUMMARY_NAMES.items():
             for step, value in scalars.get(tag, []):
                 by_step.setdefault(step, {"step": step})[key] = value
         if by_step:

@@ -19,6 +19,7 @@ import pathlib
 import numpy as np
 
 from tf_esimcse.atomic_files import replace_directory
+from tf_esimcse.data.corpus import read_text_lines
 from tf_esimcse.errors import SearchError
 
 FORMAT = "tf_esimcse.search_index/1"
@@ -165,8 +166,6 @@ def _build_faiss(embeddings, neighbors=32):
 
 def read_corpus(path):
     """Sentences of a one-per-line text file (blank lines skipped), with clear errors."""
-    from tf_esimcse.data.corpus import read_text_lines
-
     sentences = read_text_lines(path)
     if not sentences:
         raise SearchError(f"{path}: the corpus is empty: nothing to search")

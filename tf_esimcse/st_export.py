@@ -49,6 +49,7 @@ from tf_esimcse.atomic_files import replace_directory
 from tf_esimcse.backbones import _named_weights
 from tf_esimcse.backbones import _weight_name_map
 from tf_esimcse.errors import ModelSaveError
+from tf_esimcse.models.sentence_encoder import SentenceEncoder
 
 # Our activation names -> Hugging Face `hidden_act` (the inverse of backbones._HF_ACTIVATIONS).
 # "gelu" is the exact erf GELU in transformers; "gelu_new" its tanh approximation (the one
@@ -318,8 +319,6 @@ def export_sentence_transformers(encoder, output_dir, overwrite=False):
         ModelSaveError: if the files cannot be written (a full disk, permissions); what was at
             `output_dir` before is kept.
     """
-    from tf_esimcse.models.sentence_encoder import SentenceEncoder
-
     if not isinstance(encoder, SentenceEncoder):
         hint = " (pass its `.encoder`)" if isinstance(getattr(encoder, "encoder", None), SentenceEncoder) else ""
         raise TypeError(f"export_sentence_transformers takes a SentenceEncoder, got {type(encoder).__name__}{hint}.")

@@ -22,7 +22,8 @@ from tf_esimcse.data import senteval
 from tf_esimcse.evaluation import sts
 
 _MONITORS = {"stsb_dev": "max", "alignment": "min", "uniformity": "min"}
-_SUMMARY_NAMES = {"stsb_dev": "stsb_dev_spearman", "alignment": "alignment", "uniformity": "uniformity"}
+# TensorBoard tag of each evaluation written to the logs (tf_esimcse.plots reads them back).
+SUMMARY_NAMES = {"stsb_dev": "stsb_dev_spearman", "alignment": "alignment", "uniformity": "uniformity"}
 
 
 def _accepts_kwarg(fn, name):
@@ -180,7 +181,7 @@ class STSEvaluationCallback(keras.callbacks.Callback):
         writer = self._summary_writer()
         if writer is not None:
             with writer.as_default():
-                for key, name in _SUMMARY_NAMES.items():
+                for key, name in SUMMARY_NAMES.items():
                     if key in record:
                         tf.summary.scalar(name, record[key], step=step)
             writer.flush()
