@@ -101,6 +101,7 @@ def test_two_replicas_equal_one(kind, mirrored_strategy):
         assert int(mirrored.queue.count.numpy()) == int(single.queue.count.numpy()) == 12
 
 
+@pytest.mark.large
 @pytest.mark.parametrize("kind", ["simcse", "esimcse"])
 def test_gathered_negatives_are_used(kind, mirrored_strategy):
     """Per-replica-only negatives give a different loss: the gather really matters."""
@@ -145,6 +146,7 @@ def test_multi_worker_equals_single_process(kind, tmp_path):
         np.testing.assert_allclose(w0[k], one[k], atol=1e-5)
 
 
+@pytest.mark.large
 def test_gradient_clipping_is_of_the_global_gradient(mirrored_strategy):
     """max_grad_norm clips the summed gradient: two replicas equal one device, and the small norm
     really clips (the weights differ from an unclipped run)."""

@@ -93,6 +93,7 @@ def _twin_encoder(model_dir, encoder, dropout=0.0):
 # --- (1) EMA ------------------------------------------------------------------------------------
 
 
+@pytest.mark.large
 @pytest.mark.parametrize("momentum", [0.0, 0.7, 1.0])
 def test_ema_uses_online_weights_from_before_the_update(model_dir, batches, momentum):
     model = _esimcse(model_dir, momentum=momentum, queue_size=16)
@@ -136,6 +137,7 @@ def test_ema_uses_online_weights_from_before_the_update(model_dir, batches, mome
 # --- (2) queue ----------------------------------------------------------------------------------
 
 
+@pytest.mark.large
 @pytest.mark.parametrize("momentum", [1.0, 0.5])
 def test_queue_holds_momentum_keys_of_each_batch_fifo(model_dir, batches, momentum):
     """Keys = momentum backbone (dropout off) + the live MLP head (before the optimizer update),
@@ -241,6 +243,7 @@ def test_queue_is_filled_by_plain_views_too(model_dir, batches):
 # --- (3) loss -----------------------------------------------------------------------------------
 
 
+@pytest.mark.large
 @pytest.mark.parametrize("temperature", [0.05, 0.5])
 def test_loss_is_info_nce_over_positive_and_filled_queue(model_dir, batches, temperature):
     model = _esimcse(model_dir, dropout=0.0, temperature=temperature, queue_size=20, momentum=0.9)
@@ -274,6 +277,7 @@ def test_loss_is_info_nce_over_positive_and_filled_queue(model_dir, batches, tem
 # --- (4) use_momentum_queue=False ----------------------------------------------------------------
 
 
+@pytest.mark.large
 def test_without_momentum_queue_it_is_simcse_on_the_views(model_dir, batches):
     model = _esimcse(model_dir, use_momentum_queue=False, queue_size=16)
     assert model.momentum_backbone is None
@@ -309,6 +313,7 @@ def _two_batch_dataset(batches):
     return tf.data.Dataset.from_tensors(batches[0]).concatenate(tf.data.Dataset.from_tensors(batches[1])).repeat()
 
 
+@pytest.mark.large
 @pytest.mark.parametrize("reset", [True, False])
 def test_fit_empties_the_queue_at_each_epoch_start(model_dir, batches, reset):
     # The data epoch is the two batches: the model empties its queue when the step counter says so.
@@ -348,6 +353,7 @@ def _three_batch_dataset(batches):
     return ds
 
 
+@pytest.mark.large
 def test_fit_lowers_the_loss_on_fixed_data(model_dir, batches):
     """30 steps over 3 fixed batches (a queue of 2 batches never holds the current sentences).
 

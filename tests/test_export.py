@@ -185,6 +185,7 @@ def reloaded(exported, encoder, tmp_path_factory):
 
 
 # ---------------------------------------------------------------------------------- layout
+@pytest.mark.large
 def test_versions_increment_conflict_and_no_temp_dirs(encoder, tmp_path):
     base = tmp_path / "saved_models" / MODEL_NAME  # parents are created
     first = export_for_serving(encoder, base, text_ops=False)
@@ -226,6 +227,7 @@ def test_version_rules(tmp_path):
         resolve_version(base / "42")
 
 
+@pytest.mark.large
 def test_export_is_atomic_and_cleans_up_on_failure(encoder, tmp_path, monkeypatch):
     base = tmp_path / "m"
     real_save = tf.saved_model.save
@@ -261,6 +263,7 @@ def test_refuses_training_models_and_encoders_without_preprocessor(encoder, tmp_
 
 
 # ---------------------------------------------------------------------------------- graph semantics
+@pytest.mark.large
 def test_serving_functions_match_encode_in_process(encoder, expected):
     fns = serving_functions(encoder)
     out = fns["serving_default"](tf.constant(SENTENCES))["embeddings"].numpy()
@@ -271,6 +274,7 @@ def test_serving_functions_match_encode_in_process(encoder, expected):
         fns["similarity"](tf.constant(SENTENCES), tf.constant(SENTENCES_B[:2]))
 
 
+@pytest.mark.large
 def test_unnormalised_encoder_is_served_normalised(model_dir):
     raw = SentenceEncoder.from_pretrained(str(model_dir), pooler_type="avg", normalize=False)
     out = serving_functions(raw)["serving_default"](tf.constant(SENTENCES[:3]))["embeddings"].numpy()
@@ -547,6 +551,7 @@ def test_cli_export_bad_model_path_exit_status(tmp_path):
     assert proc.stderr.strip().splitlines()[-1].startswith("error: ")  # TF's own C++ start-up logs may precede it
 
 
+@pytest.mark.large
 def test_bfloat16_precision_export(encoder, expected, tmp_path):
     """precision='bfloat16': the saved graph multiplies in bfloat16, takes and returns the same
     dtypes, and reloads to embeddings within bfloat16 rounding of the float32 ones."""

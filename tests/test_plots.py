@@ -51,6 +51,7 @@ def runs(workspace, tmp_path_factory):  # noqa: F811
     return root
 
 
+@pytest.mark.large
 def test_plot_run_draws_loss_learning_rate_stsb_and_alignment_uniformity(runs, tmp_path):
     run_dir = runs / "single"
     path = plots.plot_run(run_dir)
@@ -271,6 +272,7 @@ def test_a_failed_write_keeps_the_previous_png(tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == ["sts.png"]
 
 
+@pytest.mark.large
 def test_cli_plot_commands(workspace, tmp_path, capsys):  # noqa: F811
     from tf_esimcse import cli
 

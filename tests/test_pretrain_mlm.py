@@ -20,6 +20,7 @@ def _flags(workspace, output_dir, **extra):  # noqa: F811
     return [x for k, v in flags.items() for x in (f"--{k}", str(v))]
 
 
+@pytest.mark.large
 def test_pretrain_saves_a_preset_every_consumer_accepts(workspace, tmp_path, capsys):  # noqa: F811
     out = tmp_path / "mlm"
     results = load_recipe("pretrain_mlm").main(_flags(workspace, out))
@@ -47,6 +48,7 @@ def test_pretrain_saves_a_preset_every_consumer_accepts(workspace, tmp_path, cap
     assert results["status"] == "ok"
 
 
+@pytest.mark.large
 def test_pretrain_resumes_after_a_crash(workspace, tmp_path, monkeypatch, capsys):  # noqa: F811
     out = tmp_path / "mlm"
     crash_at_step(monkeypatch, 4)

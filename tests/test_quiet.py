@@ -92,6 +92,7 @@ def _run(argv, env=None, cwd=None, timeout=300):
                           env=env or clean_env(), cwd=cwd or REPO)
 
 
+@pytest.mark.large
 def test_import_is_quiet_and_errors_still_show():
     """One process: importing the package prints nothing; a Python exception afterwards still does."""
     proc = _run(["-c", "import tf_esimcse; import tensorflow as tf; tf.constant(1) + 1; "

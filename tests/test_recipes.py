@@ -81,6 +81,7 @@ def _scalars(log_dir):
     return tags
 
 
+@pytest.mark.large
 @pytest.mark.parametrize("name", RECIPES)
 def test_recipe_trains_saves_evaluates_and_logs(workspace, tmp_path, name, capsys):
     output_dir = tmp_path / "out"
@@ -199,6 +200,7 @@ def test_recipe_errors_are_one_line_with_exit_code_2(workspace, tmp_path, capsys
     assert not (output_dir / "model").exists()
 
 
+@pytest.mark.large
 def test_recipe_script_reports_a_missing_data_dir(workspace, tmp_path):
     """The script entry point (`python recipes/unsup_esimcse.py`) goes through main_guard."""
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
