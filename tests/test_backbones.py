@@ -331,8 +331,8 @@ def test_same_outputs_as_keras_hub_bert_backbone(tiny):
 
 
 def test_weight_copy_names_the_missing_or_mismatched_weight(tiny):
-    from tf_esimcse.backbones import _copy_weights
-    from tf_esimcse.backbones import _weight_name_map
+    from tf_esimcse.models.bert_encoder import copy_weights as _copy_weights
+    from tf_esimcse.models.bert_encoder import weight_name_map as _weight_name_map
 
     backbone, _ = tiny
     config = {k: backbone.get_config()[k] for k in ("vocabulary_size", "num_layers", "num_heads", "hidden_dim",

@@ -12,7 +12,6 @@ from test_case import to_numpy
 from test_case import tiny_encoder
 from test_diffcse import _batches as diffcse_batches
 from test_diffcse import generator_dir  # noqa: F401  (fixture)
-from test_diffcse import model_dir  # noqa: F401  (fixture)
 from test_mask_duplicates import _batches as view_batches
 from tf_esimcse.layers.hash_dropout import dropout_rows
 from tf_esimcse.layers.hash_dropout import hash_dropout
@@ -204,17 +203,23 @@ def test_cached_step_on_two_replicas_equals_the_plain_step(model_dir, mirrored_s
 @pytest.mark.large
 def test_diffcse_cached_step_equals_the_plain_step(model_dir, generator_dir):
     """DiffCSE's RTD term is per example: the discriminator and BatchNorm projection run on the
-    cached embeddings of the whole batch, so the cached step matches here too."""
+    cached embeddings of the whole batch, so the cached step matches here too. The generator keeps
+    its dropout on (the default, as in the official training): it runs once per step before the
+    tape, in both models from the same seed state, so both steps see the same edits."""
     batches = diffcse_batches(model_dir, n=2)
 
     def make():
-        return DiffCSEObjective(generator_dir, rtd_weight=0.3, batchnorm=True, generator_dropout=False)
+        return DiffCSEObjective(generator_dir, rtd_weight=0.3, batchnorm=True)
 
     plain = _model(model_dir, make)
     cached = _model(model_dir, make, mini_batch_size=4)
     for x in batches:
         _assert_same_gradients(_loss_and_gradients(plain, x, True), _loss_and_gradients(cached, x, False),
                                plain.trainable_variables)
+    # the generator's dropout is on and matters: two fills of one batch differ
+    x = tf.nest.map_structure(tf.constant, batches[0])
+    assert plain.objective.generator_dropout
+    assert not np.array_equal(to_numpy(plain.objective.generate(x)[0]), to_numpy(plain.objective.generate(x)[0]))
 
 
 def test_row_offset_masks_equal_the_full_batch_masks():

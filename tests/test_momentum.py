@@ -1,10 +1,12 @@
-"""Tests for `tf_esimcse.momentum`: `ema_update` and `clone_frozen`."""
+"""Tests for the momentum encoder's parts: `ema_update` (`tf_esimcse.objectives.esimcse`) and
+`clone_frozen` (`tf_esimcse.models.sentence_encoder`, behind `SentenceEncoder.copy_backbone`)."""
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_esimcse.momentum import clone_frozen, ema_update
+from tf_esimcse.models.sentence_encoder import clone_frozen
+from tf_esimcse.objectives.esimcse import ema_update
 
 SHAPES = [(4, 3), (3,), ()]
 

@@ -257,11 +257,9 @@ def test_directory_saved_by_an_earlier_version_loads(model_dir, tmp_path):
 
 def test_backbone_outputs_with_another_backbone(model_dir):
     """ESimCSE's momentum pass: `backbone_outputs(..., backbone=copy)` runs the copy."""
-    from tf_esimcse.momentum import clone_frozen
-
     encoder = tiny_encoder(model_dir, pooler_type="cls", mlp_only_train=True, dropout=0.0)
     batch = _batch(encoder)
-    copy = clone_frozen(encoder.backbone)
+    copy = encoder.copy_backbone()
     np.testing.assert_array_equal(
         to_numpy(encoder.backbone_outputs(batch, backbone=copy)["sequence_output"]),
         to_numpy(encoder.backbone_outputs(batch)["sequence_output"]),
@@ -269,6 +267,29 @@ def test_backbone_outputs_with_another_backbone(model_dir):
     copy.set_weights([w * 1.1 for w in copy.get_weights()])
     assert np.abs(to_numpy(encoder.backbone_outputs(batch, backbone=copy)["sequence_output"])
                   - to_numpy(encoder.backbone_outputs(batch)["sequence_output"])).max() > 1e-3
+
+
+def test_embed_options_are_the_forward_pass_with_changes(model_dir):
+    """`embed` is `call`; `normalize=False` gives the raw pooled vectors, `pooler_training` sets
+    the head's mode alone, `backbone=` runs another backbone; `embedding_dim` is the output
+    width; `copy_backbone` copies (frozen, or trainable without BERT's own pooler)."""
+    encoder = tiny_encoder(model_dir, pooler_type="cls", mlp_only_train=True, dropout=0.0)
+    batch = _batch(encoder)
+    np.testing.assert_array_equal(to_numpy(encoder.embed(batch)), to_numpy(encoder(batch)))
+    raw = to_numpy(encoder.embed(batch, training=True, normalize=False))
+    np.testing.assert_allclose(l2_normalize_np(raw), to_numpy(encoder(batch, training=True)), atol=1e-6)
+    assert encoder.embedding_dim == raw.shape[1] == TINY_HIDDEN
+    # mlp_only_train: the head runs only in training mode, whatever the backbone's mode
+    head = to_numpy(encoder.embed(batch, training=False, pooler_training=True))
+    np.testing.assert_allclose(head, to_numpy(encoder(batch, training=True)), atol=1e-6)
+    assert np.abs(head - to_numpy(encoder(batch))).max() > 1e-3
+    frozen, trained = encoder.copy_backbone(), encoder.copy_backbone(trainable=True)
+    assert not frozen.trainable and frozen.trainable_weights == []
+    assert trained.trainable and not trained.pooled_dense.trainable
+    assert len(trained.trainable_weights) == len(encoder.backbone.trainable_weights) - 2
+    np.testing.assert_array_equal(to_numpy(encoder.embed(batch, backbone=frozen)), to_numpy(encoder(batch)))
+    frozen.set_weights([w * 1.1 for w in frozen.get_weights()])
+    assert np.abs(to_numpy(encoder.embed(batch, backbone=frozen)) - to_numpy(encoder(batch))).max() > 1e-4
 
 
 def test_saved_cls_without_pooler_weights_fails_clearly(model_dir, tmp_path):

@@ -46,12 +46,12 @@ from safetensors.numpy import save_file
 
 from tf_esimcse.api_export import tf_esimcse_export
 from tf_esimcse.atomic_files import replace_directory
-from tf_esimcse.backbones import _named_weights
-from tf_esimcse.backbones import _weight_name_map
+from tf_esimcse.models.bert_encoder import named_weights
+from tf_esimcse.models.bert_encoder import weight_name_map
 from tf_esimcse.errors import ModelSaveError
 from tf_esimcse.models.sentence_encoder import SentenceEncoder
 
-# Our activation names -> Hugging Face `hidden_act` (the inverse of backbones._HF_ACTIVATIONS).
+# Our activation names -> Hugging Face `hidden_act` (the inverse of checkpoint_sources.HF_ACTIVATIONS).
 # "gelu" is the exact erf GELU in transformers; "gelu_new" its tanh approximation (the one
 # keras-hub's BertBackbone and Google's BERT use).
 HF_ACTIVATIONS = {"gelu": "gelu", "gelu_approximate": "gelu_new", "relu": "relu"}
@@ -68,7 +68,7 @@ def _hf_weight_table(num_layers):
     output: ``(heads, head_dim, out)``), ``"kernel"`` (``(in, out)``), ``"bias"`` (flattened).
 
     The inverse of keras-hub's `convert_bert.convert_weights` (Hugging Face -> keras-hub
-    `BertBackbone`, whose names `BertEncoder` shares: `tf_esimcse.backbones._weight_name_map`).
+    `BertBackbone`, whose names `BertEncoder` shares: `tf_esimcse.models.bert_encoder.weight_name_map`).
     """
     table = [
         ("embeddings.word_embeddings.weight", "token_embedding/embeddings", "copy"),
@@ -127,12 +127,12 @@ def hf_bert_weights(backbone, pooler_dense=None):
             this table does not know.
     """
     num_layers = int(backbone.num_layers)
-    named = _named_weights(backbone)
+    named = named_weights(backbone)
     table = _hf_weight_table(num_layers)
     ours = {name for _, name, _ in table}
-    expected = set(_weight_name_map(num_layers).values())
+    expected = set(weight_name_map(num_layers).values())
     if ours != expected:  # the loader's table and ours must name the same weights
-        raise AssertionError(f"export table and backbones._weight_name_map differ: {sorted(ours ^ expected)}")
+        raise AssertionError(f"export table and bert_encoder.weight_name_map differ: {sorted(ours ^ expected)}")
     missing = sorted(ours - set(named))
     unknown = sorted(set(named) - ours)
     if missing or unknown:

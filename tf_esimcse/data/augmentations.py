@@ -22,7 +22,13 @@ augmentation makes the positive, and dropout stays on for both unless `--dropout
 """
 import random
 
+import tensorflow as tf
+
+from tf_esimcse.backbones import load_generator
 from tf_esimcse.data.views import View, views_dataset
+from tf_esimcse.layers.masked_lm_replacement import MaskedLMReplacement
+from tf_esimcse.layers.random_crop import RandomCrop
+from tf_esimcse.layers.word_deletion import WordDeletion
 
 SPECS = ("none", "crop:K", "word_deletion:K", "delete_one_word", "next_sentence", "next_3_sentences", "mlm:K")
 
@@ -68,9 +74,6 @@ def augmentation_dataset(sentences, preprocessor, spec="none", batch_size=64, sh
     `seed`, as every view transform does (`views_dataset`). `generator`: the masked LM of `mlm:K`
     (a keras-hub `MaskedLM` or a preset path).
     """
-    from tf_esimcse.layers.random_crop import RandomCrop
-    from tf_esimcse.layers.word_deletion import WordDeletion
-
     kind, value = parse_augmentation(spec)
     common = dict(batch_size=batch_size, shuffle=shuffle, seed=seed, repeat=repeat, dynamic_padding=dynamic_padding)
     if kind == "none":
@@ -96,17 +99,11 @@ def mlm_replacement_dataset(sentences, preprocessor, rate, generator, batch_size
     """`{"anchor", "positive"}` batches whose positive has `rate` of its tokens replaced by
     `generator`'s best other token (`MaskedLMReplacement`), one stateless key per batch
     (`(seed, batch index)`), so the stream is the same on every run and after a resume."""
-    import tensorflow as tf
-
-    from tf_esimcse.layers.masked_lm_replacement import MaskedLMReplacement
-
     if generator is None or generator == "":
         raise ValueError("--augmentation mlm:K needs a masked-LM generator sharing the encoder's vocabulary: "
                          "--augmentation-generator <keras-hub MaskedLM preset> (e.g. saved_models/mlm/model from "
                          "python recipes/pretrain_mlm.py)")
     if isinstance(generator, str) or hasattr(generator, "__fspath__"):
-        from tf_esimcse.objectives.diffcse import load_generator
-
         generator = load_generator(str(generator))
     tokenizer = preprocessor.tokenizer
     vocabulary_size = int(tokenizer.vocabulary_size())

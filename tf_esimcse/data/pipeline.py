@@ -16,6 +16,7 @@ from tf_esimcse.data.views import tokenized_dataset
 from tf_esimcse.data.views import views_dataset
 from tf_esimcse.errors import DataError
 from tf_esimcse.layers.sentence_preprocessor import trim_to_longest
+from tf_esimcse.layers.word_repetition import WordRepetition
 
 __all__ = [
     "tokenized_dataset", "token_batches", "unsup_dataset", "paired_dataset", "esimcse_dataset",
@@ -105,8 +106,6 @@ def esimcse_dataset(sentences, preprocessor, dup_rate=0.32, mode="official_subwo
             max_len (~31 % of Brown at 32) then lose their repeated tokens at the end and keep
             the anchor's length, which weakens the length cue ESimCSE exists to break.
     """
-    from tf_esimcse.layers.word_repetition import WordRepetition
-
     _check(sentences, batch_size)
     layer = word_repetition or WordRepetition(dup_rate=dup_rate, mode=mode, seed=seed)
     if positive_length is None:

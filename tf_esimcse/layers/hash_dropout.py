@@ -113,6 +113,14 @@ def dropout_rows(row_offset=0):
         _ROWS.offset = previous
 
 
+def random_states(model):
+    """The state variables of every random-seed generator in `model` (each dropout layer's), in a
+    fixed order: its variables that are not weights. The cached step rewinds an encoder's to
+    replay its masks; `ContrastiveModel` saves its own with the weights."""
+    weights = {id(v) for v in model.weights}
+    return [v for v in model.variables if id(v) not in weights]
+
+
 def current_row_offset():
     """The `dropout_rows` offset in force in this thread, or `None` outside the context."""
     return getattr(_ROWS, "offset", None)

@@ -13,13 +13,22 @@ need:
   projections, hash dropout under XLA) and a [CLS]-only last layer (`first_token_output`);
 * DiffCSE's discriminator input (`call_with_first_token_embedding`).
 
-Loading and saving (Hugging Face directories, keras-hub presets, weight copies by name) live in
-`tf_esimcse.backbones`.
+Its weights are copied by name from and to keras-hub's `BertBackbone` here
+(`from_keras_hub_backbone`, `to_keras_hub_backbone`): that is how it is loaded and saved.
+Finding and reading a checkpoint is `tf_esimcse.checkpoint_sources`; the tokenizer and
+`load_backbone` are `tf_esimcse.backbones`.
 """
+import json
+import pathlib
+
 import keras
 import keras_hub
 
 from tf_esimcse.api_export import tf_esimcse_export
+from tf_esimcse.checkpoint_sources import BERT_ARGS
+from tf_esimcse.checkpoint_sources import ENCODER_CONFIG_FILE
+from tf_esimcse.checkpoint_sources import load_keras_hub_backbone
+from tf_esimcse.errors import ModelLoadError
 from tf_esimcse.layers.transformer_layer import BertTransformerLayer
 from tf_esimcse.layers.transformer_layer import bert_activation
 from tf_esimcse.layers.transformer_layer import bert_kernel_initializer
@@ -71,7 +80,7 @@ class BertEncoder(keras_hub.models.Backbone):
     """A BERT encoder with a configurable activation, optional hidden states and speed paths.
 
     The same network and weight names as keras-hub's `BertBackbone` (see
-    `tf_esimcse.backbones.from_keras_hub_backbone` / `to_keras_hub_backbone` to convert between
+    `from_keras_hub_backbone` / `to_keras_hub_backbone` (below) to convert between
     the two), built from `BertTransformerLayer` blocks.
 
     Args:
@@ -320,7 +329,7 @@ class BertEncoder(keras_hub.models.Backbone):
         or name) or a directory written by `save_to_preset` / `SentenceEncoder.save_pretrained`.
 
         Reads the checkpoint as a keras-hub `BertBackbone` and copies its weights by name
-        (`tf_esimcse.backbones.load_keras_hub_backbone` and `from_keras_hub_backbone`).
+        (`tf_esimcse.checkpoint_sources.load_keras_hub_backbone` and `from_keras_hub_backbone`).
 
         Args:
             preset: str or path. See `tf_esimcse.backbones.load_backbone`.
@@ -331,9 +340,6 @@ class BertEncoder(keras_hub.models.Backbone):
         Returns:
             A `BertEncoder`.
         """
-        from tf_esimcse.backbones import from_keras_hub_backbone
-        from tf_esimcse.backbones import load_keras_hub_backbone
-
         bert, activation = load_keras_hub_backbone(preset)
         return from_keras_hub_backbone(
             bert, activation=activation, dropout=dropout, output_hidden_states=output_hidden_states,
@@ -344,7 +350,7 @@ class BertEncoder(keras_hub.models.Backbone):
         """Save as a standard keras-hub `BertBackbone` preset, loadable without tf_esimcse.
 
         The weights are written by `keras_hub.models.BertBackbone.save_to_preset` (through
-        `tf_esimcse.backbones.to_keras_hub_backbone`); the settings keras-hub's `BertBackbone`
+        `to_keras_hub_backbone`); the settings keras-hub's `BertBackbone`
         has no place for (the activation) are recorded in `tf_esimcse.json`, which
         `tf_esimcse.backbones.load_backbone` reads back.
 
@@ -352,6 +358,179 @@ class BertEncoder(keras_hub.models.Backbone):
             preset_dir: str or path. The preset directory.
             max_shard_size: int or float. See `keras_hub.models.Backbone.save_to_preset`.
         """
-        from tf_esimcse.backbones import save_backbone_preset
-
         save_backbone_preset(self, preset_dir, max_shard_size=max_shard_size)
+
+
+# --- weights by name: this network <-> keras-hub's BertBackbone ---
+
+EMBEDDING_WEIGHT_NAMES = (
+    "token_embedding/embeddings",
+    "position_embedding/embeddings",
+    "segment_embedding/embeddings",
+    "embeddings_layer_norm/gamma",
+    "embeddings_layer_norm/beta",
+)
+BLOCK_WEIGHT_NAMES = (
+    "self_attention_layer/query/kernel",
+    "self_attention_layer/query/bias",
+    "self_attention_layer/key/kernel",
+    "self_attention_layer/key/bias",
+    "self_attention_layer/value/kernel",
+    "self_attention_layer/value/bias",
+    "self_attention_layer/attention_output/kernel",
+    "self_attention_layer/attention_output/bias",
+    "self_attention_layer_norm/gamma",
+    "self_attention_layer_norm/beta",
+    "feedforward_layer_norm/gamma",
+    "feedforward_layer_norm/beta",
+    "feedforward_intermediate_dense/kernel",
+    "feedforward_intermediate_dense/bias",
+    "feedforward_output_dense/kernel",
+    "feedforward_output_dense/bias",
+)
+POOLER_WEIGHT_NAMES = ("pooled_dense/kernel", "pooled_dense/bias")
+
+
+def weight_name_map(num_layers):
+    """`{keras-hub BertBackbone weight name: BertEncoder weight name}` for `num_layers` layers.
+
+    A weight's name is its variable path from its top-level layer on (e.g.
+    ``"transformer_layer_0/self_attention_layer/query/kernel"``). `BertEncoder` names its layers
+    and weights as keras-hub's `BertBackbone` does, so every name maps to itself; the names are
+    spelled out so that a weight renamed or added on either side (a keras-hub upgrade, a change
+    to `BertEncoder`) fails with its name instead of being loaded by position.
+    """
+    names = list(EMBEDDING_WEIGHT_NAMES)
+    for i in range(num_layers):
+        names += [f"transformer_layer_{i}/{name}" for name in BLOCK_WEIGHT_NAMES]
+    names += POOLER_WEIGHT_NAMES
+    return {name: name for name in names}
+
+
+def named_weights(model):
+    """`{name: variable}` of a functional model's weights, named from their top-level layer on
+    (whatever name scope the model was built in)."""
+    named = {}
+    for layer in model.layers:
+        for variable in layer.weights:
+            parts = variable.path.split("/")
+            start = parts.index(layer.name) if layer.name in parts else len(parts) - 1
+            name = "/".join([layer.name] + parts[start + 1:])
+            named[name] = variable
+    return named
+
+
+def copy_weights(source, target, name_map, source_label, target_label):
+    """Assign each `target` weight from the `source` weight `name_map` names for it.
+
+    Raises:
+        ModelLoadError: naming the weight, if a mapped weight is missing on either side, if two
+            mapped weights differ in shape, or if either model has a weight the map leaves out.
+    """
+    sources, targets = named_weights(source), named_weights(target)
+    pairs = []
+    for source_name, target_name in name_map.items():
+        if source_name not in sources:
+            raise ModelLoadError(f"{source_label} has no weight {source_name!r} (needed by {target_label}).")
+        if target_name not in targets:
+            raise ModelLoadError(
+                f"{target_label} has no weight {target_name!r} (for {source_label}'s {source_name!r})."
+            )
+        a, b = sources[source_name], targets[target_name]
+        if tuple(a.shape) != tuple(b.shape):
+            raise ModelLoadError(
+                f"weight {source_name!r} has shape {tuple(a.shape)} in {source_label} but "
+                f"{target_name!r} has shape {tuple(b.shape)} in {target_label}."
+            )
+        pairs.append((a, b))
+    for label, names, mapped in (
+        (source_label, sources, set(name_map)), (target_label, targets, set(name_map.values()))
+    ):
+        unmapped = sorted(set(names) - mapped)
+        if unmapped:
+            raise ModelLoadError(f"{label} has weights with no counterpart: {unmapped}.")
+    for a, b in pairs:
+        b.assign(keras.ops.cast(keras.ops.convert_to_tensor(a), b.dtype))
+
+
+@tf_esimcse_export("from_keras_hub_backbone")
+def from_keras_hub_backbone(
+    bert_backbone, activation="gelu", dropout=None, output_hidden_states=False, fast_dropout=True
+):
+    """A `BertEncoder` with the architecture and the weights of a keras-hub `BertBackbone`.
+
+    Weights are copied by name (`ModelLoadError` naming any missing or mismatched one), so the
+    result does not depend on either model's weight order.
+
+    Args:
+        bert_backbone: a `keras_hub.models.BertBackbone` (e.g. from
+            `keras_hub.models.BertBackbone.from_preset`).
+        activation: str. The feed-forward activation of the checkpoint: `"gelu"` (exact, Hugging
+            Face BERT), `"gelu_approximate"` (tanh, keras-hub's presets) or `"relu"`.
+            Defaults to `"gelu"`.
+        dropout: float or None. Dropout rate; `None` keeps the backbone's.
+        output_hidden_states: bool. Also output all hidden states. Defaults to `False`.
+        fast_dropout: bool. `BertEncoder`'s hash dropout under XLA (`True`, default) or
+            Keras' Philox dropout.
+
+    Returns:
+        A new `BertEncoder`.
+
+    Example:
+    ```python
+    bert = keras_hub.models.BertBackbone.from_preset("bert_base_en_uncased")
+    encoder = from_keras_hub_backbone(bert, activation="gelu_approximate")
+    ```
+    """
+    if not isinstance(bert_backbone, keras_hub.models.BertBackbone):
+        raise TypeError(
+            f"from_keras_hub_backbone takes a keras_hub.models.BertBackbone, got {type(bert_backbone).__name__}."
+        )
+    config = {key: bert_backbone.get_config()[key] for key in BERT_ARGS}
+    if dropout is not None:
+        config["dropout"] = float(dropout)
+    encoder = BertEncoder(
+        **config, activation=activation, output_hidden_states=bool(output_hidden_states),
+        fast_dropout=bool(fast_dropout),
+    )
+    copy_weights(
+        bert_backbone, encoder, weight_name_map(encoder.num_layers),
+        f"keras-hub backbone {bert_backbone.name!r}", "BertEncoder",
+    )
+    return encoder
+
+
+@tf_esimcse_export("to_keras_hub_backbone")
+def to_keras_hub_backbone(bert_encoder):
+    """A keras-hub `BertBackbone` with the architecture and the weights of a `BertEncoder`.
+
+    The result is a plain keras-hub model (it can be saved with `save_to_preset` and loaded
+    without tf_esimcse). keras-hub's `BertBackbone` always uses the tanh GELU: keep
+    `bert_encoder.activation` alongside (as `SentenceEncoder.save_pretrained` does in
+    ``tf_esimcse.json``) if it is not `"gelu_approximate"`.
+
+    Args:
+        bert_encoder: a `BertEncoder`.
+
+    Returns:
+        A new `keras_hub.models.BertBackbone` holding a copy of the weights.
+    """
+    if not isinstance(bert_encoder, BertEncoder):
+        raise TypeError(f"to_keras_hub_backbone takes a tf_esimcse.BertEncoder, got {type(bert_encoder).__name__}.")
+    backbone = keras_hub.models.BertBackbone(
+        **{key: getattr(bert_encoder, key) for key in BERT_ARGS}, dtype=bert_encoder.dtype_policy
+    )
+    name_map = {ours: theirs for theirs, ours in weight_name_map(bert_encoder.num_layers).items()}
+    copy_weights(bert_encoder, backbone, name_map, "BertEncoder", "keras-hub BertBackbone")
+    return backbone
+
+
+def save_backbone_preset(bert_encoder, preset_dir, max_shard_size=10):
+    """Write `bert_encoder` as a standard keras-hub `BertBackbone` preset, plus its activation
+    in ``tf_esimcse.json`` (merged into an existing one). `load_backbone(preset_dir)` reads both
+    back; `keras_hub.models.BertBackbone.from_preset(preset_dir)` works without tf_esimcse."""
+    to_keras_hub_backbone(bert_encoder).save_to_preset(str(preset_dir), max_shard_size=max_shard_size)
+    path = pathlib.Path(preset_dir) / ENCODER_CONFIG_FILE
+    settings = json.loads(path.read_text()) if path.is_file() else {}
+    settings["activation"] = bert_encoder.activation
+    path.write_text(json.dumps(settings, indent=2) + "\n")

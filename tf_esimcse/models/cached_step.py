@@ -35,18 +35,8 @@ import tensorflow as tf
 
 from tf_esimcse import private_apis
 from tf_esimcse.distribution import scale_for_replicas
-from tf_esimcse.layers.hash_dropout import HashDropout, dropout_rows
-
-
-def width_groups(views):
-    """Lists of view indices embedded in one forward pass each: one list when every view has
-    the same static width (or a width is unknown), else one per static width, in first-seen order."""
-    groups = {}
-    for i, view in enumerate(views):
-        groups.setdefault(view["token_ids"].shape[1], []).append(i)
-    if len(groups) == 1 or None in groups:
-        return [list(range(len(views)))]
-    return list(groups.values())
+from tf_esimcse.layers.hash_dropout import HashDropout, dropout_rows, random_states
+from tf_esimcse.models.view_batches import chunk, concat_views, pad_rows, rows_of, width_groups
 
 
 def check_rows_independent(encoder):
@@ -56,7 +46,7 @@ def check_rows_independent(encoder):
     and no BatchNormalization (which mixes rows in training) is inside it."""
     layers = private_apis.sublayers(encoder)
     hashed = [layer for layer in layers if isinstance(layer, HashDropout) and layer.rate > 0]
-    states = encoder_random_states(encoder)
+    states = random_states(encoder)
     if len(states) > len(hashed):
         others = [layer.name for layer in layers if not isinstance(layer, HashDropout)
                   and any(id(v) in {id(s) for s in states} for v in getattr(layer, "variables", []))]
@@ -80,12 +70,6 @@ def check_rows_independent(encoder):
                                  "whose masks cannot be replayed by row.")
 
 
-def encoder_random_states(encoder):
-    """The encoder's seed-generator states (its variables that are not weights)."""
-    weights = {id(v) for v in encoder.weights}
-    return [v for v in encoder.variables if id(v) not in weights]
-
-
 def _read(states):
     return [tf.identity(tf.convert_to_tensor(v.value)) for v in states]
 
@@ -95,57 +79,51 @@ def _assign(states, values):
         variable.assign(value)
 
 
-def _pad_rows(batch, rows, padded_rows):
-    """Pad a {token_ids, padding_mask} batch with dummy rows (one real token each)."""
-    extra = padded_rows - rows
-    width = tf.shape(batch["token_ids"])[1]
-    ids = tf.concat([batch["token_ids"], tf.zeros([extra, width], batch["token_ids"].dtype)], axis=0)
-    dummy_mask = tf.cast(tf.one_hot(tf.zeros([extra], tf.int32), width), batch["padding_mask"].dtype)
-    mask = tf.concat([batch["padding_mask"], dummy_mask], axis=0)
-    return {"token_ids": ids, "padding_mask": mask}
-
-
-def _rows_of(batch):
-    static = batch["token_ids"].shape[0]
-    return static if static is not None else tf.shape(batch["token_ids"])[0]
-
-
-def _chunk(batch, start, size):
-    return {k: tf.slice(v, tf.stack([start, 0]), tf.stack([size, tf.shape(v)[1]])) for k, v in batch.items()}
-
-
 class _Group:
     """One width group of views: the concatenated batch, padded to whole mini-batches."""
 
     def __init__(self, views, members, mini_batch_size):
-        from tf_esimcse.models.contrastive_model import concat_views
-
         self.members = members
         self.sizes = [tf.shape(views[i]["token_ids"])[0] for i in members]
         batch = concat_views([views[i] for i in members])
-        self.rows = _rows_of(batch)
+        self.rows = rows_of(batch)
         m = mini_batch_size
         if isinstance(self.rows, int):
             self.num_chunks = -(-self.rows // m)
         else:
             self.num_chunks = (self.rows + m - 1) // m
-        self.batch = _pad_rows(batch, self.rows, self.num_chunks * m)
+        self.batch = pad_rows(batch, self.rows, self.num_chunks * m)
 
 
-def cached_gradients(model, x, context, mini_batch_size):
-    """`(loss, terms, gradients)` of one training step of `model` (a `ContrastiveModel`) on batch
-    `x`, computed with gradient caching in mini-batches of `mini_batch_size` rows (see the module
-    docstring). `gradients` line up with `model.trainable_variables` (None where unconnected)."""
-    encoder, objective, m = model.encoder, model.objective, int(mini_batch_size)
-    views = objective.views(x)
+def cached_gradients(views, encode, loss_fn, variables, encoder, mini_batch_size):
+    """`(loss, terms, gradients)` of one training step, computed with gradient caching in
+    mini-batches of `mini_batch_size` rows (see the module docstring).
+
+    Args:
+        views: list of `{token_ids, padding_mask}` view batches (the objective's views).
+        encode: function `view batch -> embeddings` (training mode): the forward pass of
+            `encoder` that is replayed per mini-batch (`ContrastiveModel.embed_view`).
+        loss_fn: function `list of embeddings (one per view) -> (loss, terms)`, run under the
+            tape on the whole batch's cached embeddings.
+        variables: the variables to differentiate (the training model's trainable variables).
+        encoder: the `SentenceEncoder` that `encode` runs: its trainable variables receive the
+            replayed gradients, its seed-generator states are rewound for every replay, and its
+            `embedding_dim` sizes the cache.
+        mini_batch_size: int. Rows per forward pass.
+
+    Returns:
+        `(loss, terms, gradients)`, the gradients (of the loss scaled for the replicas) lined up
+        with `variables` (None where unconnected).
+    """
+    m = int(mini_batch_size)
     groups = [_Group(views, members, m) for members in width_groups(views)]
-    states = encoder_random_states(encoder)
-    dim = embedding_dim(encoder)
+    states = random_states(encoder)
+    dim = encoder.embedding_dim
 
-    def encode(batch, i):
+    def encode_chunk(batch, i):
         start = i * m
         with dropout_rows(start):
-            return model._encode(_chunk(batch, start, m), training=True)
+            return encode(chunk(batch, start, m))
 
     # --- pass 1: embeddings, no tape ---
     starts, group_embeddings = [], []
@@ -155,7 +133,7 @@ def cached_gradients(model, x, context, mini_batch_size):
 
         def embed_body(i, array, group=group, start_state=start_state):
             _assign(states, start_state)
-            return i + 1, array.write(i, tf.cast(encode(group.batch, i), tf.float32))
+            return i + 1, array.write(i, tf.cast(encode_chunk(group.batch, i), tf.float32))
 
         array = tf.TensorArray(tf.float32, size=group.num_chunks, element_shape=tf.TensorShape([m, dim]))
         _, array = tf.while_loop(lambda i, a: i < group.num_chunks, embed_body, (tf.constant(0), array),
@@ -164,7 +142,7 @@ def cached_gradients(model, x, context, mini_batch_size):
         group_embeddings.append(tf.stop_gradient(embeddings[: group.rows]))
 
     # --- pass 2: the loss and its gradient w.r.t. the embeddings ---
-    variables = model.trainable_variables
+    variables = list(variables)
     # Weights the objective runs itself (a second encoder, DiffCSE's discriminator) draw their
     # dropout on the whole batch, hashed as under XLA, so the step is the plain XLA step throughout.
     with tf.GradientTape() as tape, dropout_rows(0):
@@ -173,8 +151,7 @@ def cached_gradients(model, x, context, mini_batch_size):
         for group, emb in zip(groups, group_embeddings):
             for i, part in zip(group.members, tf.split(emb, group.sizes, axis=0)):
                 embeddings[i] = part
-        terms = objective.loss_terms(encoder, x, embeddings, context, training=True)
-        loss = model._total(terms)
+        loss, terms = loss_fn(embeddings)
         scaled = scale_for_replicas(loss)
     end_state = _read(states)  # where the plain step leaves the encoder's generators (after the loss)
     grads = tape.gradient(scaled, [*group_embeddings, *variables])
@@ -194,7 +171,7 @@ def cached_gradients(model, x, context, mini_batch_size):
         def replay_body(i, *sums, group=group, start_state=start_state, padded_grad=padded_grad):
             _assign(states, start_state)
             with tf.GradientTape() as chunk_tape:
-                z = encode(group.batch, i)
+                z = encode_chunk(group.batch, i)
             upstream = tf.cast(tf.slice(padded_grad, tf.stack([i * m, 0]), tf.stack([m, tf.shape(padded_grad)[1]])),
                                z.dtype)
             chunk_grads = chunk_tape.gradient(z, encoder_vars, output_gradients=upstream)
@@ -218,8 +195,3 @@ def cached_gradients(model, x, context, mini_batch_size):
     _assign(states, end_state)
     return loss, terms, direct
 
-
-def embedding_dim(encoder):
-    """The width of the encoder's (pooled) embeddings."""
-    shape = encoder.pooler.compute_output_shape({"sequence_output": (None, None, encoder.hidden_dim)})
-    return int(shape[-1])

@@ -10,20 +10,9 @@ import tensorflow as tf
 from tf_esimcse import private_apis
 from tf_esimcse.api_export import tf_esimcse_export
 from tf_esimcse.distribution import clip_global_norm, reducible_logs, scale_for_replicas
-from tf_esimcse.models.cached_step import cached_gradients, check_rows_independent, width_groups
-
-
-def concat_views(views):
-    """Concatenate several {token_ids, padding_mask} batches along the batch axis, padding
-    them to a common length first (padding changes nothing for the encoder)."""
-    if len(views) == 1:
-        return views[0]
-    length = tf.reduce_max([tf.shape(v["token_ids"])[1] for v in views])
-    out = {}
-    for key in ("token_ids", "padding_mask"):
-        parts = [tf.pad(v[key], [[0, 0], [0, length - tf.shape(v[key])[1]]]) for v in views]
-        out[key] = tf.concat(parts, axis=0)
-    return out
+from tf_esimcse.layers.hash_dropout import random_states
+from tf_esimcse.models.cached_step import cached_gradients, check_rows_independent
+from tf_esimcse.models.view_batches import concat_views, width_groups
 
 
 _RANDOM_STATE_KEY = "random_state_"
@@ -101,9 +90,7 @@ class ContrastiveModel(keras.Model):
         # === Layers ===
         self.encoder = encoder
         # BERT's own pretraining pooler (dense+tanh on [CLS]) is not part of any SimCSE pooler.
-        pooled_dense = getattr(encoder.backbone, "pooled_dense", None)
-        if pooled_dense is not None:
-            pooled_dense.trainable = False
+        encoder.freeze_bert_pooler()
         self.objective = objective
         objective.setup(encoder)
         # === Config ===
@@ -138,21 +125,20 @@ class ContrastiveModel(keras.Model):
         for members in width_groups(views):
             part = [views[i] for i in members]
             sizes = [tf.shape(v["token_ids"])[0] for v in part]
-            embeddings = self._encode(concat_views(part), training)
+            embeddings = self.embed_view(concat_views(part), training)
             for i, emb in zip(members, tf.split(embeddings, sizes, axis=0)):
                 out[i] = emb
         return out
 
-    def _encode(self, view, training):
-        """The encoder's embeddings, or its pooled vectors before L2 normalisation for objectives
-        that need their scale (`normalized_embeddings = False`, e.g. DiffCSE's discriminator
-        input); the contrastive losses normalise either way."""
-        if getattr(self.objective, "normalized_embeddings", True) or not self.encoder.normalize:
-            return self.encoder(view, training=training)
-        outputs = self.encoder.backbone_outputs(view, training=training)
-        return self.encoder.pooler(dict(outputs, padding_mask=view["padding_mask"]), training=training)
+    def embed_view(self, view, training):
+        """The encoder's embeddings of one view batch, or its pooled vectors before L2
+        normalisation for objectives that need their scale (`normalized_embeddings = False`,
+        e.g. DiffCSE's discriminator input); the contrastive losses normalise either way."""
+        normalize = None if getattr(self.objective, "normalized_embeddings", True) else False
+        return self.encoder.embed(view, training=training, normalize=normalize)
 
-    def _total(self, terms):
+    def total_loss(self, terms):
+        """The differentiated loss: the objective's terms, each times its weight."""
         total = None
         for name in self.objective.term_names:
             weighted = terms[name] * self.objective.weight_of(name)
@@ -184,11 +170,16 @@ class ContrastiveModel(keras.Model):
         gradients (of the loss scaled for the replicas) lined up with `trainable_variables`: one
         tape over the whole batch, or the cached step when `mini_batch_size` is set."""
         if self.mini_batch_size is not None:
-            return cached_gradients(self, x, context, self.mini_batch_size)
+            def loss_fn(embeddings):
+                terms = self.objective.loss_terms(self.encoder, x, embeddings, context, training=True)
+                return self.total_loss(terms), terms
+
+            return cached_gradients(self.objective.views(x), lambda view: self.embed_view(view, training=True),
+                                    loss_fn, self.trainable_variables, self.encoder, self.mini_batch_size)
         with tf.GradientTape() as tape:
             embeddings = self.embed_views(x, training=True)
             terms = self.objective.loss_terms(self.encoder, x, embeddings, context, training=True)
-            loss = self._total(terms)
+            loss = self.total_loss(terms)
             scaled = scale_for_replicas(loss)
         return loss, terms, tape.gradient(scaled, self.trainable_variables)
 
@@ -196,7 +187,7 @@ class ContrastiveModel(keras.Model):
         x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
         embeddings = self.embed_views(x, training=False)
         terms = self.objective.loss_terms(self.encoder, x, embeddings, None, training=False)
-        self._track(self._total(terms), terms)
+        self._track(self.total_loss(terms), terms)
         return reducible_logs({m.name: m.result() for m in self.metrics})
 
     def _track(self, loss, terms):
@@ -220,8 +211,7 @@ class ContrastiveModel(keras.Model):
     def random_states(self):
         """The state variables of every random-seed generator in the model (each dropout
         layer's), in a fixed order: the variables that are not weights."""
-        weights = {id(v) for v in self.weights}
-        return [v for v in self.variables if id(v) not in weights]
+        return random_states(self)
 
     def save_own_variables(self, store):
         """Keras' weights files hold weights and optimizer, not the seed generators' states;

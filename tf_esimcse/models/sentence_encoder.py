@@ -108,10 +108,15 @@ class SentenceEncoder(keras.Model):
         positions (`BertEncoder.first_token_output`: the same numbers, ~14 % fewer FLOPs)."""
         return self.pooler_type in ("cls", "cls_before_pooler") and hasattr(self.backbone, "first_token_output")
 
+    @property
+    def embedding_dim(self):
+        """The width of the embeddings `embed` returns (the pooler's output width)."""
+        shape = self.pooler.compute_output_shape({"sequence_output": (None, None, self.hidden_dim)})
+        return int(shape[-1])
+
     def backbone_outputs(self, inputs, training=False, backbone=None):
-        """What the pooler reads: `backbone` (default: this encoder's; ESimCSE passes its momentum
-        copy) on `inputs` (`token_ids`, `padding_mask`), with the [CLS]-only last layer when
-        `uses_first_token_only`."""
+        """What the pooler reads: `backbone` (default: this encoder's) on `inputs` (`token_ids`,
+        `padding_mask`), with the [CLS]-only last layer when `uses_first_token_only`."""
         backbone = backbone if backbone is not None else self.backbone
         token_ids = inputs["token_ids"]
         backbone_inputs = {
@@ -122,13 +127,59 @@ class SentenceEncoder(keras.Model):
             return {"sequence_output": backbone.first_token_output(backbone_inputs, training=training)}
         return backbone(backbone_inputs, training=training)
 
-    def call(self, inputs, training=False):
-        padding_mask = inputs["padding_mask"]
-        outputs = self.backbone_outputs(inputs, training=training)
-        pooled = self.pooler(dict(outputs, padding_mask=padding_mask), training=training)
-        if self.normalize:
+    def embed(self, view, training=False, backbone=None, pooler_training=None, normalize=None):
+        """The forward pass: backbone -> pooler -> L2 normalisation, on one view.
+
+        `call` is `embed(inputs, training)`; the training step and the objectives call it with
+        the options below, so the forward pass is written once.
+
+        Args:
+            view: dict of int32 `"token_ids"` and `"padding_mask"`, shape (batch, length).
+            training: bool. Dropout (and an `mlp_only_train` head) on or off. Defaults to `False`.
+            backbone: a backbone to run instead of this encoder's, with this encoder's pooler
+                (ESimCSE's momentum copy, SimCSE's "two encoders" ablation; see
+                `copy_backbone`). Defaults to `None` (this encoder's).
+            pooler_training: bool or None. The pooler's training mode, when it differs from
+                the backbone's (ESimCSE's momentum keys: backbone with dropout off, the live MLP
+                head in training mode). Defaults to `None` (`training`).
+            normalize: bool or None. L2-normalise the output; `None` (default) follows the
+                encoder's `normalize` setting (DiffCSE's discriminator reads `False`).
+
+        Returns:
+            Embeddings of shape (batch, embedding_dim).
+        """
+        outputs = self.backbone_outputs(view, training=training, backbone=backbone)
+        pooled = self.pooler(dict(outputs, padding_mask=view["padding_mask"]),
+                             training=training if pooler_training is None else pooler_training)
+        if self.normalize if normalize is None else normalize:
             pooled = keras.ops.normalize(pooled, axis=-1, order=2)
         return pooled
+
+    def call(self, inputs, training=False):
+        return self.embed(inputs, training=training)
+
+    def copy_backbone(self, trainable=False):
+        """A copy of the backbone: new variables holding its current weights.
+
+        Args:
+            trainable: bool. `False` (default): frozen, as a momentum encoder is (ESimCSE:
+                averaged by EMA, run with dropout off outside the tape). `True`: trained with the
+                encoder (SimCSE's "two encoders" ablation, DiffCSE's discriminator), except BERT's
+                own pretraining pooler (`freeze_bert_pooler`).
+
+        Returns:
+            A new backbone of the same class. Create it under the strategy scope of the encoder.
+        """
+        copy = clone_frozen(self.backbone)
+        if trainable:
+            copy.trainable = True
+            freeze_bert_pooler(copy)
+        return copy
+
+    def freeze_bert_pooler(self):
+        """Freeze BERT's own pretraining pooler (`pooled_dense`: dense + tanh on [CLS]), which
+        no SimCSE pooler uses, so that it is not trained (the training model calls this)."""
+        freeze_bert_pooler(self.backbone)
 
     # ------------------------------------------------------------------ inference
     def _predict_step(self, precision="float32"):
@@ -284,3 +335,67 @@ class SentenceEncoder(keras.Model):
             normalize=normalize, mlp_only_train=mlp_only_train, inference_length=inference_length,
             first_layer=first_layer, fast_dropout=fast_dropout, fresh_mlp=fresh_mlp,
         )
+
+
+def freeze_bert_pooler(backbone):
+    """Make a BERT backbone's own pretraining pooler (`pooled_dense`, if it has one) non-trainable:
+    it is part of no SimCSE pooler."""
+    pooled_dense = getattr(backbone, "pooled_dense", None)
+    if pooled_dense is not None:
+        pooled_dense.trainable = False
+
+
+def clone_frozen(model, inputs=None):
+    """A frozen copy of a Keras model (what `SentenceEncoder.copy_backbone` makes of a backbone).
+
+    The copy is rebuilt from `model.get_config()` (so the model must be serializable), built the
+    way `model` was built (or by calling it on `inputs`), given `model`'s current weights, and made
+    non-trainable. Its variables are new: changing one model's weights does not change the
+    other's. Create it under the same `tf.distribute` strategy scope as `model`.
+
+    A momentum encoder must run with `training=False` (dropout off, as in the official ESimCSE
+    code) and outside the `tf.GradientTape`; `trainable = False` keeps it out of
+    `trainable_variables` but does not turn dropout off by itself. Update it with
+    `tf_esimcse.objectives.esimcse.ema_update(clone.weights, model.weights, momentum)`.
+
+    Args:
+        model: a built `keras.Model` (any functional or subclassed model with `get_config`).
+        inputs: optional example inputs (a batch in the structure `model` takes). Used to build
+            the copy by calling it when rebuilding from the config and from `model`'s build config
+            does not create its weights. Defaults to `None`.
+
+    Returns:
+        A new `keras.Model` of the same class with equal weights and `trainable = False`.
+
+    Raises:
+        ValueError: if `model` is not built, or the copy cannot be built with the same weights.
+    """
+    if not isinstance(model, keras.Model):
+        raise ValueError(f"`model` must be a keras.Model. Received: {type(model).__name__}")
+    if not model.built:
+        raise ValueError(
+            f"`model` ({model.name}) must be built (called once on inputs) before it is cloned."
+        )
+    clone = model.__class__.from_config(model.get_config())
+    if not _same_structure(clone, model):
+        if inputs is not None:
+            clone(inputs, training=False)
+        else:
+            build_config = model.get_build_config()
+            if build_config is not None and not clone.built:
+                clone.build_from_config(build_config)
+    if not _same_structure(clone, model):
+        raise ValueError(
+            f"Could not rebuild a copy of {model.name} with the same weights: the copy has "
+            f"{len(clone.weights)} weights, the original {len(model.weights)}. Pass `inputs` "
+            "(an example batch) so that the copy can be built by calling it."
+        )
+    clone.set_weights(model.get_weights())
+    clone.trainable = False
+    return clone
+
+
+def _same_structure(a, b):
+    return len(a.weights) == len(b.weights) and all(
+        tuple(x.shape) == tuple(y.shape) for x, y in zip(a.weights, b.weights)
+    )

@@ -37,9 +37,9 @@ import keras
 import tensorflow as tf
 
 from tf_esimcse.api_export import tf_esimcse_export
+from tf_esimcse.backbones import load_generator
 from tf_esimcse.data.diffcse_views import MASKED_VIEWS
 from tf_esimcse.distribution import gather_replicas, num_replicas
-from tf_esimcse.momentum import clone_frozen
 from tf_esimcse.objectives.objective import named_views
 from tf_esimcse.objectives.simcse import SimCSEObjective
 
@@ -56,23 +56,6 @@ def projection_mlp(hidden_dim, name="projection"):
         keras.layers.Dense(hidden_dim, use_bias=False, kernel_initializer=init),
         keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5, center=False, scale=False),
     ], name=name)
-
-
-def load_generator(source):
-    """A keras-hub masked LM (a preset directory or name, e.g. what `recipes/pretrain_mlm.py`
-    writes), frozen."""
-    import keras_hub
-
-    from tf_esimcse.errors import ModelLoadError
-
-    try:
-        generator = keras_hub.models.MaskedLM.from_preset(str(source), preprocessor=None)
-    except Exception as e:  # keras-hub raises many kinds; name the source in one line
-        first_line = (str(e).strip().splitlines() or [""])[0]
-        raise ModelLoadError(f"could not load a masked-LM generator from {source!r}: {type(e).__name__}: "
-                             f"{first_line}") from e
-    generator.trainable = False
-    return generator
 
 
 @tf_esimcse_export("objectives.DiffCSEObjective")
@@ -144,11 +127,7 @@ class DiffCSEObjective(SimCSEObjective):
         if generator_vocab != int(encoder.backbone.vocabulary_size):
             raise ValueError(f"the generator's vocabulary has {generator_vocab} tokens, the sentence encoder's "
                              f"{encoder.backbone.vocabulary_size}: they must share one WordPiece vocabulary")
-        self.discriminator = clone_frozen(encoder.backbone)
-        self.discriminator.trainable = True
-        pooled_dense = getattr(self.discriminator, "pooled_dense", None)
-        if pooled_dense is not None:
-            pooled_dense.trainable = False
+        self.discriminator = encoder.copy_backbone(trainable=True)
         hidden = int(encoder.hidden_dim)
         bound = 1.0 / math.sqrt(hidden)  # torch.nn.Linear's default initialisation
         self.rtd_head = keras.layers.Dense(

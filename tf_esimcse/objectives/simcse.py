@@ -9,13 +9,11 @@ augmentation made in tf.data, e.g. ESimCSE's word repetition or a crop).
 With `mask_duplicates=True` (not in the official code), a sentence that appears more than once in
 the global batch (identical anchor token ids) does not count its copies' positives as negatives.
 """
-import keras
 import tensorflow as tf
 
 from tf_esimcse import losses
 from tf_esimcse.api_export import tf_esimcse_export
 from tf_esimcse.distribution import gather_replicas, num_replicas, replica_offset
-from tf_esimcse.momentum import clone_frozen
 from tf_esimcse.objectives.objective import Objective, named_views
 
 
@@ -61,11 +59,7 @@ class SimCSEObjective(Objective):
 
     def setup(self, encoder):
         if self.two_encoders:
-            self.positive_backbone = clone_frozen(encoder.backbone)
-            self.positive_backbone.trainable = True
-            pooled_dense = getattr(self.positive_backbone, "pooled_dense", None)
-            if pooled_dense is not None:  # BERT's own pooler is in no SimCSE pooler
-                pooled_dense.trainable = False
+            self.positive_backbone = encoder.copy_backbone(trainable=True)
 
     def views(self, x):
         views = named_views(x, optional=())
@@ -84,10 +78,7 @@ class SimCSEObjective(Objective):
         if self.same_dropout_mask:
             return embeddings[0]
         if self.two_encoders:
-            view = named_views(x, optional=())[1]
-            outputs = encoder.backbone_outputs(view, training=training, backbone=self.positive_backbone)
-            z = encoder.pooler(dict(outputs, padding_mask=view["padding_mask"]), training=training)
-            return keras.ops.normalize(z, axis=-1, order=2) if encoder.normalize else z
+            return encoder.embed(named_views(x, optional=())[1], training=training, backbone=self.positive_backbone)
         return embeddings[1]
 
     def anchor_token_ids(self, x):
