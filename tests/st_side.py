@@ -1,0 +1,55 @@
+"""Run an exported folder with the real sentence-transformers, in the side environment.
+
+`make setup-st` builds `.venv-st` (sentence-transformers 6.2.0 on the CPU build of PyTorch 2.13.0,
+nothing of TensorFlow or of this package); tests/test_st_export.py runs this script with that
+interpreter, so neither PyTorch nor scikit-learn enter `.venv` (Keras imports scikit-learn at
+start-up wherever it is installed). This file imports nothing from the repository.
+
+    .venv-st/bin/python tests/st_side.py JOB.json
+
+JOB.json: {"model": DIR, "output": NPZ, "sentences": [...] (optional),
+           "sts": {"sentences1": [...], "sentences2": [...], "scores": [...]} (optional)}.
+Writes NPZ (`embeddings`, `similarity` = model.similarity(embeddings[:4], embeddings),
+`pairwise` = model.similarity_pairwise(embeddings[:4], embeddings[4:8])) and prints one JSON line:
+the versions, whether torch is a CUDA build, `max_seq_length`, `similarity_fn_name`, and the STS
+evaluator's Spearman of cosines (x100) when "sts" was given.
+"""
+import json
+import os
+import sys
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # everything is read from the export folder
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+def main(job_path):
+    import numpy as np
+    import sentence_transformers
+    import torch
+    from sentence_transformers.evaluation import EmbeddingSimilarityEvaluator
+
+    with open(job_path, encoding="utf-8") as f:
+        job = json.load(f)
+    torch.set_num_threads(2)
+    model = sentence_transformers.SentenceTransformer(job["model"], device="cpu")
+    info = {"sentence_transformers": sentence_transformers.__version__, "torch": torch.__version__,
+            "cuda_build": torch.version.cuda is not None, "max_seq_length": model.max_seq_length,
+            "similarity_fn_name": model.similarity_fn_name,
+            "modules": [type(m).__name__ for m in model]}
+    arrays = {}
+    if job.get("sentences"):
+        embeddings = model.encode(job["sentences"], convert_to_numpy=True)
+        arrays["embeddings"] = embeddings
+        arrays["similarity"] = model.similarity(embeddings[:4], embeddings).numpy()
+        arrays["pairwise"] = model.similarity_pairwise(embeddings[:4], embeddings[4:8]).numpy()
+    if job.get("sts"):
+        sts = job["sts"]
+        evaluator = EmbeddingSimilarityEvaluator(sts["sentences1"], sts["sentences2"], sts["scores"],
+                                                 main_similarity="cosine", name="sts", write_csv=False)
+        info["sts_spearman"] = 100 * float(evaluator(model)["sts_spearman_cosine"])
+    np.savez(job["output"], **arrays)
+    print(json.dumps(info))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
