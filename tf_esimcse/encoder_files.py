@@ -58,7 +58,7 @@ def standard_tokenizer(tokenizer):
     that its preset files load without tf_esimcse; other tokenizers are returned unchanged."""
     if isinstance(tokenizer, keras_hub.models.BertTokenizer) and type(tokenizer) is not keras_hub.models.BertTokenizer:
         config = tokenizer.get_config()
-        config.pop("name", None)
+        config["name"] = "bert_tokenizer"  # fixed, as the names below: equal models, equal files
         config["vocabulary"] = tokenizer.get_vocabulary()
         return keras_hub.models.BertTokenizer.from_config(config)
     return tokenizer
@@ -129,6 +129,7 @@ def save_sentence_encoder(encoder, path):
 def _save_sentence_encoder(encoder, path):
     with replace_directory(path) as tmp:
         backbone = to_keras_hub_backbone(encoder.backbone)
+        backbone.name = "bert_backbone"  # not Keras' per-process counter ("bert_backbone_7")
         backbone.save_to_preset(str(tmp))
         pooler_type = encoder.inference_settings()
         if encoder.preprocessor is not None:
@@ -140,8 +141,9 @@ def _save_sentence_encoder(encoder, path):
                 # .from_preset(path)` pools as we do (without task.json it would mean-pool).
                 length = int(encoder.inference_length or backbone.max_sequence_length)
                 embedder = keras_hub.models.BertTextEmbedder(
-                    backbone, keras_hub.models.BertTextEmbedderPreprocessor(tokenizer, sequence_length=length),
-                    pooling_mode=pooling_mode, normalize=True)
+                    backbone, keras_hub.models.BertTextEmbedderPreprocessor(
+                        tokenizer, sequence_length=length, name="bert_text_embedder_preprocessor"),
+                    pooling_mode=pooling_mode, normalize=True, name="bert_text_embedder")
                 embedder.save_to_preset(str(tmp))
         settings = {
             "pooler_type": pooler_type,
