@@ -136,15 +136,15 @@ def test_esimcse_recipe_ablation_flags(workspace):
                                               sequence_length=16)
     sentences = [f"the cat sat on mat {w}" for w in _WORDS[:16]]
 
-    config = recipe.parse_config(recipe.ESimCSEConfig, ["--queue-size", "24", "--momentum", "0.9", "--batch-size", "8"])
-    model = ContrastiveModel(encoder, recipe.build_objective(config))
+    config = recipe.METHOD.parse(["--queue-size", "24", "--momentum", "0.9", "--batch-size", "8"])
+    model = ContrastiveModel(encoder, recipe.METHOD.objective(config))
     assert isinstance(model.objective, ESimCSEObjective)
     assert (model.objective.queue_size, model.objective.momentum, model.objective.use_momentum_queue) == (24, 0.9, True)
     assert set(recipe.build_dataset(sentences, encoder.preprocessor, config).element_spec) == {"anchor", "positive"}
 
-    config = recipe.parse_config(recipe.ESimCSEConfig, ["--no-use-momentum-queue", "--no-use-repetition",
+    config = recipe.METHOD.parse(["--no-use-momentum-queue", "--no-use-repetition",
                                                         "--batch-size", "8"])
-    model = ContrastiveModel(encoder, recipe.build_objective(config))
+    model = ContrastiveModel(encoder, recipe.METHOD.objective(config))
     assert model.objective.queue is None and model.objective.momentum_backbone is None
     assert set(recipe.build_dataset(sentences, encoder.preprocessor, config).element_spec) == {"token_ids",
                                                                                             "padding_mask"}
@@ -155,8 +155,8 @@ def test_simcse_recipe_length_buckets_flag(workspace, tmp_path):
     encoder = SentenceEncoder.from_pretrained(str(workspace["model"]), pooler_type="cls", mlp_only_train=True,
                                               sequence_length=16)
     sentences = [" ".join(_WORDS[: 1 + i % 12]) for i in range(96)]
-    assert recipe.parse_config(recipe.SimCSEConfig, []).length_buckets is False
-    config = recipe.parse_config(recipe.SimCSEConfig, ["--length-buckets", "--batch-size", "8"])
+    assert recipe.METHOD.parse([]).length_buckets is False
+    config = recipe.METHOD.parse(["--length-buckets", "--batch-size", "8"])
     batches = list(recipe.build_dataset(sentences, encoder.preprocessor, config).take(12))
     widths = {int(b["token_ids"].shape[1]) for b in batches}
     assert len(widths) > 1 and all(b["token_ids"].shape[0] == 8 for b in batches)

@@ -99,7 +99,7 @@ def test_unfinished_run_resumes_and_says_from_which_step(workspace, tmp_path, mo
         recipe.main(argv)
     monkeypatch.undo()
     assert run_folder.holder(output_dir) is None  # the crashed run let go of its lock
-    state = run_folder.inspect(output_dir, recipe.parse_config(recipe.SimCSEConfig, argv))
+    state = run_folder.inspect(output_dir, recipe.METHOD.parse(argv))
     assert state.kind == "unfinished"
     capsys.readouterr()
     results = recipe.main(argv)

@@ -50,7 +50,7 @@ def test_neutral_hypotheses_as_second_hard_negatives(tmp_path):
     assert [q[:3] for q in quads] == read_snli_triplets(folder)
     # the recipe's flag reads them and feeds a "neutral" view
     recipe = load_recipe("sup_simcse")
-    config = recipe.parse_config(recipe.SupervisedConfig, ["--corpus", str(folder), "--use-neutral-negatives"])
+    config = recipe.METHOD.parse(["--corpus", str(folder), "--use-neutral-negatives"])
     assert recipe.load_examples(config) == quads
     csv = tmp_path / "nli.csv"
     csv.write_text("sent0,sent1,hard_neg\na,b,c\n")
@@ -80,9 +80,9 @@ def test_sup_simcse_recipe_trains_and_keeps_the_mlp_head(workspace, tmp_path, ne
     folder = write_snli(tmp_path / "SNLI", n=40)
     write_snli(folder, n=8, seed=2, split="test")
     recipe = load_recipe("sup_simcse")
-    config = recipe.parse_config(recipe.SupervisedConfig, [])
+    config = recipe.METHOD.parse([])
     assert (config.batch_size, config.learning_rate, config.epochs, config.mlp_only_train) == (512, 5e-5, 3, False)
-    objective = recipe.build_objective(recipe.parse_config(recipe.SupervisedConfig, ["--alpha", "2"]))
+    objective = recipe.METHOD.objective(recipe.METHOD.parse(["--alpha", "2"]))
     assert isinstance(objective, SupervisedSimCSEObjective) and objective.alpha == 2.0
 
     output_dir = tmp_path / "out"
@@ -99,7 +99,7 @@ def test_sup_simcse_recipe_trains_and_keeps_the_mlp_head(workspace, tmp_path, ne
     settings = json.loads((output_dir / "model" / "tf_esimcse.json").read_text())
     assert settings["pooler_type"] == "cls"
     # the batches it trained on: the neutral hypothesis is a fourth view
-    config = recipe.parse_config(recipe.SupervisedConfig, ["--corpus", str(folder), "--batch-size", "4"]
+    config = recipe.METHOD.parse(["--corpus", str(folder), "--batch-size", "4"]
                                  + (["--use-neutral-negatives"] if neutral else []))
     encoder = SentenceEncoder.from_pretrained(str(output_dir / "model"))
     batch = next(iter(recipe.build_dataset(recipe.load_examples(config), encoder.preprocessor, config)))
@@ -109,9 +109,9 @@ def test_sup_simcse_recipe_trains_and_keeps_the_mlp_head(workspace, tmp_path, ne
     assert encoder.pooler_type == "cls" and np.isfinite(encoder.encode(["the cat sat"], verbose=0)).all()
 
     views = recipe.build_dataset(read_snli_triplets(folder), encoder.preprocessor,
-                                 recipe.parse_config(recipe.SupervisedConfig, ["--batch-size", "8"]))
+                                 recipe.METHOD.parse(["--batch-size", "8"]))
     assert set(views.element_spec) == {"anchor", "positive", "negative"}
     pairs = recipe.build_dataset(read_snli_triplets(folder), encoder.preprocessor,
-                                 recipe.parse_config(recipe.SupervisedConfig, ["--batch-size", "8",
+                                 recipe.METHOD.parse(["--batch-size", "8",
                                                                                "--no-use-hard-negatives"]))
     assert set(pairs.element_spec) == {"anchor", "positive"}

@@ -154,23 +154,23 @@ def make_optimizer(config, total_steps):
     return optimizer
 
 
-def _has_senteval(data_dir):
-    try:
-        resolve_senteval_dir(data_dir)
-    except (TfEsimcseError, ValueError, OSError):
-        return False
-    return True
-
-
 def check_data_dir(data_dir, corpus, dev_file=""):
-    """Fail early, in one line, if the evaluation data (or the Brown corpus) is missing. With a
-    `dev_file`, SentEval is optional (the final 7-task table is then skipped if it is absent)."""
+    """Fail early, in one line, if the evaluation data (or the Brown corpus) is missing; return
+    the SentEval folder (`resolve_senteval_dir`), found once here and passed down to everything
+    that reads it. With a `dev_file`, SentEval is optional: `None` when it is absent (the final
+    7-task table is then skipped)."""
+    senteval_dir = None
     if dev_file:
         read_sts_file(dev_file)
+        try:
+            senteval_dir = resolve_senteval_dir(data_dir)
+        except (TfEsimcseError, ValueError, OSError):
+            senteval_dir = None
     else:
-        resolve_senteval_dir(data_dir)
+        senteval_dir = resolve_senteval_dir(data_dir)
     if corpus == "brown" and not (pathlib.Path(data_dir) / "brown").is_dir():
         raise DataError("no brown/ folder here (the default corpus); pass --corpus FILE or fix --data-dir", path=data_dir)
+    return senteval_dir
 
 
 def resolve_jit(setting, strategy=None):
@@ -243,7 +243,7 @@ def _start_key(config):
     return key
 
 
-def _start_test_scores(config, encoder, start_file):
+def _start_test_scores(config, encoder, start_file, senteval_dir):
     """The starting encoder's 7-task scores (before step 1), read from `start_file` when an earlier
     run of the same start wrote them (another seed, or this run before an interruption)."""
     key = _start_key(config)
@@ -251,7 +251,7 @@ def _start_test_scores(config, encoder, start_file):
     if cached and cached.get("key") == key and "test" in cached:
         return cached["test"]
     print("evaluating the starting encoder on the 7 STS tasks (the reference for this run)", flush=True)
-    scores = evaluate_sts(lambda s: encoder.encode(s, batch_size=128, verbose=0), config.data_dir)
+    scores = evaluate_sts(lambda s: encoder.encode(s, batch_size=128, verbose=0), senteval_dir)
     write_json_atomic(start_file, {"key": key, "test": scores})
     return scores
 
@@ -277,6 +277,10 @@ def below_start_message(evaluations, dev_name="STS-B dev", keep_start=False):
 
 def run_training(config, build_objective, build_dataset, load_examples=load_corpus, name="run", start_file=None):
     """Train, keep the best STS-B dev weights, save the encoder, evaluate, write results.json.
+
+    In three parts: `build_run` (examples, encoder, model, batches), `build_callbacks` (backups,
+    model selection, logs) around `fit`, and `final_evaluation` (the saved model's scores,
+    `results.json`). The SentEval folder is found once (`check_data_dir`) and passed to each.
 
     The run folder (`config.output_dir`) follows `tf_esimcse.run_folder`'s rules: a finished run
     of the same settings is skipped (its results are returned), one of other settings is refused
@@ -305,7 +309,7 @@ def run_training(config, build_objective, build_dataset, load_examples=load_corp
             saved as the run's result.
     """
     config.validate()  # for callers that built the config without parse_config
-    check_data_dir(config.data_dir, config.corpus, config.dev_file)
+    senteval_dir = check_data_dir(config.data_dir, config.corpus, config.dev_file)
     strategy = make_strategy(config.strategy)
     chief = is_chief(strategy)
     output_dir = pathlib.Path(config.output_dir)
@@ -320,6 +324,34 @@ def run_training(config, build_objective, build_dataset, load_examples=load_corp
         if state.kind == "other":
             raise run_folder.RunFolderError(run_folder.refusal(state))
 
+    run = build_run(config, build_objective, build_dataset, load_examples, name, strategy)
+    if not chief:  # other workers train in lock-step but write their files to a scratch dir
+        output_dir = pathlib.Path(tempfile.mkdtemp(prefix="tf_esimcse_worker_"))
+    lock = run_folder.RunLock(output_dir).acquire() if chief else None
+    try:
+        _prepare_folder(config, output_dir, state)
+        return _train_in_folder(config, output_dir, run, senteval_dir,
+                                start_file=pathlib.Path(start_file) if start_file else output_dir / "start.json")
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+@dataclasses.dataclass
+class Run:
+    """What `build_run` makes: the encoder, the compiled training model, its batches, the step
+    count and the progress unit ("sent" for sentences, "ex" for pairs and triplets)."""
+
+    encoder: SentenceEncoder
+    model: ContrastiveModel
+    dataset: tf.data.Dataset
+    total_steps: int
+    unit: str
+
+
+def build_run(config, build_objective, build_dataset, load_examples, name, strategy):
+    """Seed, examples, encoder, model, optimizer and batches for `config` (printing the config and
+    the data's size); nothing is written."""
     keras.utils.set_random_seed(config.seed)
     examples = load_examples(config)
     _check_examples(config, examples, strategy.num_replicas_in_sync)
@@ -344,95 +376,104 @@ def run_training(config, build_objective, build_dataset, load_examples=load_corp
         optimizer = make_optimizer(config, total_steps)
         model.compile(optimizer=optimizer, jit_compile=resolve_jit(config.jit_compile, strategy))
     dataset = build_dataset(examples, encoder.preprocessor, config)
-
-    if not chief:  # other workers train in lock-step but write their files to a scratch dir
-        output_dir = pathlib.Path(tempfile.mkdtemp(prefix="tf_esimcse_worker_"))
-    lock = run_folder.RunLock(output_dir).acquire() if chief else None
-    try:
-        if state is not None and config.overwrite and state.kind != "fresh":
-            run_folder.remove_run_files(output_dir)
-            print(f"--overwrite: removed the earlier run in {output_dir}", flush=True)
-        elif state is not None and state.kind == "unfinished" and not (output_dir / "backup" /
-                                                                       "training_metadata.json").is_file():
-            # An earlier attempt stopped before its first backup: nothing to resume; its partial
-            # files (a best model, evaluations) must not pass for this attempt's.
-            for stale in ("model", "best_step.json", "evaluations.json"):
-                run_folder.remove_path(output_dir / stale)
-            print(f"starting from step 0: the earlier attempt in {output_dir} stopped before its first backup "
-                  f"(one is written every --backup-steps {config.backup_steps} steps)", flush=True)
-        run_folder.record_settings(output_dir, config)
-        # examples of several sentences (pairs, NLI triplets) are counted as examples, not sentences
-        unit = "sent" if isinstance(examples, list) and examples and isinstance(examples[0], str) else "ex"
-        return _train_in_folder(config, output_dir, encoder, model, dataset, total_steps, unit,
-                                start_file=pathlib.Path(start_file) if start_file else output_dir / "start.json")
-    finally:
-        if lock is not None:
-            lock.release()
+    # examples of several sentences (pairs, NLI triplets) are counted as examples, not sentences
+    unit = "sent" if isinstance(examples, list) and examples and isinstance(examples[0], str) else "ex"
+    return Run(encoder, model, dataset, total_steps, unit)
 
 
-def _train_in_folder(config, output_dir, encoder, model, dataset, total_steps, unit, start_file):
-    """The training run proper, in a locked run folder: callbacks, fit, save, final evaluation."""
-    log_dir = pathlib.Path(config.log_dir or output_dir / "logs")
-    model_dir = output_dir / "model"
-    best_file = output_dir / "best_step.json"
-    backup_dir = output_dir / "backup"
-    metadata = backup_dir / "training_metadata.json"
-    per_epoch = max(1, min(config.backup_steps or total_steps, total_steps))
-    epochs = -(-total_steps // per_epoch)
-    initial_best = None
-    resuming = metadata.is_file()
-    done_steps = 0
-    if resuming:
-        # Resuming an interrupted run: BackupAndRestore restores weights, optimizer, step and
-        # random states; the best model of the earlier part stays unless this part beats it.
-        done_steps = int(json.loads(metadata.read_text()).get("epoch", 0)) * per_epoch
-        best_so_far = ""
-        if best_file.is_file() and model_dir.is_dir():
-            previous = json.loads(best_file.read_text())
-            initial_best = {"step": previous["step"], "score": previous["stsb_dev"]}
-            best_so_far = f"; best so far: STS-B dev {previous['stsb_dev']:.2f} at step {previous['step']}"
-        print(f"resuming from step {done_steps} of {total_steps} (backup in {backup_dir}){best_so_far}", flush=True)
+def _prepare_folder(config, output_dir, state):
+    """The locked run folder made ready: an earlier run removed (--overwrite), or an attempt that
+    stopped before its first backup cleared; the settings recorded."""
+    if state is not None and config.overwrite and state.kind != "fresh":
+        run_folder.remove_run_files(output_dir)
+        print(f"--overwrite: removed the earlier run in {output_dir}", flush=True)
+    elif state is not None and state.kind == "unfinished" and not (output_dir / "backup" /
+                                                                   "training_metadata.json").is_file():
+        # An earlier attempt stopped before its first backup: nothing to resume; its partial
+        # files (a best model, evaluations) must not pass for this attempt's.
+        for stale in ("model", "best_step.json", "evaluations.json"):
+            run_folder.remove_path(output_dir / stale)
+        print(f"starting from step 0: the earlier attempt in {output_dir} stopped before its first backup "
+              f"(one is written every --backup-steps {config.backup_steps} steps)", flush=True)
+    run_folder.record_settings(output_dir, config)
 
-    dev_name = "STS-B dev"
-    dev_pairs = None
-    if config.dev_file:
-        dev_pairs = read_sts_file(config.dev_file)
-        dev_name = f"{config.dev_file}"
-        print(f"model selection on {config.dev_file} ({len(dev_pairs.scores)} pairs) instead of STS-B dev")
-    has_senteval = _has_senteval(config.data_dir)
 
-    start_test = None
-    if config.final_eval and has_senteval:
-        # The start's 7-task row, measured before step 1 (the encoder is still untrained here).
-        start_test = _start_test_scores(config, encoder, start_file)
+@dataclasses.dataclass
+class RunFiles:
+    """The files of a run folder that training writes."""
 
+    output_dir: pathlib.Path
+    log_dir: pathlib.Path
+    model_dir: pathlib.Path
+    best_file: pathlib.Path
+    backup_dir: pathlib.Path
+    evaluations_file: pathlib.Path
+
+    @classmethod
+    def of(cls, config, output_dir):
+        return cls(output_dir, pathlib.Path(config.log_dir or output_dir / "logs"), output_dir / "model",
+                   output_dir / "best_step.json", output_dir / "backup", output_dir / "evaluations.json")
+
+
+def _resume_point(files, per_epoch, total_steps):
+    """(steps already done, the earlier part's best `{"step", "score"}` or None) from the backup;
+    (0, None) for a fresh run. Says so when resuming."""
+    metadata = files.backup_dir / "training_metadata.json"
+    if not metadata.is_file():
+        return 0, None
+    # Resuming an interrupted run: BackupAndRestore restores weights, optimizer, step and
+    # random states; the best model of the earlier part stays unless this part beats it.
+    done_steps = int(json.loads(metadata.read_text()).get("epoch", 0)) * per_epoch
+    initial_best, best_so_far = None, ""
+    if files.best_file.is_file() and files.model_dir.is_dir():
+        previous = json.loads(files.best_file.read_text())
+        initial_best = {"step": previous["step"], "score": previous["stsb_dev"]}
+        best_so_far = f"; best so far: STS-B dev {previous['stsb_dev']:.2f} at step {previous['step']}"
+    print(f"resuming from step {done_steps} of {total_steps} (backup in {files.backup_dir}){best_so_far}", flush=True)
+    return done_steps, initial_best
+
+
+@dataclasses.dataclass
+class TrainingCallbacks:
+    """`build_callbacks`' result: the list for `fit`, and the ones read after it."""
+
+    callbacks: list
+    guard: NonFiniteGuard
+    sts: STSEvaluationCallback
+    collapse_watch: LossCollapseWatch
+    evaluations: list  # every evaluation record so far, as evaluations.json holds them
+
+
+def build_callbacks(config, files, encoder, total_steps, unit, senteval_dir, dev_pairs, initial_best, resuming):
+    """The callbacks of a run: progress, the non-finite guard, backups, the step limit,
+    TensorBoard, the loss-collapse watch and STS-B dev model selection (the best encoder saved
+    to `files.model_dir`, every evaluation to `files.evaluations_file`)."""
     guard = NonFiniteGuard()
 
     def save_best(callback, step, score):
         # Written atomically (a new directory renamed into place), so an interrupted save never
         # destroys the previous best.
         if guard.diverged is None:
-            encoder.save_pretrained(model_dir)
-            write_json_atomic(best_file, {"step": step, "stsb_dev": score})
+            encoder.save_pretrained(files.model_dir)
+            write_json_atomic(files.best_file, {"step": step, "stsb_dev": score})
 
     # Every evaluation (step, STS-B dev, alignment, uniformity) in evaluations.json: the training
     # trajectory from step 0 (the untrained start), kept across resumes (a resumed part replays
     # steps after its backup, whose evaluations replace the earlier part's).
-    evaluations_file = output_dir / "evaluations.json"
-    evaluations = (run_folder.read_json(evaluations_file) or []) if resuming else []
+    evaluations = (run_folder.read_json(files.evaluations_file) or []) if resuming else []
 
-    collapse_watch = LossCollapseWatch(log_dir=log_dir / "train")
+    collapse_watch = LossCollapseWatch(log_dir=files.log_dir / "train")
 
     def record_evaluation(record):
         evaluations[:] = [r for r in evaluations if r["step"] < record["step"]] + [record]
-        write_json_atomic(evaluations_file, evaluations)
+        write_json_atomic(files.evaluations_file, evaluations)
         best = max([r["stsb_dev"] for r in evaluations if r["step"] > 0 and math.isfinite(r["stsb_dev"])]
                    or [float("nan")])
         if record["step"] > 0:
             collapse_watch.check(record, best if math.isfinite(best) else None)
 
     sts_callback = STSEvaluationCallback(
-        encoder, config.data_dir, eval_every_n_steps=config.eval_steps, log_dir=str(log_dir), dev_pairs=dev_pairs,
+        encoder, senteval_dir, eval_every_n_steps=config.eval_steps, log_dir=str(files.log_dir), dev_pairs=dev_pairs,
         restore_best_weights=True, on_new_best=save_best, initial_best=initial_best,
         on_evaluation=record_evaluation, evaluate_at_start=True, start_is_candidate=config.keep_start,
     )
@@ -442,36 +483,70 @@ def _train_in_folder(config, output_dir, encoder, model, dataset, total_steps, u
         guard,  # a non-finite step stops training before anything is written
         # BackupAndRestore resumes at epoch boundaries, so Keras "epochs" here are chunks
         # of `backup_steps` steps, backed up at the end of each; StopAtStep ends the run exactly.
-        # The backup is removed only once results.json is written (below), so that an interruption
-        # during the final evaluation resumes there instead of training again from step 0.
-        AtomicBackupAndRestore(str(backup_dir), save_freq="epoch", delete_checkpoint=False,
+        # The backup is removed only once results.json is written (final_evaluation), so that an
+        # interruption during the final evaluation resumes there instead of training again from step 0.
+        AtomicBackupAndRestore(str(files.backup_dir), save_freq="epoch", delete_checkpoint=False,
                                skip_if=lambda: guard.diverged is not None),
         StopAtStep(total_steps),
-        keras.callbacks.TensorBoard(str(log_dir), update_freq=tensorboard_update_freq(config, total_steps)),
+        keras.callbacks.TensorBoard(str(files.log_dir), update_freq=tensorboard_update_freq(config, total_steps)),
         collapse_watch,  # before the evaluation, so its loss window includes the evaluated step
         sts_callback,
     ]
+    return TrainingCallbacks(callbacks, guard, sts_callback, collapse_watch, evaluations)
+
+
+def _train_in_folder(config, output_dir, run, senteval_dir, start_file):
+    """The training run proper, in a locked run folder: callbacks, fit, then the final evaluation."""
+    files = RunFiles.of(config, output_dir)
+    per_epoch = max(1, min(config.backup_steps or run.total_steps, run.total_steps))
+    epochs = -(-run.total_steps // per_epoch)
+    done_steps, initial_best = _resume_point(files, per_epoch, run.total_steps)
+    resuming = (files.backup_dir / "training_metadata.json").is_file()
+
+    dev_name = "STS-B dev"
+    dev_pairs = None
+    if config.dev_file:
+        dev_pairs = read_sts_file(config.dev_file)
+        dev_name = f"{config.dev_file}"
+        print(f"model selection on {config.dev_file} ({len(dev_pairs.scores)} pairs) instead of STS-B dev")
+
+    start_test = None
+    if config.final_eval and senteval_dir is not None:
+        # The start's 7-task row, measured before step 1 (the encoder is still untrained here).
+        start_test = _start_test_scores(config, run.encoder, start_file, senteval_dir)
+
+    trained = build_callbacks(config, files, run.encoder, run.total_steps, run.unit, senteval_dir, dev_pairs,
+                              initial_best, resuming)
+    dataset = run.dataset
     if resuming:
         # The pipeline is deterministic for a seed: skip the batches the interrupted part used,
         # so the resumed run sees the rest of the stream, not its beginning again.
         dataset = dataset.skip(done_steps)
     start = time.time()
-    fit_closing_tensorboard(model, dataset, epochs=epochs, steps_per_epoch=per_epoch, callbacks=callbacks,
+    fit_closing_tensorboard(run.model, dataset, epochs=epochs, steps_per_epoch=per_epoch, callbacks=trained.callbacks,
                             verbose=0, shuffle=False)
     seconds = time.time() - start
-    done = int(keras.ops.convert_to_numpy(model.optimizer.iterations))
-    print(f"trained to step {done} of {total_steps}; this session ran {seconds:.0f} s")
+    done = int(keras.ops.convert_to_numpy(run.model.optimizer.iterations))
+    print(f"trained to step {done} of {run.total_steps}; this session ran {seconds:.0f} s")
+    return final_evaluation(config, files, trained, seconds, done, senteval_dir, dev_pairs, dev_name, start_test)
 
+
+def final_evaluation(config, files, trained, seconds, done, senteval_dir, dev_pairs, dev_name, start_test):
+    """After `fit`: the results (diverged, or the saved model's 7-task table, length split and
+    own dev file), `results.json`, and the backup removed. Returns the results."""
+    sts_callback, evaluations = trained.sts, trained.evaluations
+    output_dir, model_dir, backup_dir, log_dir = files.output_dir, files.model_dir, files.backup_dir, files.log_dir
     start_record = next((r for r in evaluations if r["step"] == 0), None)
     results = {"config": dataclasses.asdict(config), "best_step": sts_callback.best_step,
                "best_stsb_dev": sts_callback.best_score, "train_seconds": seconds,
-               "model_dir": str(model_dir), "evaluations": list(evaluations), "warnings": list(collapse_watch.warnings),
-               "environment": environment_info()}
+               "model_dir": str(model_dir), "evaluations": list(evaluations),
+               "warnings": list(trained.collapse_watch.warnings), "environment": environment_info()}
     if start_record is not None:
         results["start"] = {k: v for k, v in start_record.items() if k != "step"}
         if start_test is not None:
             results["start"]["test"] = start_test
     best = sts_callback.best_score
+    guard = trained.guard
     if guard.diverged is not None or best is None or not math.isfinite(best):
         if guard.diverged is not None:
             step, term = guard.diverged
@@ -494,10 +569,10 @@ def _train_in_folder(config, output_dir, encoder, model, dataset, total_steps, u
         # Evaluate what was saved, reloaded as a user would load it (inference pooler).
         eval_encoder = SentenceEncoder.from_pretrained(model_dir)
         encode = lambda s: eval_encoder.encode(s, batch_size=128, verbose=0)  # noqa: E731
-        if has_senteval:
-            scores = evaluate_sts(encode, config.data_dir)
+        if senteval_dir is not None:
+            scores = evaluate_sts(encode, senteval_dir)
             # ESimCSE's length-bias check (its Table 1), so every run and seed summary carries it.
-            scores["length_split"] = encoder_length_split(eval_encoder, encode, config.data_dir)
+            scores["length_split"] = encoder_length_split(eval_encoder, encode, senteval_dir)
             results["test"] = scores
             rows = [("start (untrained)", start_test)] if start_test is not None else []
             print(format_table_rows(rows + [(f"trained (step {results['best_step']})", scores)]))
