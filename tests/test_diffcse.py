@@ -113,6 +113,33 @@ def test_diffcse_objective(model_dir, generator_dir, mirrored_strategy):
     assert 0 <= logs[0]["rtd_accuracy_replaced"] <= 1 and 0 <= logs[0]["rtd_accuracy_kept"] <= 1
 
 
+def test_flat_diffcse_model_is_the_contrastive_model_with_the_objective(model_dir, generator_dir):
+    """`DiffCSE(encoder, generator, ...)` builds `DiffCSEObjective` from its arguments, writes
+    them back flat in `get_config`, and trains as `ContrastiveModel` + that objective does."""
+    from tf_esimcse import DiffCSE
+    from test_case import run_serialization_test
+
+    def build(flat):
+        keras.utils.set_random_seed(0)
+        encoder = tiny_encoder(model_dir, pooler_type="cls_before_pooler", dropout=0.0)
+        settings = dict(rtd_weight=LAMBDA, batchnorm=False, generator_dropout=False)
+        if flat:
+            return DiffCSE(encoder, generator_dir, max_grad_norm=1.0, **settings)
+        return ContrastiveModel(encoder, DiffCSEObjective(generator_dir, **settings), max_grad_norm=1.0)
+
+    model = build(flat=True)
+    config = model.get_config()
+    assert "objective" not in config and config["generator"] == generator_dir and config["rtd_weight"] == LAMBDA
+    revived = run_serialization_test(model)
+    assert revived.objective.rtd_weight == LAMBDA and not revived.objective.batchnorm
+    x = tf.nest.map_structure(tf.constant, _batches(model_dir, n=1)[0])
+    losses = []
+    for m in (model, build(flat=False)):
+        m.compile(optimizer=keras.optimizers.SGD(0.1), jit_compile=False)
+        losses.append(m.train_on_batch(x, return_dict=True)["loss"])
+    assert losses[0] == losses[1]
+
+
 @pytest.mark.large
 def test_rtd_gradient_reaches_the_encoder_and_the_generator_stays_frozen(model_dir, generator_dir):
     keras.utils.set_random_seed(0)

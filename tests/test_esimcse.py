@@ -416,8 +416,9 @@ def test_get_config_round_trip(model_dir):
     revived = run_serialization_test(model)
     for other in (revived, ESimCSE.from_config(model.get_config())):
         assert type(other) is ESimCSE
-        assert (other.temperature, other.queue_size, other.momentum) == (0.1, 24, 0.99)
-        assert other.use_momentum_queue and not other.reset_queue_each_epoch
+        settings = other.objective
+        assert (settings.temperature, settings.queue_size, settings.momentum) == (0.1, 24, 0.99)
+        assert settings.use_momentum_queue and not settings.reset_queue_each_epoch
         assert other.queue.size == 24 and other.queue.dim == HIDDEN
         assert other.momentum_backbone is not None
         assert other.encoder.pooler_type == "cls" and other.encoder.mlp_only_train
@@ -426,7 +427,7 @@ def test_get_config_round_trip(model_dir):
 def test_get_config_round_trip_without_momentum_queue(model_dir):
     model = ESimCSE(_encoder(model_dir), use_momentum_queue=False)
     revived = ESimCSE.from_config(model.get_config())
-    assert revived.use_momentum_queue is False
+    assert revived.objective.use_momentum_queue is False
     assert revived.queue is None and revived.momentum_backbone is None
 
 

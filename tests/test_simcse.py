@@ -62,7 +62,7 @@ def test_without_dropout_views_are_identical_and_loss_matches_numpy(model_dir):
     np.testing.assert_allclose(z1, z2, atol=1e-6)
     # training=True still applies the mlp_only_train head: z equals the encoder's training output.
     np.testing.assert_allclose(z1, _embed(model, batch, training=True), atol=1e-5)
-    loss = float(to_numpy(model.compute_contrastive_loss(embeddings)))
+    loss = float(to_numpy(model.objective.contrastive_loss(*embeddings)))
     assert loss == pytest.approx(numpy_info_nce(z1, z1, temperature=0.05), rel=1e-4, abs=1e-5)
 
 
@@ -96,17 +96,17 @@ def test_views_of_different_widths_are_not_padded_to_the_longest(model_dir):
     width = int(short["token_ids"].shape[1])
     long = {k: tf.pad(v, [[0, 0], [0, 5]]) for k, v in _batch(model, TINY_SENTENCES[4:8]).items()}
     seen = []
-    call = model.encoder.call
+    embed = model.encoder.embed  # the encoder's forward pass (`call` is `embed`)
 
     def spy(inputs, *args, **kwargs):
         seen.append(tuple(inputs["token_ids"].shape))
-        return call(inputs, *args, **kwargs)
+        return embed(inputs, *args, **kwargs)
 
-    model.encoder.call = spy
+    model.encoder.embed = spy
     try:
         za, zp, zn = model.embed_views({"anchor": short, "positive": long, "negative": short}, training=False)
     finally:
-        model.encoder.call = call
+        del model.encoder.embed
     # anchor and negative share one pass at their own width; the wider positive gets its own.
     assert sorted(seen) == sorted([(8, width), (4, int(long["token_ids"].shape[1]))])
     np.testing.assert_allclose(to_numpy(za), _embed(model, short), atol=1e-5)
@@ -198,6 +198,6 @@ def test_invalid_settings_raise(simcse):
 def test_serialization(model_dir):
     model = _simcse(model_dir, temperature=0.07, alpha=2.0)
     revived = run_serialization_test(model)
-    assert revived.temperature == 0.07 and revived.alpha == 2.0
+    assert revived.objective.temperature == 0.07 and revived.objective.alpha == 2.0
     assert revived.encoder.pooler_type == "cls" and revived.encoder.mlp_only_train
     assert not revived.encoder.backbone.pooled_dense.trainable

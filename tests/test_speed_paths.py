@@ -57,7 +57,7 @@ def _fixed(model, sentences):
 
 
 def _eager_loss(model, batch):
-    return float(model.compute_contrastive_loss(model.embed_views(batch, training=True)))
+    return float(model.objective.contrastive_loss(*model.embed_views(batch, training=True)))
 
 
 def _step_loss(model, batch, jit_compile):
@@ -212,7 +212,7 @@ def test_flat_projections_and_cls_only_last_layer_give_the_plain_loss_and_gradie
                 emb = tf.math.l2_normalize(pooled, axis=-1)
             else:
                 emb = encoder({"token_ids": ids, "padding_mask": mask}, training=True)
-            loss = simcse.compute_contrastive_loss(tf.split(emb, 2, axis=0))
+            loss = simcse.objective.contrastive_loss(*tf.split(emb, 2, axis=0))
         watched = plain_variables if plain else encoder.backbone.trainable_variables
         watched = watched + encoder.pooler.trainable_variables
         grads = tape.gradient(loss, watched)

@@ -31,6 +31,7 @@ from tf_esimcse.evaluation.sts import alignment, evaluate_sts, format_table, uni
 from tf_esimcse.layers.momentum_queue import MomentumQueue  # noqa: E402,F401
 from tf_esimcse.layers.pooler import Pooler  # noqa: E402,F401
 from tf_esimcse.layers.sentence_preprocessor import SentencePreprocessor  # noqa: E402,F401
+from tf_esimcse.models.diffcse import DiffCSE  # noqa: E402,F401
 from tf_esimcse.models.esimcse import ESimCSE  # noqa: E402,F401
 from tf_esimcse.models.sentence_encoder import SentenceEncoder  # noqa: E402,F401
 from tf_esimcse.models.simcse import SimCSE, SupervisedSimCSE  # noqa: E402,F401

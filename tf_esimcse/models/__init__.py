@@ -7,6 +7,7 @@ from tf_esimcse.api_export import lazy_namespace
 
 __getattr__, __dir__, __all__ = lazy_namespace(__name__, {
     "ContrastiveModel": "contrastive_model",
+    "DiffCSE": "diffcse",
     "ESimCSE": "esimcse",
     "SimCSE": "simcse",
     "SupervisedSimCSE": "simcse",

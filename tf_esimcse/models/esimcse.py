@@ -4,13 +4,13 @@ The method itself (EMA momentum backbone, queue of momentum keys, queue reset pe
 is `tf_esimcse.objectives.ESimCSEObjective`; see its module docstring for the step.
 """
 from tf_esimcse.api_export import tf_esimcse_export
-from tf_esimcse.models.simcse import _FlatSettingsModel
+from tf_esimcse.models.contrastive_model import ContrastiveModel
 from tf_esimcse.objectives.esimcse import ESimCSEObjective
 
 
 @tf_esimcse_export("models.ESimCSE")
-class ESimCSE(_FlatSettingsModel):
-    """ESimCSE training model around a `SentenceEncoder`.
+class ESimCSE(ContrastiveModel):
+    """ESimCSE: `ContrastiveModel(encoder, ESimCSEObjective(...), ...)`, from flat settings.
 
     Args:
         encoder: a `tf_esimcse.SentenceEncoder` (paper: `pooler_type="cls", mlp_only_train=True`).
@@ -24,6 +24,10 @@ class ESimCSE(_FlatSettingsModel):
         max_grad_norm: float or None. See `ContrastiveModel`.
         steps_per_data_epoch: int or None. Steps per pass over the training data (the recipes pass
             `len(sentences) // batch_size`). Defaults to `None` (the queue is never emptied).
+        mini_batch_size: int or None. See `ContrastiveModel`.
+
+    The settings live on `model.objective`; `model.queue` and `model.momentum_backbone` are the
+    objective's `MomentumQueue` and EMA backbone (None without momentum contrast).
 
     Inputs to `fit`: `{"anchor": view, "positive": view}` int32 batches, the positive being the
     word-repeated anchor (see `tf_esimcse.data.pipeline.esimcse_dataset`). A plain view
@@ -38,15 +42,13 @@ class ESimCSE(_FlatSettingsModel):
     ```
     """
 
-    objective_class = ESimCSEObjective
-    objective_settings = ("temperature", "queue_size", "momentum", "use_momentum_queue", "reset_queue_each_epoch",
-                          "cross_replica_negatives")
-
     def __init__(self, encoder, temperature=0.05, queue_size=160, momentum=0.995, use_momentum_queue=True,
                  reset_queue_each_epoch=True, cross_replica_negatives=True, **kwargs):
-        super().__init__(encoder, temperature=temperature, queue_size=queue_size, momentum=momentum,
-                         use_momentum_queue=use_momentum_queue, reset_queue_each_epoch=reset_queue_each_epoch,
-                         cross_replica_negatives=cross_replica_negatives, **kwargs)
+        objective = ESimCSEObjective(temperature=temperature, queue_size=queue_size, momentum=momentum,
+                                     use_momentum_queue=use_momentum_queue,
+                                     reset_queue_each_epoch=reset_queue_each_epoch,
+                                     cross_replica_negatives=cross_replica_negatives)
+        super().__init__(encoder, objective, **kwargs)
 
     @property
     def queue(self):
@@ -58,5 +60,12 @@ class ESimCSE(_FlatSettingsModel):
         """The objective's EMA copy of the backbone (None without momentum contrast)."""
         return self.objective.momentum_backbone
 
-    def momentum_keys(self, view):
-        return self.objective.momentum_keys(self.encoder, view)
+    def get_config(self):
+        config = super().get_config()
+        config.pop("objective")  # rebuilt from the flat settings
+        objective = self.objective
+        config.update(temperature=objective.temperature, queue_size=objective.queue_size,
+                      momentum=objective.momentum, use_momentum_queue=objective.use_momentum_queue,
+                      reset_queue_each_epoch=objective.reset_queue_each_epoch,
+                      cross_replica_negatives=objective.cross_replica_negatives)
+        return config

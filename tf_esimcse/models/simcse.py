@@ -1,50 +1,19 @@
-"""`SimCSE` and `SupervisedSimCSE`: `ContrastiveModel`s with the SimCSE objectives, built from flat
-settings (the API of docs/python-api.md: `SimCSE(encoder, temperature=0.05)` then `model.fit(dataset)`)."""
+"""`SimCSE` and `SupervisedSimCSE`: `ContrastiveModel` with the SimCSE objectives, built from flat
+settings (the API of docs/python-api.md: `SimCSE(encoder, temperature=0.05)` then `model.fit(dataset)`).
 
+These classes only build the objective from their arguments and write those arguments back in
+`get_config` (so that a saved config reads like the constructor call); everything else is
+`ContrastiveModel`'s, and the settings live on `model.objective`.
+"""
 from tf_esimcse.api_export import tf_esimcse_export
 from tf_esimcse.models.contrastive_model import ContrastiveModel
 from tf_esimcse.objectives.simcse import SimCSEObjective
 from tf_esimcse.objectives.supervised_simcse import SupervisedSimCSEObjective
 
 
-class _FlatSettingsModel(ContrastiveModel):
-    """A `ContrastiveModel` whose config is its objective's settings, flat (subclasses name
-    `objective_class` and the objective's settings)."""
-
-    objective_class = None
-    objective_settings = ()
-
-    def __init__(self, encoder, max_grad_norm=None, steps_per_data_epoch=None, mini_batch_size=None, name=None,
-                 **settings):
-        unknown = sorted(set(settings) - set(self.objective_settings))
-        if unknown:
-            raise TypeError(f"{type(self).__name__} got unexpected arguments {unknown}.")
-        objective = self.objective_class(**settings)
-        super().__init__(encoder, objective, max_grad_norm=max_grad_norm, steps_per_data_epoch=steps_per_data_epoch,
-                         mini_batch_size=mini_batch_size, name=name)
-
-    def __init_subclass__(cls, **kwargs):
-        super().__init_subclass__(**kwargs)
-        # The objective's settings read as the model's (model.temperature, model.queue_size).
-        for setting in cls.objective_settings:
-            if setting not in cls.__dict__:
-                setattr(cls, setting, property(lambda self, _s=setting: getattr(self.objective, _s)))
-
-    def compute_contrastive_loss(self, embeddings):
-        """The objective's contrastive term on already computed view embeddings (no queue)."""
-        return self.objective.loss_terms(self.encoder, None, embeddings, None, training=False)["contrastive"]
-
-    def get_config(self):
-        config = super().get_config()
-        config.pop("objective")  # rebuilt from the flat settings
-        objective = self.objective.get_config()
-        config.update({k: objective[k] for k in self.objective_settings})
-        return config
-
-
 @tf_esimcse_export("models.SimCSE")
-class SimCSE(_FlatSettingsModel):
-    """Unsupervised SimCSE around a `SentenceEncoder` (`ContrastiveModel` + `SimCSEObjective`).
+class SimCSE(ContrastiveModel):
+    """Unsupervised SimCSE: `ContrastiveModel(encoder, SimCSEObjective(...), ...)`.
 
     Args:
         encoder: a `tf_esimcse.SentenceEncoder` (SimCSE's unsupervised recipe:
@@ -68,16 +37,21 @@ class SimCSE(_FlatSettingsModel):
     ```
     """
 
-    objective_class = SimCSEObjective
-    objective_settings = ("temperature", "cross_replica_negatives")
-
     def __init__(self, encoder, temperature=0.05, cross_replica_negatives=True, **kwargs):
-        super().__init__(encoder, temperature=temperature, cross_replica_negatives=cross_replica_negatives, **kwargs)
+        objective = SimCSEObjective(temperature=temperature, cross_replica_negatives=cross_replica_negatives)
+        super().__init__(encoder, objective, **kwargs)
+
+    def get_config(self):
+        config = super().get_config()
+        config.pop("objective")  # rebuilt from the flat settings
+        config.update(temperature=self.objective.temperature,
+                      cross_replica_negatives=self.objective.cross_replica_negatives)
+        return config
 
 
 @tf_esimcse_export("models.SupervisedSimCSE")
-class SupervisedSimCSE(_FlatSettingsModel):
-    """Supervised SimCSE (`ContrastiveModel` + `SupervisedSimCSEObjective`).
+class SupervisedSimCSE(ContrastiveModel):
+    """Supervised SimCSE: `ContrastiveModel(encoder, SupervisedSimCSEObjective(...), ...)`.
 
     Args:
         encoder: a `tf_esimcse.SentenceEncoder` (the paper: `pooler_type="cls"`, MLP kept).
@@ -86,15 +60,23 @@ class SupervisedSimCSE(_FlatSettingsModel):
             hard-negative logit). Defaults to `1.0`.
         hard_negative_weight: float. The official code's logit offset. Defaults to `0.0`.
         cross_replica_negatives: bool. Defaults to `True`.
-        max_grad_norm, steps_per_data_epoch: see `ContrastiveModel`.
+        max_grad_norm, steps_per_data_epoch, mini_batch_size: see `ContrastiveModel`.
 
     Inputs to `fit`: `{"anchor", "positive", "negative"}` (or `{"anchor", "positive"}`) views.
     """
 
-    objective_class = SupervisedSimCSEObjective
-    objective_settings = ("temperature", "alpha", "hard_negative_weight", "cross_replica_negatives")
-
     def __init__(self, encoder, temperature=0.05, alpha=1.0, hard_negative_weight=0.0, cross_replica_negatives=True,
                  **kwargs):
-        super().__init__(encoder, temperature=temperature, alpha=alpha, hard_negative_weight=hard_negative_weight,
-                         cross_replica_negatives=cross_replica_negatives, **kwargs)
+        objective = SupervisedSimCSEObjective(temperature=temperature, alpha=alpha,
+                                              hard_negative_weight=hard_negative_weight,
+                                              cross_replica_negatives=cross_replica_negatives)
+        super().__init__(encoder, objective, **kwargs)
+
+    def get_config(self):
+        config = super().get_config()
+        config.pop("objective")  # rebuilt from the flat settings
+        objective = self.objective
+        config.update(temperature=objective.temperature, alpha=objective.alpha,
+                      hard_negative_weight=objective.hard_negative_weight,
+                      cross_replica_negatives=objective.cross_replica_negatives)
+        return config

@@ -40,7 +40,6 @@ from tf_esimcse.api_export import tf_esimcse_export
 from tf_esimcse.backbones import load_generator
 from tf_esimcse.data.diffcse_views import MASKED_VIEWS
 from tf_esimcse.distribution import gather_replicas, num_replicas
-from tf_esimcse.objectives.objective import named_views
 from tf_esimcse.objectives.simcse import SimCSEObjective
 
 
