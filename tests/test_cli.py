@@ -248,18 +248,20 @@ def _encode_unreadable_as_nobody(model_dir):
         path, needle = _bad_input(folder, "unreadable")
         out = folder / "out.npy"
         code = (
-            "import os, sys\n"
-            "import tf_esimcse.cli, tf_esimcse.data.corpus, tf_esimcse.errors  # imported while root\n"
+            "import importlib, importlib.util, os, sys\n"
+            "for name in ('tf_esimcse.cli', 'tf_esimcse.commands', 'tf_esimcse.data.corpus'):  # while root\n"
+            "    if importlib.util.find_spec(name): importlib.import_module(name)\n"
             f"os.setgroups([]); os.setgid({_NOBODY}); os.setuid({_NOBODY})\n"
             "assert os.geteuid() != 0 and not os.access(sys.argv[1], os.R_OK)\n"
-            f"sys.exit(tf_esimcse.cli.main(['encode', '--model', {str(model)!r}, '--input', sys.argv[1], "
-            f"'--output', {str(out)!r}]))\n"
+            f"sys.exit(sys.modules['tf_esimcse.cli'].main(['encode', '--model', {str(model)!r}, "
+            f"'--input', sys.argv[1], '--output', {str(out)!r}]))\n"
         )
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
         done = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, env=env,
                               timeout=300, cwd=folder)
         # TF's C++ start-up lines may precede it: the CLI's own lines start "error" (or a traceback).
         err = "\n".join(line for line in done.stderr.splitlines() if line.startswith(("error", "Traceback")))
+        assert "Traceback" not in done.stderr, done.stderr[-3000:]
         _assert_one_line_error(done.returncode, err or done.stderr, str(path), needle, "Permission denied")
         assert not out.exists()
     finally:
