@@ -385,6 +385,7 @@ class _StepLosses(keras.callbacks.Callback):
         self.losses.append(float(logs["loss"]))
 
 
+@pytest.mark.large
 def test_xla_and_graph_training_give_the_same_losses(model_dir, batches):
     reference = _encoder(model_dir)
     results = {}

@@ -583,6 +583,7 @@ def loaded(exported):
     return tf.saved_model.load(str(exported))
 
 
+@pytest.mark.large
 def test_serving_survives_hostile_sentences(loaded):
     """Empty strings, a 10,000-word string, invalid UTF-8, control characters, batches of 0 and
     10,000: no crash, finite unit vectors (the tokenizer replaces what it cannot read)."""

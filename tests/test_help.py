@@ -4,7 +4,7 @@ choices shown, grouped), and the flag errors of issue 25 (exit 2, one `error:` l
 no output folder created).
 
 The parsers are checked in-process (fast); the real commands run in subprocesses, each of which
-imports TensorFlow (~5 s): two of them always, the rest marked `large`.
+imports TensorFlow (~5 s): every one marked `large` (the fast loop starts no process).
 """
 import argparse
 import importlib
@@ -130,6 +130,7 @@ def _check_recipe_help(name, proc):
     assert "defaults:" in " ".join(proc.stdout.split("options:")[0].split())
 
 
+@pytest.mark.large
 def test_a_recipe_help_is_quiet_and_grouped():
     """The issue's case: `recipes/unsup_esimcse.py --help` printed the absl banner twice."""
     proc = run([REPO / "recipes" / "unsup_esimcse.py", "--help"])
@@ -138,6 +139,7 @@ def test_a_recipe_help_is_quiet_and_grouped():
     assert "{official_subword,paper}" in text and "(default: 160)" in text
 
 
+@pytest.mark.large
 def test_a_flag_error_is_one_line_and_writes_nothing(tmp_path):
     out = tmp_path / "fresh"
     proc = run([REPO / "recipes" / "unsup_simcse.py", "--steps", "0", "--output-dir", out], cwd=tmp_path)

@@ -91,6 +91,7 @@ def _assert_masking_matters(masked, unmasked):
 
 # --- through the shared objective check ----------------------------------------------------------
 
+@pytest.mark.large
 @pytest.mark.parametrize("kind", ["plain", "pairs"])
 def test_simcse_masks_duplicates(model_dir, mirrored_strategy, kind):
     def numpy_loss(z, objective, step):
@@ -104,6 +105,7 @@ def test_simcse_masks_duplicates(model_dir, mirrored_strategy, kind):
     assert logs[0]["contrastive_loss"] == pytest.approx(logs[0]["loss"])
 
 
+@pytest.mark.large
 def test_supervised_simcse_masks_duplicates_but_not_hard_negatives(model_dir, mirrored_strategy):
     offset = np.log(2.0) + 0.5
 
@@ -120,6 +122,7 @@ def test_supervised_simcse_masks_duplicates_but_not_hard_negatives(model_dir, mi
         _batches("triplets"), numpy_loss, mirrored_strategy)
 
 
+@pytest.mark.large
 def test_esimcse_masks_duplicates_but_not_the_queue(model_dir, mirrored_strategy):
     def numpy_loss(z, objective, step):
         ids = _anchor_ids(step["x"])

@@ -29,6 +29,7 @@ def test_logits_are_float32_from_bfloat16_embeddings():
     assert losses.info_nce(z, z, temperature=0.05).dtype == tf.float32
 
 
+@pytest.mark.large
 def test_a_mixed_precision_step_keeps_a_float32_loss(tmp_path, mixed_bfloat16):
     encoder = tiny_encoder(write_tiny_model_dir(tmp_path / "tiny"), pooler_type="cls", mlp_only_train=True)
     model = ContrastiveModel(encoder, ESimCSEObjective(queue_size=8), max_grad_norm=1.0)

@@ -37,6 +37,7 @@ def _batches(kind, seed=0):
     return out
 
 
+@pytest.mark.large
 @pytest.mark.parametrize("kind", ["plain", "pairs"])
 def test_simcse_objective(model_dir, mirrored_strategy, kind):
     def numpy_loss(z, objective):
@@ -47,6 +48,7 @@ def test_simcse_objective(model_dir, mirrored_strategy, kind):
     assert logs[0]["contrastive_loss"] == pytest.approx(logs[0]["loss"])
 
 
+@pytest.mark.large
 def test_same_dropout_mask_uses_the_anchor_as_its_own_positive(model_dir, mirrored_strategy):
     """SimCSE's "fixed 0.1" row: one pass; the positive is the anchor's own embedding."""
     def numpy_loss(z, objective):
@@ -59,6 +61,7 @@ def test_same_dropout_mask_uses_the_anchor_as_its_own_positive(model_dir, mirror
         SimCSEObjective(same_dropout_mask=True).views(_batches("pairs")[0])
 
 
+@pytest.mark.large
 @pytest.mark.parametrize("kind", ["plain", "pairs"])
 def test_two_encoders_embed_positives_with_a_second_backbone(model_dir, mirrored_strategy, kind):
     """SimCSE's "two encoders" row: the positives' embeddings come from the second backbone
@@ -78,6 +81,7 @@ def test_two_encoders_embed_positives_with_a_second_backbone(model_dir, mirrored
                        _batches(kind), numpy_loss, mirrored_strategy)
 
 
+@pytest.mark.large
 def test_two_encoders_both_train(model_dir):
     from training_test_case import _fit, _model
 
@@ -93,6 +97,7 @@ def test_two_encoders_both_train(model_dir):
     assert any(not np.allclose(a, b) for a, b in zip(after_first, after_second))
 
 
+@pytest.mark.large
 def test_supervised_simcse_objective(model_dir, mirrored_strategy):
     """Paper's alpha and the official offset together: log(2) + 0.5 on each anchor's own hard negative."""
 
@@ -108,6 +113,7 @@ def test_supervised_simcse_objective(model_dir, mirrored_strategy):
                        _batches("triplets"), numpy_loss, mirrored_strategy)
 
 
+@pytest.mark.large
 def test_esimcse_objective(model_dir, mirrored_strategy):
     """The queue (before the step) adds negatives; it fills across steps and is gathered globally."""
 
@@ -120,6 +126,7 @@ def test_esimcse_objective(model_dir, mirrored_strategy):
     assert [round(log["queue_fill"], 4) for log in logs] == [round(8 / 12, 4), 1.0, 1.0]
 
 
+@pytest.mark.large
 def test_esimcse_queue_resets_at_each_data_epoch(model_dir, mirrored_strategy):
     def numpy_loss(z, objective):
         queue, filled = (to_numpy(t) for t in objective.queue.negatives())
