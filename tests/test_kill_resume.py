@@ -37,15 +37,16 @@ import subprocess
 import sys
 
 import h5py
+import keras
 import numpy as np
 import pytest
 
 from test_case import write_tiny_model_dir
 from test_cli import write_tiny_senteval
 from test_recipes import _WORDS
+from tf_esimcse import backup
+from tf_esimcse.backup import AtomicBackupAndRestore
 from tf_esimcse.models.sentence_encoder import SentenceEncoder
-
-pytestmark = pytest.mark.large
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 DRIVER = REPO / "tests" / "kill_resume_driver.py"
@@ -187,6 +188,7 @@ def _results(path):
     return results
 
 
+@pytest.mark.large  # spawns 4 training processes per case
 @pytest.mark.parametrize("case", list(CASES))
 def test_killed_and_resumed_run_equals_the_uninterrupted_one_bit_for_bit(workspace, tmp_path, case):
     recipe, extra = CASES[case]
@@ -248,3 +250,69 @@ def test_killed_and_resumed_run_equals_the_uninterrupted_one_bit_for_bit(workspa
     assert _results(out_dir / "results.json") == _results(ref_dir / "results.json")
     _assert_same_folder(ref_dir / "model", out_dir / "model", f"saved model (KILL_RESUME_SEED={SEED})")
     assert not (out_dir / "backup").exists()
+
+
+class _Killed(Exception):
+    pass
+
+
+def _small_model():
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((3,))
+    model = keras.Model(inputs, keras.layers.Dense(2)(inputs))
+    model.compile(optimizer="adam", loss="mse")
+    return model
+
+
+def _state(model):
+    return [np.array(keras.ops.convert_to_numpy(v)) for v in [*model.weights, *model.optimizer.variables]]
+
+
+@pytest.mark.parametrize("killed_after, resumes_at", [
+    ("half the weights file", 1), ("the weights' rename", 1), ("the metadata's commit", 2), ("the last rename", 2)])
+def test_a_backup_killed_between_any_two_writes_resumes_from_one_whole_backup(tmp_path, monkeypatch, killed_after,
+                                                                              resumes_at):
+    """Every window of a backup write, in process (the spawned test above draws one at random):
+    the folder resumes from the previous backup (step 1) or the new one (step 2), its weights,
+    optimizer step and slots and metadata all of the same step, and keeps no leftover file."""
+    x, y = np.ones((4, 3), np.float32), np.zeros((4, 2), np.float32)
+    model = _small_model()
+    callback = AtomicBackupAndRestore(str(tmp_path), save_freq="epoch", delete_checkpoint=False)
+    callback.set_model(model)
+    states = {}
+    for epoch in (0, 1):
+        model.train_on_batch(x, y)
+        states[epoch + 1] = _state(model)
+        if epoch == 0:
+            callback.on_epoch_end(epoch)  # the backup of step 1, whole
+    if killed_after == "half the weights file":
+        original = type(model).save_weights
+
+        def save_weights(self, filepath, overwrite=True):
+            original(self, filepath, overwrite=overwrite)
+            with open(filepath, "r+b") as f:
+                f.truncate(f.seek(0, 2) // 2)
+            raise _Killed
+        monkeypatch.setattr(type(model), "save_weights", save_weights)
+    else:
+        replace, renames = os.replace, []
+        stop = ["the weights' rename", "the metadata's commit", "the last rename"].index(killed_after) + 1
+
+        def replace_then_die(src, dst):
+            replace(src, dst)
+            renames.append(dst)
+            if len(renames) == stop:
+                raise _Killed
+        monkeypatch.setattr(backup.os, "replace", replace_then_die)
+    with pytest.raises(_Killed):
+        callback.on_epoch_end(1)
+    monkeypatch.undo()
+
+    resumed = _small_model()  # a new process
+    callback = AtomicBackupAndRestore(str(tmp_path), save_freq="epoch", delete_checkpoint=False)
+    callback.set_model(resumed)
+    callback.on_train_begin()
+    assert json.loads((tmp_path / "training_metadata.json").read_text())["epoch"] == resumes_at
+    assert int(keras.ops.convert_to_numpy(resumed.optimizer.iterations)) == resumes_at
+    assert all(np.array_equal(a, b) for a, b in zip(_state(resumed), states[resumes_at], strict=True))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["latest.weights.h5", "training_metadata.json"]
