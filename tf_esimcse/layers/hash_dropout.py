@@ -24,7 +24,7 @@ distribution; tests check the keep rate, independence between calls and between 
 Row-addressed masks (`dropout_rows`). Because a mask is a function of (seed, flat position), the
 mask of row r of a batch can be drawn without drawing the batch: inside `dropout_rows(offset)`
 every `HashDropout` call treats its input as rows `offset, offset + 1, ...` of a larger batch and
-always hashes (in or out of XLA). The cached large-batch step (`tf_esimcse.cached_step`) encodes a
+always hashes (in or out of XLA). The cached large-batch step (`tf_esimcse.models.cached_step`) encodes a
 batch in mini-batches this way, with the seed generators rewound to the same state for every
 mini-batch, and so draws bit for bit the masks one forward pass of the whole batch draws.
 """
