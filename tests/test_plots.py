@@ -89,6 +89,7 @@ def test_plot_run_draws_loss_learning_rate_stsb_and_alignment_uniformity(runs, t
     assert bool(_start_artists(axes["STS-B"])) == has_start == bool(_start_artists(axes["alignment"]))
 
 
+@pytest.mark.large
 def test_plot_run_of_a_seeds_folder_draws_one_line_per_seed(runs):
     path = plots.plot_run(runs / "seeds")
     assert path == runs / "seeds" / "run.png"

@@ -150,6 +150,7 @@ def test_esimcse_recipe_ablation_flags(workspace):
                                                                                             "padding_mask"}
 
 
+@pytest.mark.large
 def test_simcse_recipe_length_buckets_flag(workspace, tmp_path):
     recipe = load_recipe("unsup_simcse")
     encoder = SentenceEncoder.from_pretrained(str(workspace["model"]), pooler_type="cls", mlp_only_train=True,

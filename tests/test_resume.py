@@ -51,6 +51,7 @@ def test_crash_while_writing_keeps_the_previous_backup(tmp_path, monkeypatch):
     assert fresh._initial_epoch == 3
 
 
+@pytest.mark.large
 def test_interrupted_recipe_resumes_to_the_same_step_count(workspace, tmp_path, monkeypatch, capsys):  # noqa: F811
     output_dir = tmp_path / "out"
     argv = _argv(workspace, output_dir, steps=8, **{"eval-steps": 2, "backup-steps": 2})

@@ -40,6 +40,7 @@ def finished(workspace, tmp_path_factory):  # noqa: F811
     return {"dir": output_dir, "argv": argv, "results": results}
 
 
+@pytest.mark.large
 def test_same_command_again_skips_a_finished_run(finished, capsys):
     before = _snapshot(finished["dir"])
     results = load_recipe("unsup_simcse").main(finished["argv"])
@@ -63,6 +64,7 @@ def test_other_settings_are_refused_naming_them(finished, capsys, workspace):  #
     assert _snapshot(finished["dir"]) == before
 
 
+@pytest.mark.large
 def test_refusal_is_one_line_and_exit_2_in_a_process(finished, workspace):  # noqa: F811
     argv = _argv(workspace, finished["dir"], steps=5)
     # as a user runs it: without the test session's TF_CPP_MIN_LOG_LEVEL (which would count as the
@@ -74,6 +76,7 @@ def test_refusal_is_one_line_and_exit_2_in_a_process(finished, workspace):  # no
     assert len(errors) == 1 and errors[0].startswith("error: ") and "--steps 3 there, 5 here" in errors[0]
 
 
+@pytest.mark.large
 def test_overwrite_trains_again_and_removes_only_the_runs_files(workspace, tmp_path, capsys):  # noqa: F811
     output_dir = tmp_path / "run"
     recipe = load_recipe("unsup_simcse")
@@ -90,6 +93,7 @@ def test_overwrite_trains_again_and_removes_only_the_runs_files(workspace, tmp_p
     assert not set(first_events) & set((output_dir / "logs").rglob("events.out.tfevents.*"))
 
 
+@pytest.mark.large
 def test_unfinished_run_resumes_and_says_from_which_step(workspace, tmp_path, monkeypatch, capsys):  # noqa: F811
     output_dir = tmp_path / "run"
     argv = _argv(workspace, output_dir, steps=6, **{"backup-steps": 2})
@@ -119,6 +123,7 @@ def test_a_folder_in_use_is_refused_naming_the_process(workspace, tmp_path):  # 
     assert run_folder.holder(output_dir) is None
 
 
+@pytest.mark.large
 def test_a_killed_process_does_not_leave_its_lock(tmp_path):
     holder = subprocess.Popen([sys.executable, "-c", (
         "import sys, time; from tf_esimcse.run_folder import RunLock; RunLock(sys.argv[1]).acquire(); "
@@ -134,6 +139,7 @@ def test_a_killed_process_does_not_leave_its_lock(tmp_path):
     run_folder.RunLock(tmp_path).acquire().release()
 
 
+@pytest.mark.large
 def test_seeds_follow_the_same_rules(workspace, tmp_path, capsys):  # noqa: F811
     root = tmp_path / "seeds"
     recipe = load_recipe("unsup_simcse")
@@ -178,6 +184,7 @@ def test_start_scores_equal_the_untrained_encoders(finished, workspace):  # noqa
         assert finished["results"]["start"]["test"][task] == pytest.approx(expected[task], abs=1e-6), task
 
 
+@pytest.mark.large
 def test_below_start_is_said_and_keep_start_keeps_it(workspace, tmp_path, capsys):  # noqa: F811
     # The tiny fixture's STS-B dev is the same at every step, so no evaluation beats the start.
     output_dir = tmp_path / "run"
@@ -268,6 +275,7 @@ def test_evaluate_on_a_run_folder_shows_its_start(finished, workspace, tmp_path,
     assert "start (untrained)" not in capsys.readouterr().out
 
 
+@pytest.mark.large
 def test_an_interruption_during_the_final_evaluation_resumes_there(workspace, tmp_path, monkeypatch, capsys):  # noqa: F811
     import tf_esimcse.training as training
 
@@ -291,6 +299,7 @@ def test_an_interruption_during_the_final_evaluation_resumes_there(workspace, tm
     assert not (output_dir / "backup").exists()  # removed once results.json was written
 
 
+@pytest.mark.large
 def test_an_attempt_stopped_before_its_first_backup_starts_again_and_says_so(workspace, tmp_path, monkeypatch,  # noqa: F811
                                                                              capsys):
     output_dir = tmp_path / "run"

@@ -75,6 +75,7 @@ def test_approximate_index_finds_the_exact_neighbours_on_clustered_data(tmp_path
     assert reloaded.faiss_index is not None and reloaded.search(queries, top_k=3) == approx.search(queries, top_k=3)
 
 
+@pytest.mark.large
 def test_cli_build_index_and_search(model_dir, tmp_path, capsys):
     corpus = tmp_path / "docs.txt"
     corpus.write_text("\n".join(TINY_SENTENCES) + "\n")

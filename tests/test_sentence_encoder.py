@@ -155,6 +155,7 @@ def _assert_same_vectors(a, b, atol=1e-6):
         "cls",
     ],
 )
+@pytest.mark.large
 def test_save_pretrained_round_trip(model_dir, tmp_path, pooler_type):
     encoder = _perturb(tiny_encoder(model_dir, pooler_type=pooler_type, sequence_length=12))
     saved = encoder.save_pretrained(tmp_path / "saved")
@@ -171,6 +172,7 @@ def test_save_pretrained_round_trip(model_dir, tmp_path, pooler_type):
             np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.large
 def test_mlp_only_train_saves_as_cls_before_pooler(model_dir, tmp_path):
     encoder = tiny_encoder(model_dir, pooler_type="cls", mlp_only_train=True)
     batch = _batch(encoder)
@@ -194,6 +196,7 @@ def test_mlp_only_train_saves_as_cls_before_pooler(model_dir, tmp_path):
     _assert_same_vectors(encoder, reloaded)
 
 
+@pytest.mark.large
 def test_save_pretrained_replaces_existing_directory(model_dir, tmp_path):
     target = tmp_path / "models" / "encoder"
     first = tiny_encoder(model_dir, pooler_type="cls_before_pooler")
@@ -208,6 +211,7 @@ def test_save_pretrained_replaces_existing_directory(model_dir, tmp_path):
     _assert_same_vectors(second, reloaded)
 
 
+@pytest.mark.large
 def test_saved_directory_is_a_standard_keras_hub_preset(model_dir, tmp_path):
     """What save_pretrained writes loads with keras-hub alone, in a process without tf_esimcse:
     the same weights (keras-hub's order) and the same tokenizer ids."""
@@ -292,6 +296,7 @@ def test_embed_options_are_the_forward_pass_with_changes(model_dir):
     assert np.abs(to_numpy(encoder.embed(batch, backbone=frozen)) - to_numpy(encoder(batch))).max() > 1e-4
 
 
+@pytest.mark.large
 def test_saved_cls_without_pooler_weights_fails_clearly(model_dir, tmp_path):
     saved = tiny_encoder(model_dir, pooler_type="cls_before_pooler").save_pretrained(tmp_path / "saved")
     settings = json.loads((saved / ENCODER_CONFIG_FILE).read_text())

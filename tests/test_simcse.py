@@ -126,6 +126,7 @@ def trained(model_dir):
     return model, history.history, before
 
 
+@pytest.mark.large
 def test_fit_lowers_the_loss(trained):
     _, history, _ = trained
     losses = history["loss"]
@@ -148,6 +149,7 @@ def test_fit_trains_encoder_but_not_bert_pooled_dense(trained):
     assert any("transformer_layer_1" in p for p in changed)
 
 
+@pytest.mark.large
 def test_fit_on_unsup_dataset(model_dir):
     model = _simcse(model_dir, pooler_type="avg", mlp_only_train=False)
     model.compile(optimizer=keras.optimizers.Adam(1e-4))
@@ -160,6 +162,7 @@ def test_fit_on_unsup_dataset(model_dir):
     assert steps == [0, 1, 0, 1]  # 8 sentences / batch 4, per epoch
 
 
+@pytest.mark.large
 def test_supervised_triplets_train(model_dir):
     model = _simcse(model_dir, alpha=1.5)
     model.compile(optimizer=keras.optimizers.Adam(1e-4))

@@ -67,6 +67,7 @@ def _step_loss(model, batch, jit_compile):
     return float(model.train_on_batch(batch, return_dict=True)["loss"])
 
 
+@pytest.mark.large
 def test_xla_graph_and_eager_give_the_same_loss(simcse):
     batch = trim_to_longest(_fixed(simcse, TINY_SENTENCES))
     eager = _eager_loss(simcse, batch)

@@ -160,6 +160,7 @@ def test_export_tanh_gelu_backbone(gelu_new_dir, tmp_path):
     assert np.abs(np.where(real, ours - exact, 0)).max() > 1e-4
 
 
+@pytest.mark.large
 @pytest.mark.parametrize("pooler_type", ["cls", "avg"])
 def test_export_after_save_pretrained(model_dir, tmp_path, pooler_type):
     trained = _perturb(tiny_encoder(model_dir, pooler_type=pooler_type))
@@ -178,6 +179,7 @@ def test_export_after_save_pretrained(model_dir, tmp_path, pooler_type):
 # --- reading the export back ---
 
 
+@pytest.mark.large
 @pytest.mark.parametrize("pooler_type", ["cls_before_pooler", "avg", "cls"])
 def test_from_pretrained_reads_the_export_back(model_dir, tmp_path, pooler_type):
     encoder = _perturb(tiny_encoder(model_dir, pooler_type=pooler_type))
