@@ -81,6 +81,7 @@ def test_evaluate_own_files_and_aggregations(model_dir, data_root, reference_enc
     assert "bad.tsv:1" in capsys.readouterr().err
 
 
+@pytest.mark.large
 def test_recipe_selects_on_a_dev_file_without_senteval(workspace, tmp_path):  # noqa: F811
     rng = np.random.default_rng(1)
     words = ["the", "a", "cat", "dog", "sat", "on", "mat", "hello", "world", "quick"]

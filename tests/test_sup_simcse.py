@@ -75,6 +75,7 @@ def test_snli_errors_name_the_file_and_line(tmp_path, problem, needle):
         read_snli_triplets(folder)
 
 
+@pytest.mark.large
 @pytest.mark.parametrize("neutral", [False, True], ids=["contradiction", "contradiction+neutral"])
 def test_sup_simcse_recipe_trains_and_keeps_the_mlp_head(workspace, tmp_path, neutral):  # noqa: F811
     folder = write_snli(tmp_path / "SNLI", n=40)

@@ -117,6 +117,7 @@ def test_documented_rounding_examples():
 # ----------------------------------------------------------------------------- distributions
 
 
+@pytest.mark.large
 def test_crop_start_is_uniform():
     rate, n = 0.3, 10  # 3 removed: start in {0, 1, 2, 3}
     rows = [[CLS] + BODY[:n] + [SEP]] * 2000
@@ -127,6 +128,7 @@ def test_crop_start_is_uniform():
     assert stats.chisquare([counts[s] for s in sorted(counts)]).pvalue > P_MIN
 
 
+@pytest.mark.large
 def test_deleted_positions_are_uniform_subsets():
     rate, n = 0.25, 8  # 2 deleted out of 8
     rows = [BODY[:n]] * 3000

@@ -9,6 +9,7 @@ from test_recipes import _argv, _scalars, load_recipe, workspace  # noqa: F401  
 from tf_esimcse.training import main_guard
 
 
+@pytest.mark.large
 def test_two_seeds_give_two_runs_and_one_summary(workspace, tmp_path):  # noqa: F811
     output_dir = tmp_path / "out"
     recipe = load_recipe("unsup_simcse")
@@ -39,6 +40,7 @@ def test_two_seeds_give_two_runs_and_one_summary(workspace, tmp_path):  # noqa: 
     assert [run["best_stsb_dev"] for run in again["runs"]] == [run["best_stsb_dev"] for run in out["runs"]]
 
 
+@pytest.mark.large
 @pytest.mark.parametrize("name", ["unsup_simcse", "unsup_esimcse"])
 def test_a_short_run_logs_loss_and_learning_rate(workspace, tmp_path, name):  # noqa: F811
     output_dir = tmp_path / "out"
@@ -49,6 +51,7 @@ def test_a_short_run_logs_loss_and_learning_rate(workspace, tmp_path, name):  # 
     assert all(value >= 0 for _, value in train["batch_learning_rate"])
 
 
+@pytest.mark.large
 def test_a_diverged_run_exits_non_zero_and_saves_no_model(workspace, tmp_path, capsys):  # noqa: F811
     output_dir = tmp_path / "out"
     argv = _argv(workspace, output_dir, **{"steps": 6, "eval-steps": 2, "learning-rate": 1e6,
@@ -153,6 +156,7 @@ def test_clipping_gives_exactly_the_max_global_norm():
     np.testing.assert_allclose(tf.convert_to_tensor(clipped).numpy(), [[0, 0], [3.0, 0], [0, 0], [0, 0]], rtol=1e-6)
 
 
+@pytest.mark.large
 def test_a_nonfinite_gradient_never_reaches_the_weights(tmp_path):
     """A finite loss with NaN gradients (sqrt at 0): the step applies zero gradients (at the first
     step, with no momentum yet and no weight decay, every weight stays as it was), logs the count,

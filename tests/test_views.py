@@ -168,6 +168,7 @@ def inner(ids, mask):
         dict(seed=3, batch_size=3, shuffle=False, dynamic_padding=True),
     ],
 )
+@pytest.mark.large
 def test_unsup_dataset_gives_the_old_batches(pre, kwargs):
     kwargs = dict(dict(batch_size=BATCH), **kwargs)
     assert_same_batches(epochs(unsup_dataset(SENT0, pre, **kwargs)), epochs(old_unsup_dataset(SENT0, pre, **kwargs)))
@@ -185,6 +186,7 @@ def test_unsup_dataset_repeat_gives_the_old_batches(pre):
     "kwargs",
     [dict(seed=5), dict(shuffle=False, seed=1), dict(seed=9, positive_length=SEQ_LEN + 4)],
 )
+@pytest.mark.large
 def test_paired_dataset_gives_the_old_batches(pre, kwargs):
     kwargs = dict(dict(batch_size=BATCH), **kwargs)
     layer = WordDeletion(rate=0.3, seed=4)
@@ -202,6 +204,7 @@ def test_paired_dataset_gives_the_old_batches(pre, kwargs):
         dict(dup_rate=0.5, seed=11, repeat=True),
     ],
 )
+@pytest.mark.large
 def test_esimcse_dataset_gives_the_old_batches(pre, kwargs):
     kwargs = dict(dict(batch_size=BATCH), **kwargs)
     take = 9 if kwargs.get("repeat") else None
