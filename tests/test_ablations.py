@@ -1,6 +1,14 @@
-"""`recipes/ablations.py` (`tf_esimcse.ablations`) on a tiny model: one command trains a table's rows with the same seeds
-and writes table.json, table.md and the PNGs; a second call trains nothing again."""
+"""`recipes/ablations.py` (`tf_esimcse.ablations`) on a tiny model: one command trains a table's rows
+with the same seeds and writes table.json, table.md and the PNGs; a second call trains nothing
+again; a table killed between rows or inside a row finishes, run again, as if never interrupted."""
 import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import threading
+import time
 
 import pytest
 
@@ -171,3 +179,80 @@ def test_rows_train_in_their_own_process_and_a_failing_row_is_named(workspace, t
     with pytest.raises(TfEsimcseError, match=r"row 'one encoder': `python recipes/unsup_simcse.py .*` stopped with exit code 2"):
         runner.main(_flags(workspace, tmp_path / "bad", "--table", "simcse-encoders", "--seeds", "1",
                            "--corpus", str(tmp_path / "no_such_corpus.txt")))
+
+
+# --- a killed table resumes (issue 26) ---------------------------------------------------------------
+
+RECIPE = pathlib.Path(__file__).resolve().parents[1] / "recipes" / "ablations.py"
+
+
+def _run_table(argv, kill_when=None, timeout=900):
+    """`python recipes/ablations.py argv` in its own process group; with `kill_when(lines, out)`
+    (the output lines so far), the whole group (runner and row) gets SIGKILL as soon as it holds.
+    Returns (exit code, output lines)."""
+    proc = subprocess.Popen([sys.executable, "-u", str(RECIPE), *map(str, argv)], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    lines = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
+    reader.start()
+    deadline = time.time() + timeout
+    try:
+        while proc.poll() is None and time.time() < deadline:
+            if kill_when is not None and kill_when(list(lines)):
+                os.killpg(proc.pid, signal.SIGKILL)
+                break
+            time.sleep(0.005)
+        if proc.poll() is None and time.time() >= deadline:
+            os.killpg(proc.pid, signal.SIGKILL)
+            raise AssertionError(f"the table command ran past {timeout} s")
+        code = proc.wait()
+    finally:
+        reader.join(timeout=60)
+    return code, lines
+
+
+def _normalized(table_dir, root):
+    """table.json and table.md with the run's own folder replaced by a placeholder."""
+    text = json.dumps(json.loads((table_dir / "table.json").read_text()), sort_keys=True)
+    return text.replace(str(root), "<out>"), (table_dir / "table.md").read_text().replace(str(root), "<out>")
+
+
+@pytest.mark.large
+def test_a_killed_table_resumes_to_the_uninterrupted_table(workspace, tmp_path):  # noqa: F811
+    """SIGKILL on the runner's process group inside a row (after a seed's backup, mid-seed) and
+    between rows; the same command run again finishes a table equal to an uninterrupted one's."""
+    def argv(root):
+        flags = _flags(workspace, root, "--table", "simcse-encoders", "--steps", "12")
+        return [*flags, "--backup-steps", "3", "--eval-steps", "4"]
+
+    code, _ = _run_table(argv(tmp_path / "reference"))
+    assert code == 0
+    reference = _normalized(tmp_path / "reference" / "simcse-encoders", tmp_path / "reference")
+
+    root = tmp_path / "killed"
+    table_dir = root / "simcse-encoders"
+    second_seed_backup = table_dir / "one_encoder" / "seed_2" / "backup" / "training_metadata.json"
+    kills = {
+        # inside the first row: seed 1 finished, seed 2 backed up and still training
+        "inside a row": lambda lines: second_seed_backup.is_file(),
+        # between rows: the first row is in table.json, the second row's recipe is only starting
+        "between rows": lambda lines: any(line.startswith("=== two encoders: ") for line in lines),
+        # inside the second row, before its first backup
+        "inside a row, before its first backup": lambda lines: any(
+            "two encoders" in line for line in lines) and any(line.startswith("== unsup_simcse seed 1 config ==")
+                                                                for line in lines[-50:]),
+    }
+    outputs = {}
+    for what, kill_when in kills.items():
+        code, lines = _run_table(argv(root), kill_when)
+        assert code == -signal.SIGKILL, (what, code, "".join(lines[-20:]))
+        outputs[what] = "".join(lines)
+    # each kill landed where it was meant to: the run after the first resumed seed 2 from its
+    # backup, the one after the second skipped the finished first row
+    assert "resuming from step " in outputs["between rows"]
+    assert outputs["inside a row, before its first backup"].count("already finished: ") == 2
+    first = json.loads((table_dir / "table.json").read_text())
+    assert [r["label"] for r in first["rows"]] == ["one encoder"]  # killed after the first row was written
+    code, lines = _run_table(argv(root))
+    assert code == 0, "".join(lines[-30:])
+    assert _normalized(table_dir, root) == reference
