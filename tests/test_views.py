@@ -215,6 +215,7 @@ def test_esimcse_dataset_gives_the_old_batches(pre, kwargs):
                         epochs(old_esimcse_dataset(SENT0, pre, **kwargs), take=take))
 
 
+@pytest.mark.large
 def test_esimcse_dataset_with_a_ready_layer_gives_the_old_batches(pre):
     def run(fn, **kwargs):
         layer = WordRepetition(dup_rate=0.4, seed=3)
@@ -234,6 +235,7 @@ def _example_index(pre, sentences):
     return index
 
 
+@pytest.mark.large
 def test_supervised_views_from_a_dict_of_columns(pre):
     nli = {"sent0": SENT0, "sent1": SENT1, "hard_neg": HARD_NEG}
     views = {"anchor": View("sent0"), "positive": View("sent1"), "negative": View("hard_neg")}
