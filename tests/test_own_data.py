@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import scipy.stats
 
-from test_cli import data_root, model_dir, reference_encoder  # noqa: F401  (fixtures)
-from test_recipes import _argv, load_recipe, workspace  # noqa: F401  (fixture)
+from test_cli import data_root, reference_encoder  # noqa: F401  (fixtures; model_dir: conftest.py)
+from test_recipes import _argv, load_method, workspace  # noqa: F401  (fixture)
 from tf_esimcse import cli
 from tf_esimcse.data import senteval
 from tf_esimcse.errors import DataError
@@ -91,7 +91,7 @@ def test_recipe_selects_on_a_dev_file_without_senteval(workspace, tmp_path):  # 
     empty_data = tmp_path / "no_senteval"
     empty_data.mkdir()
     argv = _argv(workspace, tmp_path / "out", steps=4, **{"eval-steps": 2, "dev-file": dev, "data-dir": empty_data})
-    results = load_recipe("unsup_simcse").main(argv)
+    results = load_method("unsup_simcse").main(argv)
     assert results["status"] == "ok" and "test" not in results
     assert results["dev_file"]["path"] == str(dev) and np.isfinite(results["dev_file"]["spearman"])
     # The best step's score is the dev file's Spearman of the saved model.
