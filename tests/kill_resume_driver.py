@@ -23,7 +23,7 @@ objective state such as ESimCSE's momentum encoder and queue, random-generator s
 to FINAL_STATE for comparison with an uninterrupted run. Nothing here changes what is trained.
 """
 import hashlib
-import importlib.util
+import importlib
 import os
 import pathlib
 import signal
@@ -154,9 +154,7 @@ def main():
 
     backup.AtomicBackupAndRestore.save_backup = save_with_events
 
-    spec = importlib.util.spec_from_file_location("recipe", REPO / "recipes" / f"{recipe_name}.py")
-    recipe = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(recipe)
+    recipe = importlib.import_module(f"tf_esimcse.methods.{recipe_name}")  # what recipes/<name>.py runs
     training.main_guard(lambda: recipe.main(flags))
 
 
