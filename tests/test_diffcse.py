@@ -113,6 +113,7 @@ def test_diffcse_objective(model_dir, generator_dir, mirrored_strategy):
     assert 0 <= logs[0]["rtd_accuracy_replaced"] <= 1 and 0 <= logs[0]["rtd_accuracy_kept"] <= 1
 
 
+@pytest.mark.large
 def test_flat_diffcse_model_is_the_contrastive_model_with_the_objective(model_dir, generator_dir):
     """`DiffCSE(encoder, generator, ...)` builds `DiffCSEObjective` from its arguments, writes
     them back flat in `get_config`, and trains as `ContrastiveModel` + that objective does."""

@@ -106,6 +106,7 @@ def test_plot_run_of_a_seeds_folder_draws_one_line_per_seed(runs):
     assert "2 seeds" in fig.get_suptitle()
 
 
+@pytest.mark.large
 def test_without_evaluations_json_the_tensorboard_scalars_are_read(runs, tmp_path):
     run_dir = tmp_path / "run"
     shutil.copytree(runs / "single" / "logs", run_dir / "logs")  # a run whose JSON files are gone
@@ -195,6 +196,7 @@ def test_an_empty_folder_is_a_clear_error(tmp_path):
     assert "logs/train" in str(info.value)
 
 
+@pytest.mark.large
 def test_a_missing_matplotlib_is_a_clear_error(runs, tmp_path, monkeypatch):
     for name in [n for n in sys.modules if n == "matplotlib" or n.startswith("matplotlib.")] + ["matplotlib"]:
         monkeypatch.setitem(sys.modules, name, None)  # `import matplotlib...` now raises ImportError
@@ -227,6 +229,7 @@ def test_plot_length_split_one_model_and_two_side_by_side(tmp_path):
     assert "n/a" in [t.get_text() for t in ax.texts]
 
 
+@pytest.mark.large
 def test_plot_length_split_and_sts_table_of_a_run(runs, tmp_path):
     results = runs / "single" / "results.json"  # a path to a run's results.json: scores under "test"
     _assert_png(plots.plot_length_split(results, tmp_path / "split.png"))
