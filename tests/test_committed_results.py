@@ -166,3 +166,20 @@ def test_training_an_already_trained_encoder():
     assert (f"SICK-R down from {start['sickr_test']:.2f} to {_mean_std([r['test']['sickr_test'] for r in runs])}"
             in " ".join(readme.split()))
     assert runs[0]["environment"]["cpu"]["model"] in readme
+
+
+def test_the_untrained_minilm_rows_equal_their_raw_evaluations():
+    """The two untrained all-MiniLM-L6-v2 rows (the start, `cls_before_pooler`, and its own `avg`
+    pooling) were evaluated again and their `tf-esimcse evaluate --output` files committed in
+    docs/results/minilm_start/: the published rows are those files at the printed decimals."""
+    folder = RESULTS / "minilm_start"
+    for row, pooler in ((0, "cls_before_pooler"), (3, "avg")):
+        raw = json.loads((folder / f"evaluate_{pooler}.json").read_text(encoding="utf-8"))
+        assert raw["model"] == "default" and raw["pooler"] == pooler
+        for name, raw_values in (("main_minilm", raw), ("length_split_minilm", raw["length_split"])):
+            cells = row_cells(TABLES[name]["rows"][row], TABLES)
+            for column in TABLES[name]["columns"][1:]:
+                expected = f"{raw_values[column['key']]:.{column['decimals']}f}"
+                assert render_cell(cells[column["key"]], column) == expected, (name, pooler, column["key"])
+    source = json.loads((folder / "source.json").read_text(encoding="utf-8"))
+    assert source["environment"]["cpu"]["model"] and source["commands"]
