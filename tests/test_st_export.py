@@ -114,7 +114,8 @@ def _module_types(export_dir):
 # --- the exported weights and modules compute what the encoder computes ---
 
 
-@pytest.mark.parametrize(
+# Every pooler the export takes, with the sentence-transformers modules it becomes.
+EXPORTED_POOLERS = pytest.mark.parametrize(
     "pooler_type, kwargs, modules",
     [
         ("cls_before_pooler", {}, ["Transformer", "Pooling", "Normalize"]),
@@ -125,6 +126,9 @@ def _module_types(export_dir):
     ],
     ids=["cls_before_pooler", "avg", "avg-unnormalized", "cls-mlp_only_train", "cls-with-mlp"],
 )
+
+
+@EXPORTED_POOLERS
 def test_export_matches_encoder(model_dir, tmp_path, pooler_type, kwargs, modules):
     encoder = tiny_encoder(model_dir, pooler_type=pooler_type, inference_length=12, **kwargs)
     if pooler_type == "cls":
@@ -379,17 +383,7 @@ def _cosines(a, b):
 
 
 @pytest.mark.large
-@pytest.mark.parametrize(
-    "pooler_type, kwargs, modules",
-    [
-        ("cls_before_pooler", {}, ["Transformer", "Pooling", "Normalize"]),
-        ("avg", {}, ["Transformer", "Pooling", "Normalize"]),
-        ("avg", {"normalize": False}, ["Transformer", "Pooling"]),
-        ("cls", {"mlp_only_train": True}, ["Transformer", "Pooling", "Normalize"]),
-        ("cls", {}, ["Transformer", "Pooling", "Dense", "Normalize"]),
-    ],
-    ids=["cls_before_pooler", "avg", "avg-unnormalized", "cls-mlp_only_train", "cls-with-mlp"],
-)
+@EXPORTED_POOLERS
 def test_sentence_transformers_loads_the_export(model_dir, tmp_path, pooler_type, kwargs, modules):
     """Every pooler the export takes: `SentenceTransformer(path)` loads it, `encode` gives our
     vectors (accents, out-of-vocabulary words, an empty and a truncated sentence included), and
