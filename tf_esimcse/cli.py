@@ -9,7 +9,9 @@
                         [--tokens-only] [--precision bfloat16]
     tf-esimcse export   --format sentence-transformers --model M --output DIR [--overwrite]
     tf-esimcse build-index --model M --corpus docs.txt [--output docs.txt.index] [--approximate]
+                        [--precision float32|int8|binary] [--dim D]
     tf-esimcse search   --model M --corpus docs.txt --query "..." [--query ...] [--top-k 10] [--index I]
+                        [--rescore K] [--precision P] [--dim D]
     tf-esimcse download-data --dest DIR [--what senteval,wiki1m,nli] [--force]
 
 M is a directory written by this package, a training run folder (the `output_dir` of a recipe,
@@ -98,6 +100,18 @@ def _add_batch_size_flag(group):
 def _add_verbose_flag(group):
     group.add_argument("--verbose", action="store_true",
                        help="show TensorFlow's own log lines (default: off)")
+
+
+def _add_index_flags(group, precision_default):
+    # build-index and search: how the corpus vectors are stored (tf_esimcse.search, tf_esimcse.quantization)
+    given = "the index's" if precision_default is None else precision_default
+    group.add_argument("--precision", default=precision_default,
+                       choices=["float32", "int8", "binary"], dest="index_precision",
+                       help="stored vectors: float32, int8 (per-dimension ranges, 4x smaller) or binary (sign bits, "
+                            f"32x smaller, Hamming search then float rescoring) (default: {given})")
+    group.add_argument("--dim", type=int, default=None, metavar="D",
+                       help="keep the first D dimensions of every embedding, then normalise (default: "
+                            + ("the index's)" if precision_default is None else "the model's full size)"))
 
 
 def _add_precision_flag(group):
@@ -212,6 +226,7 @@ def build_parser():
     g["output"].add_argument("--approximate", action="store_true",
                              help="also build a faiss HNSW index for large corpora (pip install "
                                   "'tf_esimcse[search]') (default: off, exact search)")
+    _add_index_flags(g["output"], precision_default="float32")
     _add_batch_size_flag(g["runtime"])
     _add_verbose_flag(g["runtime"])
 
@@ -227,6 +242,10 @@ def build_parser():
                            help="index folder (default: CORPUS.index if it exists, else encode the corpus now)")
     g["output"].add_argument("--top-k", type=int, default=10, metavar="K",
                              help="nearest sentences shown per query (default: 10)")
+    _add_index_flags(g["output"], precision_default=None)
+    g["output"].add_argument("--rescore", type=int, default=None, metavar="K",
+                             help="binary index: Hamming candidates per query re-ranked by the float cosine (default: "
+                                  "4 x top-k; 0: Hamming order, no rescoring)")
     _add_batch_size_flag(g["runtime"])
     _add_verbose_flag(g["runtime"])
 

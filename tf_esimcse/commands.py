@@ -149,9 +149,10 @@ def cmd_build_index(args):
     sentences = read_corpus(args.corpus)
     encoder = _load_encoder(args)
     index = SearchIndex.build(encoder, sentences, batch_size=args.batch_size, model=str(args.model),
-                              approximate=args.approximate)
+                              approximate=args.approximate, precision=args.index_precision, dim=args.dim)
     path = index.save(args.output or _default_index_path(args.corpus))
-    print(f"indexed {len(sentences)} sentences ({index.dim}-dimensional, "
+    print(f"indexed {len(sentences)} sentences ({index.dim}-dimensional, {index.precision}, "
+          f"{index.searched_bytes / 2**20:.1f} MiB searched, "
           f"{'approximate (faiss HNSW)' if args.approximate else 'exact'}) in {path}")
     return 0
 
@@ -160,18 +161,22 @@ def cmd_search(args):
     if not args.query:
         raise SearchError("give at least one --query")
     index_path = pathlib.Path(args.index) if args.index else _default_index_path(args.corpus)
-    encoder = _load_encoder(args)
-    if index_path.is_dir():
+    sentences = read_corpus(args.corpus)
+    if index_path.is_dir():  # refused before the model loads when it is stale or of other settings
         index = SearchIndex.load(index_path)
-        if index.model and index.model != str(args.model):
-            raise SearchError(f"{index_path} was built with --model {index.model}, not {args.model}: pass that model, "
-                              "or rebuild the index (tf-esimcse build-index)")
-        print(f"loaded the index of {len(index.sentences)} sentences from {index_path}")
+        index.check(index_path, model=args.model, sentences=sentences, precision=args.index_precision, dim=args.dim)
     elif args.index:
         raise SearchError(f"{index_path}: no search index here; build one with tf-esimcse build-index")
+    encoder = _load_encoder(args)
+    if index_path.is_dir():
+        index.check_encoder(index_path, lambda s: encoder.encode(s, verbose=0))
+        print(f"loaded the index of {len(index.sentences)} sentences ({index.dim}-dimensional, {index.precision}) "
+              f"from {index_path}")
     else:
-        index = SearchIndex.build(encoder, read_corpus(args.corpus), batch_size=args.batch_size, model=str(args.model))
-    for query, hits in zip(args.query, index.search(encoder.encode(args.query, verbose=0), top_k=args.top_k)):
+        index = SearchIndex.build(encoder, sentences, batch_size=args.batch_size, model=str(args.model),
+                                  precision=args.index_precision or "float32", dim=args.dim)
+    query_embeddings = encoder.encode(args.query, verbose=0)
+    for query, hits in zip(args.query, index.search(query_embeddings, top_k=args.top_k, rescore=args.rescore)):
         print(f"\nquery: {query}")
         for rank, (sentence, score) in enumerate(hits, 1):
             print(f"{rank:3d}. {score:.4f}  {sentence}")
