@@ -13,7 +13,7 @@ Smaller indexes (`precision=`, codes in `tf_esimcse.quantization`), for the exac
 - `"float32"` (default): the unit vectors, 4 bytes a dimension.
 - `"int8"`: one byte a dimension, with per-dimension calibration ranges from the corpus stored in the
   index; the float query is scored against the dequantized corpus (faiss: `IndexHNSWSQ`, 8 bits).
-- `"binary"`: one bit a dimension, searched by Hamming distance (TensorFlow XOR and popcount; faiss:
+- `"binary"`: one bit a dimension, searched by Hamming distance (TensorFlow XOR and popcount, XLA; faiss:
   `IndexBinaryHNSW`); the `rescore` best candidates of each query (default 4 x top_k) are then
   re-ranked by the float cosine, read from the float vectors kept on disk (memory-mapped: only the
   candidates' rows are read). `rescore=0` keeps the Hamming order, scored 1 - 2 h / dim.
@@ -26,6 +26,7 @@ in order), `probe.npy` (the model's full embedding of the first sentence: a chan
 and per precision `embeddings.npy` (float32 [n, dim], unit length; binary: for rescoring),
 `int8.npy` + `int8_ranges.npy`, `bits.npy`; `faiss.index` too when approximate.
 """
+import functools
 import hashlib
 import json
 import pathlib
@@ -124,7 +125,20 @@ def _as_words(bits):
     return np.ascontiguousarray(bits).view(np.uint64)
 
 
-def hamming_top_k(query_bits, corpus_bits, top_k, max_elements=1 << 23):
+@functools.lru_cache(maxsize=None)
+def _minus_hamming():
+    """A TF function: minus the Hamming distances [q, rows] of words [q, 1, w] and [rows, w]. XLA fuses
+    the XOR, popcount and sum into one pass (5x faster than eager ops on a 2-core AMD EPYC)."""
+    import tensorflow as tf
+
+    def minus_hamming(queries, rows):
+        xor = tf.bitwise.bitwise_xor(queries, rows[None, :, :])
+        return -tf.reduce_sum(tf.cast(tf.raw_ops.PopulationCount(x=xor), tf.int32), axis=-1)
+
+    return tf.function(minus_hamming, jit_compile=True)
+
+
+def hamming_top_k(query_bits, corpus_bits, top_k, max_elements=1 << 24):
     """Indices and Hamming distances of the `top_k` corpus rows nearest each query, both packed bits
     (`quantization.binarize`): `(indices [q, k] int64, distances [q, k] int32)`, nearest first; ties
     keep corpus order. Blocks hold at most `max_elements` query x row x word XORs."""
@@ -134,8 +148,7 @@ def hamming_top_k(query_bits, corpus_bits, top_k, max_elements=1 << 23):
     q = tf.constant(q_words[:, None, :])
 
     def score(a, b):  # minus the distance: higher is better
-        xor = tf.bitwise.bitwise_xor(q, tf.constant(c_words[a:b])[None, :, :])
-        return -tf.reduce_sum(tf.cast(tf.raw_ops.PopulationCount(x=xor), tf.int32), axis=-1)
+        return _minus_hamming()(q, tf.constant(c_words[a:b]))
 
     block = max(1, max_elements // max(1, q_words.shape[0] * q_words.shape[1]))
     indices, scores = _blockwise_top_k(c_words.shape[0], min(int(top_k), c_words.shape[0]), q_words.shape[0],
@@ -248,7 +261,7 @@ class SearchIndex:
             return indices, hamming_to_cosine(distances, self.dim)
         safe = np.where(indices >= 0, indices, 0)  # faiss pads missing hits with -1
         gathered = np.asarray(self.embeddings[safe.ravel()], np.float32).reshape(*safe.shape, self.dim)
-        scores = np.where(indices >= 0, np.einsum("qd,qkd->qk", queries, gathered), -np.inf)
+        scores = np.where(indices >= 0, np.matmul(gathered, queries[:, :, None])[..., 0], -np.inf)
         order = np.lexsort((indices, -scores), axis=1)[:, :k]
         return np.take_along_axis(indices, order, axis=1), np.take_along_axis(scores, order, axis=1)
 
