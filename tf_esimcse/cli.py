@@ -111,7 +111,7 @@ def _add_index_flags(group, precision_default):
                             f"32x smaller, Hamming search then float rescoring) (default: {given})")
     group.add_argument("--dim", type=int, default=None, metavar="D",
                        help="keep the first D dimensions of every embedding, then normalise (default: "
-                            + ("the index's)" if precision_default is None else "the model's full size)"))
+                            + ("the index's; without an index, all)" if precision_default is None else "all)"))
 
 
 def _add_precision_flag(group):
