@@ -5,6 +5,11 @@ search on the full vectors (tf_esimcse.search, issue 29).
     .venv/bin/python benchmarks/search_throughput.py --embeddings emb.npy  # your own vectors
     .venv/bin/python benchmarks/search_throughput.py --search exact,faiss  # faiss HNSW rows too
 
+    # real embeddings: 20,500 SentEval sentences, the last 500 the queries (docs/results/perf_search_minilm)
+    .venv/bin/python benchmarks/search_throughput.py --write-sentences s.txt --count 20500
+    tf-esimcse encode --model default --input s.txt --output s.npy --batch-size 128
+    .venv/bin/python benchmarks/search_throughput.py --embeddings s.npy --queries 500 --repeats 2
+
 Vectors: by default 120,000 synthetic 384-dimensional vectors with neighbours (200 topics, each
 with sub-topics of about 20 points: topic ~ N(0, I), sub-topic = topic + 0.7 N(0, I), point =
 sub-topic + 0.5 N(0, I)), and --queries fresh points of random sub-topics. Or `--embeddings F.npy`:
@@ -44,12 +49,38 @@ def parse_args(argv=None):
     parser.add_argument("--dims", default="384,256,128,64,32", help="default: %(default)s")
     parser.add_argument("--precisions", default="float32,int8,binary", help="default: %(default)s")
     parser.add_argument("--rescore", default="0,40,100", help="binary: candidates re-ranked per query, each a row "
-                                                             "(default: %(default)s; 40 = the default for top 10)")
+                                                             "(default: %(default)s; 100 = the default for top 10)")
     parser.add_argument("--search", default="exact", help="exact, faiss (HNSW; slow to build) or exact,faiss "
                                                           "(default: %(default)s)")
     parser.add_argument("--repeats", type=int, default=3, help="timed passes per row (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--write-sentences", default=None, metavar="TXT",
+                        help="only write --count real sentences (real_sentences) to TXT, one a line, and stop")
+    parser.add_argument("--data-dir", default=common.default_data_dir(), help="for --write-sentences")
     return parser.parse_args(argv)
+
+
+def real_sentences(data_dir, count, seed=0):
+    """`count` distinct sentences of SentEval's STS12-16, STS-B, SICK and SNLI dev/test files, shuffled
+    with `seed` (the corpus of docs/results/perf_search_minilm; encode them with `tf-esimcse encode`)."""
+    import glob
+    import random
+
+    root, found = os.path.join(data_dir, "senteval"), []
+    for f in glob.glob(os.path.join(root, "STS", "STS1*-en-test", "STS.input.*.txt")):
+        for line in open(f, encoding="utf-8", errors="replace"):
+            found += [x.strip() for x in line.rstrip("\n").split("\t")[:2]]
+    for f in glob.glob(os.path.join(root, "STS", "STSBenchmark", "sts-*.csv")):
+        for line in open(f, encoding="utf-8"):
+            found += [x.strip() for x in line.rstrip("\n").split("\t")[5:7]]
+    for f in glob.glob(os.path.join(root, "SICK", "SICK_*.txt")):
+        for i, line in enumerate(open(f, encoding="utf-8")):
+            found += [x.strip() for x in line.split("\t")[1:3]] if i else []
+    for f in glob.glob(os.path.join(root, "SNLI", "s[12].*")):
+        found += [line.strip() for line in open(f, encoding="utf-8")]
+    unique = sorted(set(x for x in found if x))
+    random.Random(seed).shuffle(unique)
+    return unique[:count]
 
 
 def synthetic(count, dim, queries, seed):
@@ -90,6 +121,11 @@ def timed_search(index, queries, batch, repeats, **kwargs):
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.write_sentences:
+        sentences = real_sentences(args.data_dir, args.count)
+        pathlib.Path(args.write_sentences).write_text("\n".join(sentences) + "\n", encoding="utf-8")
+        print(f"wrote {len(sentences)} sentences to {args.write_sentences}")
+        return
     common.print_host_info()
     if args.embeddings:
         vectors = np.load(args.embeddings).astype(np.float32)

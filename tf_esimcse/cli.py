@@ -245,7 +245,7 @@ def build_parser():
     _add_index_flags(g["output"], precision_default=None)
     g["output"].add_argument("--rescore", type=int, default=None, metavar="K",
                              help="binary index: Hamming candidates per query re-ranked by the float cosine (default: "
-                                  "4 x top-k; 0: Hamming order, no rescoring)")
+                                  "10 x top-k; 0: Hamming order, no rescoring)")
     _add_batch_size_flag(g["runtime"])
     _add_verbose_flag(g["runtime"])
 
