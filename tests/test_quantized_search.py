@@ -167,6 +167,8 @@ def test_dim_truncates_then_normalises(tmp_path):
     for bad in (0, 65):
         with pytest.raises(SearchError, match=f"dim {bad} must be between 1 and the embeddings' size 64"):
             SearchIndex(SENTENCES[:300], corpus, dim=bad)
+    with pytest.raises(SearchError, match="rescoring applies to a binary index; this one holds float32"):
+        index.search(queries, rescore=10)
     with pytest.raises(SearchError, match="unknown precision 'int4'"):
         SearchIndex(SENTENCES[:300], corpus, precision="int4")
 

@@ -235,6 +235,8 @@ class SearchIndex:
         if int(top_k) < 1:
             raise SearchError(f"top_k must be >= 1, got {top_k}")
         k = min(int(top_k), len(self.sentences))
+        if rescore is not None and self.precision != "binary":
+            raise SearchError(f"rescoring applies to a binary index; this one holds {self.precision} vectors")
         if self.precision == "binary":
             indices, scores = self._binary_search(queries, k, rescore)
         elif self.faiss_index is not None:
