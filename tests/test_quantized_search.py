@@ -156,7 +156,7 @@ def test_dim_truncates_then_normalises(tmp_path):
     assert (index.dim, index.model_dim) == (16, 64)
     np.testing.assert_allclose(index.embeddings, _unit(corpus[:, :16]), atol=1e-6)
     want_i, want_s = _exact(queries[:, :16], corpus[:, :16], 5)
-    for q in (queries, queries[:, :16]):  # the model's full queries, or already cut
+    for q in (queries, queries[:, :16], queries[:, :40]):  # the model's full queries, or cut
         hits = index.search(q, top_k=5)
         assert _ids(hits) == want_i.tolist()
         np.testing.assert_allclose([[s for _, s in row] for row in hits], want_s, atol=1e-5)
@@ -188,6 +188,7 @@ def test_an_index_of_other_settings_is_refused(tmp_path):
             index.check("I", **kwargs)
     # The same model path, another model: its first sentence encodes differently.
     index.check_encoder("I", lambda s: corpus[:1] * 3.0)  # same direction: accepted
+    index.check_encoder("I", lambda s: corpus[:1, :5])  # the same model cut to fewer dimensions: accepted
     with pytest.raises(SearchError, match="I was built with another model"):
         index.check_encoder("I", lambda s: corpus[1:2])
 

@@ -219,13 +219,13 @@ class SearchIndex:
 
     def _queries(self, query_embeddings):
         queries = np.atleast_2d(np.asarray(query_embeddings, np.float32))
-        if queries.shape[1] not in (self.model_dim, self.dim):
+        if queries.shape[1] < self.dim:
             raise SearchError(f"query embeddings have dimension {queries.shape[1]}, the index {self.dim} "
                               f"(of the model's {self.model_dim}; was it built with another model?)")
-        return truncate_normalize(queries, self.dim)
+        return truncate_normalize(queries, self.dim)  # a longer query (the model's full size) is cut
 
     def search(self, query_embeddings, top_k=10, rescore=None):
-        """For each query embedding (the model's, full size or already cut to `dim`), the `top_k`
+        """For each query embedding (the model's: full size, or cut to at least `dim`), the `top_k`
         `(sentence, cosine)` pairs, best first.
 
         `rescore` (binary only): Hamming candidates per query re-ranked by the float cosine; default
@@ -291,7 +291,8 @@ class SearchIndex:
         if self.probe is None:
             return
         again = np.asarray(encode([self.sentences[0]]), np.float32)[0]
-        if again.shape != self.probe.shape or float(_normalize(again) @ self.probe) < _PROBE_COSINE:
+        n = min(again.shape[0], self.probe.shape[0])  # either may be cut to fewer dimensions (--dim)
+        if float(_normalize(again[:n]) @ _normalize(self.probe[:n])) < _PROBE_COSINE:
             raise SearchError(f"{where} was built with another model (its first sentence encodes differently "
                               "now): rebuild it (tf-esimcse build-index)")
 
