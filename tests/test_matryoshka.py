@@ -68,7 +68,8 @@ def _case(name, rng):
         filled = np.arange(10) < 7
         context = {"keys": z[2], "negatives": tf.constant(queue), "filled": tf.constant(filled)}
         expected = numpy_matryoshka(z[0], z[1], queue=queue, queue_mask=filled)
-        return ESimCSEObjective(queue_size=10), {"anchor": _one_view(), "positive": _one_view()}, z[:2], context, expected
+        x = {"anchor": _one_view(), "positive": _one_view()}
+        return ESimCSEObjective(queue_size=10), x, z[:2], context, expected
     if name == "diffcse":  # its contrastive term; the RTD term (0 without the step's edits) in the test below
         objective = DiffCSEObjective("unused-generator", batchnorm=False)
         return objective, {"anchor": _one_view()}, z[:2], None, numpy_matryoshka(z[0], z[1])
@@ -156,7 +157,8 @@ def test_recipe_flags(tmp_path):
     for method, argv, needle in [
         (esimcse, ["--matryoshka-dims", "32,64", "--pooler", "avg"], "strictly descending"),
         (esimcse, ["--matryoshka-dims", "64,x", "--pooler", "avg"], "comma-separated integers"),
-        (esimcse, ["--matryoshka-dims", "64,32", "--pooler", "avg", "--matryoshka-weights", "1"], "1 weights for the 2"),
+        (esimcse, ["--matryoshka-dims", "64,32", "--pooler", "avg", "--matryoshka-weights", "1"],
+         "1 weights for the 2"),
         (esimcse, ["--matryoshka-weights", "1"], "needs --matryoshka-dims"),
         (esimcse, ["--matryoshka-dims", "64,32"], "training-only MLP head"),  # the default pooler: refused
         (methods.get("unsup_simcse"), ["--matryoshka-dims", "64,32"], "--no-mlp-only-train"),
@@ -234,7 +236,8 @@ def test_cached_step_equals_the_plain_step(model_dir):
     first, second = view_batches("pairs")
     for model in (plain, cached):  # a queue holding the first batch's keys, as after one step
         inner = model.objective.inner
-        inner.queue.enqueue(inner.momentum_keys(model.encoder, inner.views(tf.nest.map_structure(tf.constant, first))[0]))
+        anchors = inner.views(tf.nest.map_structure(tf.constant, first))[0]
+        inner.queue.enqueue(inner.momentum_keys(model.encoder, anchors))
     _assert_same_gradients(_loss_and_gradients(plain, second, hashed_plain=True),
                            _loss_and_gradients(cached, second, hashed_plain=False), plain.trainable_variables)
 
@@ -250,3 +253,22 @@ def test_recipe_runs_with_matryoshka_dims(workspace, tmp_path):  # noqa: F811
     for d in DIMS:
         assert np.isfinite([v for _, v in train[f"batch_contrastive_{d}_loss"]]).all()
     assert (output_dir / "model").is_dir()
+
+
+def test_score_by_size_figure_is_drawn_from_its_table_json(tmp_path):
+    """The comparison's figure (benchmarks/matryoshka_comparison.py writes its table.json):
+    `plot_results_tables` draws it from the JSON alone, as `make figures` does."""
+    pytest.importorskip("matplotlib")
+    from tf_esimcse.plots import plot_results_tables
+
+    def row(model, means):
+        return {"cells": {"model": model, **{f"d{d}": {"mean": m, "std": 0.5} for d, m in zip(DIMS, means)}}}
+
+    table = {"table": "mrl", "rows": [{"cells": {"model": "start", "d32": 70.0, "d16": 60.0, "d8": 50.0}},
+                                      row("plain", [75.0, 65.0, 55.0]), row("Matryoshka", [74.5, 70.0, 65.0])],
+             "figures": [{"file": "docs/figures/mrl.png", "kind": "score_by_size", "title": "t", "sizes": list(DIMS),
+                          "start_row": 0, "lines": [{"row": 1, "color": 0, "dashed": True}, {"row": 2, "color": 0}]}]}
+    (tmp_path / "results" / "mrl").mkdir(parents=True)
+    (tmp_path / "results" / "mrl" / "table.json").write_text(json.dumps(table))
+    written = plot_results_tables(tmp_path / "results", tmp_path / "figures")
+    assert [p.name for p in written] == ["mrl.png"] and written[0].stat().st_size > 1000

@@ -210,8 +210,8 @@ class TrainConfig:
         check_int(self, "seed")
         self.seed_list()
         if self.matryoshka_list() and self.pooler == "cls" and self.mlp_only_train:
-            raise ValueError("--matryoshka-dims trains prefixes of the vectors the loss sees, here the training-only MLP "
-                             "head's (--pooler cls --mlp-only-train), which the saved model drops: use --pooler "
+            raise ValueError("--matryoshka-dims trains prefixes of the vectors the loss sees, here the training-only "
+                             "MLP head's (--pooler cls --mlp-only-train), which the saved model drops: use --pooler "
                              "cls_before_pooler or avg, or --no-mlp-only-train")
         check_model_path("--model", self.model)
         check_input_path("--corpus", self.corpus)

@@ -1,8 +1,8 @@
 """Plain against Matryoshka training, each model cut to several sizes: issue 29's comparison.
 
-    python recipes/matryoshka_comparison.py --dry-run      # the training commands, nothing run
-    python recipes/matryoshka_comparison.py                # SimCSE and ESimCSE, 500 steps x seeds 1,2,3
-    python recipes/matryoshka_comparison.py --methods unsup_esimcse --seeds 1 --steps 50
+    python benchmarks/matryoshka_comparison.py --dry-run      # the training commands, nothing run
+    python benchmarks/matryoshka_comparison.py                # SimCSE and ESimCSE, 500 steps x seeds 1,2,3
+    python benchmarks/matryoshka_comparison.py --methods unsup_esimcse --seeds 1 --steps 50
 
 For each method of --methods it trains, from --model, --steps steps for each seed of --seeds:
 a plain run and one with `--matryoshka-dims <--dims>`, both with `--pooler <--pooler>` (default
@@ -12,17 +12,19 @@ in <output-dir>/<method>_plain and <output-dir>/<method>_matryoshka (run folders
 is skipped, an interrupted one resumes). Then it evaluates the start and each seed's model at every
 size of --dims (each sentence encoded once, cut to its first d numbers and L2-normalised, so the
 plain models are cut exactly as the Matryoshka ones): the 7 STS tasks, their average and STS-B
-dev. It writes, under <results-dir>:
+dev. It writes:
 
-    runs.json                   every evaluation (model, seed, size: the 7 tasks, Avg., STS-B dev)
-    table.json                  the 7-task average per size, mean ± std over the seeds
-    dev/table.json              STS-B dev per size, the same way (copy it to <results-dir>_dev/)
-    score_by_size.png           the 7-task average against size, plain and Matryoshka per method
+    <results-dir>/runs.json          every evaluation (model, seed, size: the 7 tasks, Avg., STS-B dev)
+    <results-dir>/table.json         the 7-task average per size, mean ± std over the seeds
+    <results-dir>/score_by_size.png  that table as a figure (its "figures" entry: `make figures`
+                                     draws it again from the JSON, `tf_esimcse.plots`)
+    <results-dir>_dev/table.json     STS-B dev per size, the same way
 
 and prints both tables in markdown, the per-size differences (Matryoshka - plain) and the answer
-at 64 dimensions. Paste the tables into docs/results.md (each table.json's "shown_in"), move
-dev/table.json to its own docs/results/<name>_dev/ folder, and fill "commits" with the commit
-that adds them (tests/test_committed_results.py checks all of it).
+at 64 dimensions. Paste the tables into docs/results.md (each table.json's "shown_in") and fill
+"commits" with the commit that adds them (tests/test_committed_results.py checks all of it).
+Training runs `recipes/<method>.py` with the flags printed by --dry-run; evaluations already in
+runs.json are not repeated.
 """
 import argparse
 import datetime
@@ -34,8 +36,9 @@ import statistics
 import subprocess
 import sys
 
-HERE = pathlib.Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))
+REPO = pathlib.Path(__file__).resolve().parents[1]
+RECIPES = REPO / "recipes"
+sys.path.insert(0, str(REPO))
 
 import numpy as np  # noqa: E402
 
@@ -44,6 +47,7 @@ from tf_esimcse.config import default_data_dir  # noqa: E402
 from tf_esimcse.environment import environment_info  # noqa: E402
 from tf_esimcse.evaluation.sts import evaluate_sts  # noqa: E402
 from tf_esimcse.models.sentence_encoder import SentenceEncoder  # noqa: E402
+from tf_esimcse.plots import MatplotlibNotInstalled, plot_score_by_size  # noqa: E402
 from tf_esimcse.training import main_guard  # noqa: E402
 
 NAMES = {"unsup_simcse": "unsup SimCSE", "unsup_esimcse": "ESimCSE", "sup_simcse": "sup SimCSE"}
@@ -54,7 +58,8 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.strip().split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog=__doc__.strip().partition("\n\n")[2])
-    parser.add_argument("--methods", default="unsup_simcse,unsup_esimcse", help="recipes to compare (default: %(default)s)")
+    parser.add_argument("--methods", default="unsup_simcse,unsup_esimcse",
+                        help="recipes to compare (default: %(default)s)")
     parser.add_argument("--dims", default="384,256,128,64,32", help="sizes, largest first (default: %(default)s)")
     parser.add_argument("--seeds", default="1,2,3", help="(default: %(default)s)")
     parser.add_argument("--steps", type=int, default=500, help="(default: %(default)s)")
@@ -65,16 +70,17 @@ def parse_args(argv=None):
     parser.add_argument("--output-dir", default="saved_models/matryoshka", help="run folders (default: %(default)s)")
     parser.add_argument("--results-dir", default="docs/results/matryoshka_minilm",
                         help="where the JSON and the plot go (default: %(default)s)")
-    parser.add_argument("--extra", default="", help="more recipe flags for every run, one string (e.g. '--eval-steps 50')")
+    parser.add_argument("--extra", default="",
+                        help="more recipe flags for every run, one string (e.g. '--eval-steps 50')")
     parser.add_argument("--dry-run", action="store_true", help="print the training commands and stop")
     args = parser.parse_args(argv)
     args.dims = [int(d) for d in args.dims.split(",")]
     if any(a <= b for a, b in zip(args.dims, args.dims[1:])) or min(args.dims) < 1:
         raise ValueError(f"--dims must be positive and strictly descending, got {args.dims}")
     args.methods = [m for m in args.methods.split(",") if m]
-    unknown = [m for m in args.methods if not (HERE / f"{m}.py").is_file()]
+    unknown = [m for m in args.methods if not (RECIPES / f"{m}.py").is_file()]
     if unknown:
-        raise ValueError(f"--methods: no recipe {unknown} in {HERE}")
+        raise ValueError(f"--methods: no recipe {unknown} in {RECIPES}")
     return args
 
 
@@ -130,23 +136,25 @@ def _cell(values):
             "values": [round(v, 2) for v in values]}
 
 
-def make_table(name, title, metric, runs, args, env, commands):
+def make_table(name, title, metric, runs, args, env, commands, figure=False):
     seeds = [int(s) for s in args.seeds.split(",")]
     columns = [{"key": "model", "header": "model"}] + [
         {"key": f"d{d}", "header": f"{d} dims", "decimals": 2} for d in args.dims]
     rows = [{"cells": {"model": f"start, `{args.pooler}`", **{f"d{d}": runs["start"][str(d)][metric]
                                                                for d in args.dims}}}]
-    for method in args.methods:
+    lines = []
+    for i, method in enumerate(args.methods):
         for arm in ARMS:
+            lines.append({"row": len(rows), "color": i, "dashed": arm == "plain"})
             per_seed = [runs[f"{method}_{arm}"][str(s)] for s in seeds]
             label = f"+ {NAMES.get(method, method)}" + (" + Matryoshka" if arm == "matryoshka" else "")
             cells = {"model": f"{label}, {len(seeds)} seeds"}
             cells.update({f"d{d}": _cell([r[str(d)][metric] for r in per_seed]) for d in args.dims})
             rows.append({"cells": cells, "seeds": seeds})
     commit = (env.get("git") or {}).get("commit", "")
-    date = subprocess.run(["git", "show", "-s", "--format=%cI", commit], cwd=HERE.parent, capture_output=True,
+    date = subprocess.run(["git", "show", "-s", "--format=%cI", commit], cwd=REPO, capture_output=True,
                           text=True).stdout.strip() if commit else ""
-    return {
+    table = {
         "table": name, "title": title, "shown_in": ["docs/results.md"], "columns": columns, "rows": rows,
         "source": {
             "origin": "measured",
@@ -161,6 +169,10 @@ def make_table(name, title, metric, runs, args, env, commands):
             "commands": commands,
         },
     }
+    if figure:
+        table["figures"] = [{"file": str(pathlib.Path(args.results_dir) / "score_by_size.png"), "kind": "score_by_size",
+                             "title": title, "sizes": list(args.dims), "start_row": 0, "lines": lines}]
+    return table
 
 
 def markdown(table):
@@ -176,34 +188,6 @@ def markdown(table):
     return "\n".join(lines)
 
 
-def plot(runs, args, path):
-    import matplotlib  # optional: the `plots` extra (a function-local import of a third-party package)
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    seeds = args.seeds.split(",")
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for i, method in enumerate(args.methods):
-        for arm in ARMS:
-            values = [[runs[f"{method}_{arm}"][s][str(d)]["avg"] for s in seeds] for d in args.dims]
-            ax.errorbar(args.dims, [np.mean(v) for v in values], yerr=[np.std(v, ddof=1) if len(v) > 1 else 0
-                                                                       for v in values],
-                        color=f"C{i}", linestyle="-" if arm == "matryoshka" else "--", marker="o", capsize=3,
-                        label=f"{NAMES.get(method, method)}{' + Matryoshka' if arm == 'matryoshka' else ''}")
-    ax.plot(args.dims, [runs["start"][str(d)]["avg"] for d in args.dims], color="0.5", linestyle=":", label="start")
-    ax.set_xscale("log", base=2)
-    ax.set_xticks(args.dims, [str(d) for d in args.dims])
-    ax.set_xlabel("dimensions kept")
-    ax.set_ylabel("7-task STS average (Spearman x100)")
-    ax.set_title(f"Score against size, {args.steps} steps x seeds {args.seeds}")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
 def main(argv=None):
     args = parse_args(argv)
     commands = [shlex.join(["python", f"recipes/{m}.py", *train_command(args, m, arm)])
@@ -214,7 +198,7 @@ def main(argv=None):
     for m in args.methods:
         for arm in ARMS:
             print(f"== {m}, {arm} ==", flush=True)
-            subprocess.run([sys.executable, str(HERE / f"{m}.py"), *train_command(args, m, arm)], check=True,
+            subprocess.run([sys.executable, str(RECIPES / f"{m}.py"), *train_command(args, m, arm)], check=True,
                            env=dict(os.environ))
     results_dir = pathlib.Path(args.results_dir)
     runs_file = results_dir / "runs.json"
@@ -236,16 +220,21 @@ def main(argv=None):
     env = environment_info()
     commands.append(env["command"])
     name = results_dir.name
-    tables = [make_table(name, f"Plain and Matryoshka training from the start, cut to each size: 7-task STS average, "
-                               f"{args.steps} steps, seeds {args.seeds}", "avg", runs, args, env, commands),
-              make_table(f"{name}_dev", f"The same models: STS-B dev at each size", "stsb_dev", runs, args, env,
+    tables = [make_table(name, f"Plain and Matryoshka training, cut to each size: 7-task STS average, {args.steps} "
+                               f"steps, seeds {args.seeds}", "avg", runs, args, env, commands, figure=True),
+              make_table(f"{name}_dev", "The same models: STS-B dev at each size", "stsb_dev", runs, args, env,
                          commands)]
     write_json_atomic(results_dir / "table.json", tables[0])
-    write_json_atomic(results_dir / "dev" / "table.json", tables[1])
+    write_json_atomic(results_dir.parent / f"{name}_dev" / "table.json", tables[1])
+    figure = tables[0]["figures"][0]
+    lines = [{"label": tables[0]["rows"][line["row"]]["cells"]["model"], "color": line["color"],
+              "dashed": line["dashed"], "cells": [tables[0]["rows"][line["row"]]["cells"][f"d{d}"] for d in args.dims]}
+             for line in figure["lines"]]
     try:
-        plot(runs, args, results_dir / "score_by_size.png")
-    except ImportError:
-        print("matplotlib is not installed: no plot (pip install -e '.[plots]')")
+        plot_score_by_size(lines, args.dims, results_dir / "score_by_size.png", figure["title"],
+                           start=[runs["start"][str(d)]["avg"] for d in args.dims])
+    except MatplotlibNotInstalled as e:
+        print(f"no figure: {e}")
     for table in tables:
         print(f"\n{table['title']}\n\n{markdown(table)}")
     print("\nMatryoshka - plain, 7-task average (mean over seeds):")
