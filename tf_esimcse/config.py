@@ -220,7 +220,6 @@ class TrainConfig:
         check_output_dir("--output-dir", self.output_dir)
         return self
 
-
     def matryoshka_list(self):
         """`(dims, weights)` of `--matryoshka-dims` / `--matryoshka-weights` (weights None when
         unset), or None when Matryoshka training is off. Raises a one-line `ValueError`."""
