@@ -115,6 +115,13 @@ class TrainConfig:
     mask_duplicates: bool = setting(
         False, group="method",
         help="drop in-batch duplicates of a sentence from its negatives (not in the official code)")
+    matryoshka_dims: str = setting(
+        "", group="method", default_text="none: the full embedding only", metavar="D,D,...",
+        help="Matryoshka training: the contrastive loss on each prefix of the embedding of these sizes, largest "
+             "first, e.g. 384,256,128,64,32 (each prefix usable alone after training)")
+    matryoshka_weights: str = setting(
+        "", group="method", default_text="1 each", metavar="W,W,...",
+        help="weight of each --matryoshka-dims prefix's loss (the contrastive loss is their weighted sum)")
 
     # optimisation
     batch_size: int = setting(
@@ -202,12 +209,51 @@ class TrainConfig:
         check_range(self, "max_grad_norm", low=0, hint="0 = no clipping")
         check_int(self, "seed")
         self.seed_list()
+        if self.matryoshka_list() and self.pooler == "cls" and self.mlp_only_train:
+            raise ValueError("--matryoshka-dims trains prefixes of the vectors the loss sees, here the training-only "
+                             "MLP head's (--pooler cls --mlp-only-train), which the saved model drops: use --pooler "
+                             "cls_before_pooler or avg, or --no-mlp-only-train")
         check_model_path("--model", self.model)
         check_input_path("--corpus", self.corpus)
         if self.dev_file:
             check_input_path("--dev-file", self.dev_file, always=True)
         check_output_dir("--output-dir", self.output_dir)
         return self
+
+    def matryoshka_list(self):
+        """`(dims, weights)` of `--matryoshka-dims` / `--matryoshka-weights` (weights None when
+        unset), or None when Matryoshka training is off. Raises a one-line `ValueError`."""
+        return parse_matryoshka(self.matryoshka_dims, self.matryoshka_weights)
+
+
+def parse_matryoshka(dims_text, weights_text=""):
+    """`--matryoshka-dims` ("384,256,128") and `--matryoshka-weights` ("1,1,0.5") as
+    `(dims, weights or None)`, or None when the dims are empty: positive integers, strictly
+    descending, one finite weight >= 0 per size (not all 0). The embedding size bounds the
+    largest when the encoder is loaded (`tf_esimcse.objectives.MatryoshkaObjective.setup`)."""
+    if not str(dims_text).strip():
+        if str(weights_text).strip():
+            raise ValueError("--matryoshka-weights needs --matryoshka-dims")
+        return None
+    try:
+        dims = [int(d) for d in str(dims_text).split(",")]
+    except ValueError:
+        raise ValueError(f"--matryoshka-dims must be comma-separated integers, got {dims_text!r}") from None
+    if min(dims) < 1 or any(a <= b for a, b in zip(dims, dims[1:])):
+        raise ValueError(f"--matryoshka-dims must be positive and strictly descending (largest first), "
+                         f"got {dims_text!r}")
+    if not str(weights_text).strip():
+        return dims, None
+    try:
+        weights = [float(w) for w in str(weights_text).split(",")]
+    except ValueError:
+        raise ValueError(f"--matryoshka-weights must be comma-separated numbers, got {weights_text!r}") from None
+    if len(weights) != len(dims):
+        raise ValueError(f"--matryoshka-weights has {len(weights)} weights for the {len(dims)} sizes of "
+                         f"--matryoshka-dims {dims_text}")
+    if any(not (0 <= w < float("inf")) for w in weights) or not any(w > 0 for w in weights):
+        raise ValueError(f"--matryoshka-weights must be finite numbers >= 0, not all 0, got {weights_text!r}")
+    return dims, weights
 
 
 def parse_seeds(text):

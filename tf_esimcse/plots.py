@@ -1010,6 +1010,65 @@ def _ablation_figure_rows(tables, table, figure):
     return rows, start
 
 
+def score_by_size_figure(lines, sizes, title, start=None):
+    """The figure `plot_score_by_size` saves (one axes)."""
+    fig = _new_figure((7.5, 4.4))
+    ax = fig.subplots()
+    for line in lines:
+        means = [c["mean"] for c in line["cells"]]
+        stds = [c["std"] or 0.0 for c in line["cells"]]
+        ax.errorbar(sizes, means, yerr=stds, color=_color(line.get("color", 0)), marker="o", markersize=4,
+                    capsize=3, linestyle="--" if line.get("dashed") else "-", label=line["label"])
+    if start is not None:
+        ax.plot(sizes, start, color=START_COLOR, linestyle=":", marker=".", label=START_LABEL)
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(sizes, [str(d) for d in sizes])
+    ax.minorticks_off()
+    ax.set_xlabel("dimensions kept (the first d, L2-normalised)")
+    ax.set_ylabel("7-task STS average (Spearman x100)")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=7)
+    return fig
+
+
+def plot_score_by_size(lines, sizes, output, title, start=None):
+    """Score against embedding size, one line per model (mean, error bar = sample std over seeds):
+    Matryoshka against plain training, each cut to every size (`benchmarks/matryoshka_comparison.py`).
+
+    Args:
+        lines: list of dicts: "label", "cells" (one {"mean", "std"} per size, std None for one
+            number), "color" (an int, the colour cycle's index) and "dashed" (bool).
+        sizes: list of int, the x values (log scale, base 2).
+        output: str or path-like. The PNG to write.
+        title: str.
+        start: list of float (one per size), the untrained start, or None.
+
+    Returns:
+        The `pathlib.Path` of the PNG written.
+    """
+    return _save_png(score_by_size_figure(lines, sizes, title, start), output)
+
+
+def _score_by_size_lines(tables, table, figure):
+    """`plot_score_by_size`'s lines and start from a table.json: the columns `d<size>` of the
+    rows `figure["lines"]` names ({"row", "color", "dashed"}), the start from `figure["start_row"]`."""
+    sizes = list(figure["sizes"])
+
+    def cells(i):
+        row = _table_row_cells(tables, table["rows"][i])
+        return row, [_cell_mean_std(row.get(f"d{d}")) for d in sizes]
+
+    lines = []
+    for spec in figure["lines"]:
+        row, values = cells(spec["row"])
+        lines.append({"label": row.get("model", ""), "cells": values, "color": spec.get("color", 0),
+                      "dashed": bool(spec.get("dashed"))})
+    start = None
+    if figure.get("start_row") is not None:
+        start = [v["mean"] for v in cells(figure["start_row"])[1]]
+    return lines, sizes, start
+
+
 def plot_results_tables(results_dir="docs/results", figures_dir=None):
     """Draw every figure that a committed result table names, from its JSON alone
     (`python -m tf_esimcse.plots`, `make figures`).
@@ -1018,7 +1077,8 @@ def plot_results_tables(results_dir="docs/results", figures_dir=None):
     to the repository that holds `results_dir/..`), "kind" and its settings. Kind
     "ablation_table": `plot_ablation_table` of the rows with a "label" (STS-B dev mean ± std, the
     paper's figure from the "paper_column" cell), the start from row "start_row", titled with
-    "name", "title" and "model".
+    "name", "title" and "model". Kind "score_by_size": `plot_score_by_size` of the rows and
+    columns it names ("lines", "sizes", "start_row"), titled with "title".
 
     Args:
         results_dir: str or path-like, the folder of `<name>/table.json` files.
@@ -1036,11 +1096,15 @@ def plot_results_tables(results_dir="docs/results", figures_dir=None):
     written = []
     for name, table in tables.items():
         for figure in table.get("figures", []):
-            if figure.get("kind") != "ablation_table":
+            if figure.get("kind") not in ("ablation_table", "score_by_size"):
                 raise PlotError(f"{results_dir / name / 'table.json'}: figure kind {figure.get('kind')!r} is not "
-                                f"one this function draws (ablation_table)")
+                                f"one this function draws (ablation_table, score_by_size)")
             output = (results_dir.parent.parent / figure["file"] if figures_dir is None
                       else pathlib.Path(figures_dir) / pathlib.PurePath(figure["file"]).name)
+            if figure["kind"] == "score_by_size":
+                lines, sizes, start = _score_by_size_lines(tables, table, figure)
+                written.append(plot_score_by_size(lines, sizes, output, figure["title"], start=start))
+                continue
             rows, start = _ablation_figure_rows(tables, table, figure)
             written.append(plot_ablation_table(rows, output, figure["name"], figure["title"], start_stsb_dev=start,
                                                model=figure.get("model")))

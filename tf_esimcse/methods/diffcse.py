@@ -47,6 +47,10 @@ class DiffCSEConfig(TrainConfig):
         False, group="method", help="average the RTD loss over every position, padding included (as the official code)")
 
     def validate(self):
+        if self.matryoshka_dims and self.batchnorm:
+            raise ValueError("--matryoshka-dims trains prefixes of the vectors the loss sees, here the training-only "
+                             "BatchNorm projection's (--batchnorm), which the saved model drops: use --no-batchnorm "
+                             "with --pooler cls_before_pooler or avg")
         super().validate()
         if not self.generator:
             raise ValueError("--generator is required: a keras-hub MaskedLM preset sharing the encoder's vocabulary "

@@ -11,6 +11,7 @@ import dataclasses
 import typing
 
 from tf_esimcse.config import parse_config
+from tf_esimcse.objectives.matryoshka import MatryoshkaObjective
 from tf_esimcse.training import load_corpus, run_seeds
 
 
@@ -44,8 +45,13 @@ class Method:
         return self.prepare(config) if self.prepare is not None else config
 
     def objective(self, config):
-        """The method's objective for `config`."""
-        return self.build_objective(config, **shared_objective_settings(config))
+        """The method's objective for `config` (wrapped in a `MatryoshkaObjective` when
+        `--matryoshka-dims` is set)."""
+        objective = self.build_objective(config, **shared_objective_settings(config))
+        matryoshka = config.matryoshka_list()
+        if matryoshka:
+            objective = MatryoshkaObjective(objective, dims=matryoshka[0], dim_weights=matryoshka[1])
+        return objective
 
     def train(self, config):
         """Every seed of `config` trained (`tf_esimcse.training.run_seeds`)."""

@@ -43,6 +43,10 @@ class SimCSEObjective(Objective):
     Returns (from `loss_terms`): `{"contrastive": loss}`.
     """
 
+    #: The loss of the gathered vectors that `contrastive_loss` returns (`losses.info_nce`'s
+    #: arguments); `MatryoshkaObjective` sets it to its sum over embedding prefixes.
+    contrastive_fn = staticmethod(losses.info_nce)
+
     def __init__(self, temperature=0.05, cross_replica_negatives=True, same_dropout_mask=False, two_encoders=False,
                  mask_duplicates=False, **kwargs):
         super().__init__(**kwargs)
@@ -112,7 +116,7 @@ class SimCSEObjective(Objective):
         kwargs = {}
         if self.mask_duplicates:
             kwargs["positive_mask"] = losses.duplicate_mask(anchor_ids, example_ids, label_offset=offset)
-        return losses.info_nce(
+        return self.contrastive_fn(
             z1, z2, temperature=self.temperature, hard_negatives=hard_negatives,
             hard_negative_offset=hard_negative_offset, queue=queue, queue_mask=queue_mask, label_offset=offset,
             **kwargs,
