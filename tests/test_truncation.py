@@ -328,3 +328,30 @@ def test_sentence_transformers_export_keeps_the_size(saved, full, tmp_path):
     np.testing.assert_allclose(numpy_truncate(theirs, DIM), numpy_truncate(full, DIM), atol=1e-5)
     want = numpy_truncate(full, DIM)
     np.testing.assert_allclose(similarity, want[:4] @ want.T, atol=1e-5)
+
+
+# ---------------------------------------------------------------------------------- the docs' numbers
+def test_the_truncated_minilm_table_is_its_raw_evaluation():
+    """docs/serving.md's table of all-MiniLM-L6-v2 cut to each size: its rows are the committed
+    `evaluate --dims --output` file at the printed decimals, its full-size row is the plain
+    `evaluate` of the same model (docs/results/minilm_start), and the drops the text states are
+    the file's."""
+    repo = pathlib.Path(__file__).resolve().parents[1]
+    folder = repo / "docs" / "results" / "minilm_truncated"
+    raw = json.loads((folder / "evaluate_dims.json").read_text())
+    table = json.loads((folder / "table.json").read_text())
+    assert raw["model"] == "default" and raw["pooler"] == "avg"
+    sizes = [int(row["cells"]["size"].split()[0]) for row in table["rows"]]
+    assert sizes == [384, 256, 128, 64, 32] and sorted(raw["dims"], key=int) == ["32", "64", "128", "256", "384"]
+    for size, row in zip(sizes, table["rows"]):
+        for column in table["columns"][1:]:
+            got = f"{row['cells'][column['key']]:.{column['decimals']}f}"
+            assert got == f"{raw['dims'][str(size)][column['key']]:.{column['decimals']}f}", (size, column["key"])
+    plain = json.loads((repo / "docs" / "results" / "minilm_start" / "evaluate_avg.json").read_text())
+    for key in ("sts12", "sts13", "sts14", "sts15", "sts16", "stsb_test", "sickr_test", "avg", "stsb_dev"):
+        assert f"{raw['dims']['384'][key]:.2f}" == f"{plain[key]:.2f}", key
+    avg = {int(d): r["avg"] for d, r in raw["dims"].items()}
+    drops = [f"{avg[384] - avg[d]:.2f}" for d in (256, 128, 64, 32)]
+    text = " ".join((repo / "docs" / "serving.md").read_text().split())
+    assert (f"Down to 256 dimensions the 7-task average moves by {drops[0]}, at 128 by {drops[1]}, at 64 by "
+            f"{drops[2]} and at 32 by {drops[3]} points") in text
