@@ -221,6 +221,11 @@ def test_cli_encode_build_index_search_at_a_size(capsys, tmp_path, gelu_new_dir,
     assert [h[2] for h in hits] == [docs[i] for i in best]
     np.testing.assert_allclose([float(h[1]) for h in hits], scores[best], atol=1e-4)
 
+    code, out, err = _run(capsys, "export", "--format", "sentence-transformers", "--model", gelu_new_dir,
+                          "--pooler", "avg", "--dim", DIM, "--output", tmp_path / "st")
+    assert code == 0, err
+    assert json.loads((tmp_path / "st" / "config_sentence_transformers.json").read_text())["truncate_dim"] == DIM
+
 
 # ---------------------------------------------------------------------------------- on disk
 @pytest.fixture(scope="module")
