@@ -176,6 +176,14 @@ def test_cli_evaluate_dims_one_encoding_per_sentence(capsys, tmp_path, gelu_new_
         want = 100 * scipy.stats.spearmanr(np.sum(a * b, axis=1), gold).statistic
         assert results["dims"][str(d)]["stsb_test"] == pytest.approx(want, abs=1e-6)
         assert results["dims"][str(d)]["dim"] == d
+    # One size with --dim: the same scores as that size's row, and the size recorded.
+    code, out, err = _run(capsys, "evaluate", "--model", gelu_new_dir, "--pooler", "avg", "--data-dir", data_root,
+                          "--dim", "16", "--output", tmp_path / "one.json")
+    assert code == 0 and "the first 16 of 32 dimensions" in out, err
+    one = json.loads((tmp_path / "one.json").read_text())
+    assert one["dim"] == 16
+    for key in ("sts12", "stsb_test", "avg", "stsb_dev", "alignment", "uniformity"):
+        assert one[key] == pytest.approx(results["dims"]["16"][key], abs=1e-6), key
 
 
 @pytest.mark.parametrize("argv,needle", [

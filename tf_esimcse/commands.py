@@ -71,6 +71,9 @@ def cmd_evaluate(args):
         return encoder.encode(sentences, batch_size=args.batch_size, verbose=0)
 
     results = {"pooler": encoder.pooler_type, "model": str(args.model)}
+    if encoder.truncate_dim is not None:  # --dim, or the model's own truncate_dim
+        results["dim"] = encoder.truncate_dim
+        print(f"embeddings: the first {encoder.truncate_dim} of {encoder.embedding_dim} dimensions, normalised again")
     start = _run_start(args)
     if use_senteval:
         results.update(evaluate_sts(encode, args.data_dir))
