@@ -262,6 +262,28 @@ def test_save_pretrained_round_trip(saved, full, encoder, tmp_path):
 
 
 @pytest.mark.large
+def test_evaluate_shows_the_full_size_start_only_beside_a_full_size_model(saved, data_root, tmp_path, capsys):
+    """A training run's model/ is shown beside its untrained start's row, which was evaluated at full
+    size: not when the model is evaluated truncated (its saved truncate_dim, or --dim)."""
+    import shutil
+
+    start = {"test": {"sts12": 1.0, "sts13": 2.0, "sts14": 3.0, "sts15": 4.0, "sts16": 5.0, "stsb_test": 6.0,
+                      "sickr_test": 7.0, "avg": 4.0}}
+    for name, truncated in (("full", False), ("small", True)):
+        run = tmp_path / name
+        shutil.copytree(saved, run / "model")
+        (run / "results.json").write_text(json.dumps({"start": start}))
+        if not truncated:
+            settings = json.loads((run / "model" / "tf_esimcse.json").read_text())
+            del settings["truncate_dim"]
+            (run / "model" / "tf_esimcse.json").write_text(json.dumps(settings))
+        code, out, err = _run(capsys, "evaluate", "--model", run / "model", "--data-dir", data_root)
+        assert code == 0, err
+        assert ("start (untrained)" in out) == (not truncated), out
+        assert (f"the first {DIM} of {TINY_HIDDEN} dimensions" in out) == truncated, out
+
+
+@pytest.mark.large
 def test_keras_hub_preset_truncated_equals_encode(saved, full):
     """keras-hub's TextEmbedder has no truncation setting: its full vectors, cut to the saved
     truncate_dim (tf_esimcse.json) and normalised, are `encode(dim=d)`."""

@@ -46,7 +46,7 @@ def _run_start(args):
     """`results["start"]` of the training run whose `model/` is being evaluated (with its
     7-task row), when the model is evaluated with the pooler it was saved with; else None."""
     model = pathlib.Path(str(args.model))
-    if model.name != MODEL_DIR or args.pooler is not None or args.max_len is not None or args.dim is not None:
+    if model.name != MODEL_DIR or args.pooler is not None or args.max_len is not None:
         return None
     try:
         start = json.loads((model.parent / "results.json").read_text()).get("start")
@@ -74,7 +74,7 @@ def cmd_evaluate(args):
     if encoder.truncate_dim is not None:  # --dim, or the model's own truncate_dim
         results["dim"] = encoder.truncate_dim
         print(f"embeddings: the first {encoder.truncate_dim} of {encoder.embedding_dim} dimensions, normalised again")
-    start = _run_start(args)
+    start = _run_start(args) if encoder.truncate_dim is None else None  # the start's row is full-size
     if use_senteval:
         results.update(evaluate_sts(encode, args.data_dir))
         if start is not None:  # a training run's model: its untrained start beside it
