@@ -224,8 +224,10 @@ def cmd_search(args):
             raise SearchError(f"{index_path} was built with --model {index.model}, not {args.model}: pass that model, "
                               "or rebuild the index (tf-esimcse build-index)")
         if index.dim != _output_dim(encoder):
-            raise SearchError(f"{index_path} holds {index.dim}-dimensional embeddings but the model gives "
-                              f"{_output_dim(encoder)}: pass --dim {index.dim} (as build-index had), or rebuild the index")
+            if args.dim is not None or index.dim > encoder.embedding_dim:
+                raise SearchError(f"{index_path} holds {index.dim}-dimensional embeddings, not {_output_dim(encoder)}: "
+                                  f"pass --dim {index.dim} (as build-index had), or rebuild the index")
+            encoder.truncate_dim = index.dim  # no --dim: the queries take the index's size
         print(f"loaded the index of {len(index.sentences)} sentences from {index_path}")
     elif args.index:
         raise SearchError(f"{index_path}: no search index here; build one with tf-esimcse build-index")
