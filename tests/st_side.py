@@ -11,7 +11,7 @@ JOB.json: {"model": DIR, "output": NPZ, "sentences": [...] (optional),
            "sts": {"sentences1": [...], "sentences2": [...], "scores": [...]} (optional)}.
 Writes NPZ (`embeddings`, `similarity` = model.similarity(embeddings[:4], embeddings),
 `pairwise` = model.similarity_pairwise(embeddings[:4], embeddings[4:8])) and prints one JSON line:
-the versions, whether torch is a CUDA build, `max_seq_length`, `similarity_fn_name`, and the STS
+the versions, whether torch is a CUDA build, `max_seq_length`, `similarity_fn_name`, `truncate_dim`, and the STS
 evaluator's Spearman of cosines (x100) when "sts" was given.
 """
 import json
@@ -34,7 +34,7 @@ def main(job_path):
     model = sentence_transformers.SentenceTransformer(job["model"], device="cpu")
     info = {"sentence_transformers": sentence_transformers.__version__, "torch": torch.__version__,
             "cuda_build": torch.version.cuda is not None, "max_seq_length": model.max_seq_length,
-            "similarity_fn_name": model.similarity_fn_name,
+            "similarity_fn_name": model.similarity_fn_name, "truncate_dim": model.truncate_dim,
             "modules": [type(m).__name__ for m in model]}
     arrays = {}
     if job.get("sentences"):

@@ -2,6 +2,7 @@
 
     tf-esimcse evaluate --model M [--pooler P] [--data-dir D] [--output results.json] [--length-split]
                         [--aggregations] [--sts-file F ...] [--only-sts-files] [--plot out.png]
+                        [--dim D | --dims 384,256,128,64,32]
     tf-esimcse plot-run saved_models/NAME [--output run.png]
     tf-esimcse encode   --model M [--pooler P] --input sentences.txt --output embeddings.npy
                         [--precision bfloat16]
@@ -84,6 +85,9 @@ def _add_model_flags(group, pooler_default="the model's own; SimCSE releases use
                             f"mean over layers (default: {pooler_default})")
     group.add_argument("--max-len", type=int, default=None, metavar="N",
                        help=f"truncate each sentence to N word pieces (default: {max_len_default})")
+    group.add_argument("--dim", type=int, default=None, metavar="D",
+                       help="embedding size: the first D coordinates, L2-normalised again (default: the model's "
+                            "saved truncate_dim, else the full size)")
 
 
 def _add_first_layer_flag(group):
@@ -109,9 +113,6 @@ def _add_index_flags(group, precision_default):
                        choices=["float32", "int8", "binary"], dest="index_precision",
                        help="stored vectors: float32, int8 (per-dimension ranges, 4x smaller) or binary (sign bits, "
                             f"32x smaller, Hamming search then float rescoring) (default: {given})")
-    group.add_argument("--dim", type=int, default=None, metavar="D",
-                       help="keep the first D dimensions of every embedding, then normalise (default: "
-                            + ("the index's; without an index, all)" if precision_default is None else "all)"))
 
 
 def _add_precision_flag(group):
@@ -174,6 +175,9 @@ def build_parser():
     g["evaluation"].add_argument("--length-threshold", type=int, default=3, metavar="N",
                                  help="--length-split: pairs whose lengths differ by at most N word pieces are "
                                       "'short' (default: 3)")
+    g["evaluation"].add_argument("--dims", default=None, metavar="D1,D2,...",
+                                 help="the STS table at each embedding size, e.g. 384,256,128,64,32, from one "
+                                      "encoding of each sentence (default: one size, see --dim)")
     g["evaluation"].add_argument("--aggregations", action="store_true",
                                  help="also STS12-16 in SentEval's 'all', 'mean' and 'wmean' aggregations side by "
                                       "side (default: off)")

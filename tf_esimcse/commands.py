@@ -24,13 +24,17 @@ from tf_esimcse.models.sentence_encoder import SentenceEncoder
 from tf_esimcse.run_folder import MODEL_DIR
 from tf_esimcse.search import SearchError, SearchIndex, read_corpus
 from tf_esimcse.st_export import export_sentence_transformers
+from tf_esimcse.truncation import SharedEncoding, check_dim, parse_dims
 
 
 def _load_encoder(args):
     if args.pooler is not None:
         check_pooler_type(args.pooler)
-    return SentenceEncoder.from_pretrained(args.model, pooler_type=args.pooler, inference_length=args.max_len,
-                                           first_layer=getattr(args, "first_layer", None))
+    encoder = SentenceEncoder.from_pretrained(args.model, pooler_type=args.pooler, inference_length=args.max_len,
+                                              first_layer=getattr(args, "first_layer", None))
+    if getattr(args, "dim", None) is not None:  # --dim: the size encode, the index and the exports use
+        encoder.truncate_dim = check_dim(args.dim, encoder.embedding_dim, name="--dim")
+    return encoder
 
 
 def _run_start(args):
@@ -54,13 +58,18 @@ def cmd_evaluate(args):
         resolve_senteval_dir(args.data_dir)
     elif not files:
         raise ValueError("--only-sts-files needs at least one --sts-file")
+    if args.dims is not None:
+        return _evaluate_dims(args, files, use_senteval)
     encoder = _load_encoder(args)
 
     def encode(sentences):
         return encoder.encode(sentences, batch_size=args.batch_size, verbose=0)
 
     results = {"pooler": encoder.pooler_type, "model": str(args.model)}
-    start = _run_start(args)
+    if encoder.truncate_dim is not None:  # --dim, or the model's own truncate_dim
+        results["dim"] = encoder.truncate_dim
+        print(f"embeddings: the first {encoder.truncate_dim} of {encoder.embedding_dim} dimensions, normalised again")
+    start = _run_start(args) if encoder.truncate_dim is None else None  # the start's row is full-size
     if use_senteval:
         results.update(evaluate_sts(encode, args.data_dir))
         if start is not None:  # a training run's model: its untrained start beside it
@@ -99,6 +108,49 @@ def cmd_evaluate(args):
     return 0
 
 
+def _evaluate_dims(args, files, use_senteval):
+    """`evaluate --dims`: the STS table at every size, each sentence encoded once at full size
+    and truncated per size (`tf_esimcse.truncation.SharedEncoding`)."""
+    dims = parse_dims(args.dims)
+    if args.dim is not None:
+        raise ValueError("give --dim or --dims, not both")
+    for flag, on in (("--length-split", args.length_split), ("--aggregations", args.aggregations),
+                     ("--plot", args.plot)):
+        if on:
+            raise ValueError(f"{flag} is not available with --dims; run it with --dim D for one size")
+    encoder = _load_encoder(args)
+    dims = tuple(check_dim(d, encoder.embedding_dim, name="--dims") for d in dims)
+    shared = SharedEncoding(
+        lambda sentences: encoder.encode(sentences, batch_size=args.batch_size, verbose=0, dim=encoder.embedding_dim))
+    results = {"pooler": encoder.pooler_type, "model": str(args.model), "dims": {}}
+    for i, dim in enumerate(dims):
+        scores = {"dim": dim}
+        if use_senteval:
+            scores.update(evaluate_sts(shared.encode_fn(dim), args.data_dir, progress=i == 0))
+        if files:
+            scores["sts_files"] = {}
+            for name, pairs in files.items():
+                metrics = pair_metrics(shared.encode_fn(dim), pairs)
+                scores["sts_files"][name] = dict(metrics, pairs=len(pairs.scores))
+        results["dims"][str(dim)] = scores
+    if use_senteval:
+        print(format_table_rows([(f"{dim} dims", results["dims"][str(dim)]) for dim in dims]))
+        for dim in dims:
+            r = results["dims"][str(dim)]
+            print(f"{dim:>5} dims: STS-B dev {r['stsb_dev']:.2f}  alignment {r['alignment']:.4f}  "
+                  f"uniformity {r['uniformity']:.4f}")
+    for name in files:
+        for dim in dims:
+            m = results["dims"][str(dim)]["sts_files"][name]
+            print(f"{name} at {dim} dims: Spearman {m['spearman']:.2f} ({m['pairs']} pairs)")
+    print(f"(each of the {shared.encoded} sentences encoded once at {encoder.embedding_dim} dims, then truncated "
+          "and normalised per size)")
+    if args.output:
+        write_json_atomic(args.output, results)
+        print(f"wrote {args.output}")
+    return 0
+
+
 def cmd_plot_run(args):
     path = plots.plot_run(args.run_dir, args.output)
     print(f"wrote {path}")
@@ -134,7 +186,7 @@ def cmd_export(args):
     resolve_version(base, args.version)  # a version conflict fails before the model loads
     encoder = _load_encoder(args)
     path = export_for_serving(encoder, base, version=args.version, text_ops=not args.tokens_only,
-                              precision=args.precision)
+                              precision=args.precision)  # at the encoder's size (its truncate_dim or --dim)
     print(f"wrote SavedModel version {path.name} to {path}")
     print(describe_signatures(path))
     print(f"serve: tensorflow_model_server --model_base_path={base} --model_name={base.name} --rest_api_port=8501")

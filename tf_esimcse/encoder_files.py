@@ -8,7 +8,8 @@ A saved encoder is a directory holding
   loads it in a process without tf_esimcse;
 * the tokenizer, as a keras-hub `BertTokenizer` (``tokenizer.json`` and ``assets/``);
 * ``tf_esimcse.json``: what keras-hub's files have no place for (the feed-forward activation, the
-  pooler, the training truncation length) and a format tag;
+  pooler, the training truncation length, the embedding size `encode()` returns when it is not the
+  full one: ``truncate_dim``) and a format tag;
 * ``pooler.weights.h5``: the MLP head's weights, for the `cls` pooler only.
 
 `from_pretrained` reads such a directory, a Hugging Face BERT directory, a keras-hub preset
@@ -30,8 +31,10 @@ from tf_esimcse.errors import ModelLoadError, ModelSaveError
 from tf_esimcse.layers.pooler import check_pooler_type
 from tf_esimcse.layers.pooler import pooler_needs_hidden_states
 from tf_esimcse.layers.sentence_preprocessor import SentencePreprocessor
+from tf_esimcse.truncation import check_dim
 
 POOLER_WEIGHTS_FILE = "pooler.weights.h5"
+ST_CONFIG_FILE = "config_sentence_transformers.json"  # a sentence-transformers folder's own settings
 FORMAT = "tf_esimcse/1"
 
 
@@ -51,6 +54,19 @@ def default_pooler_for(location):
         if cfg.get("pooling_mode_cls_token"):
             return "cls_before_pooler"
     return "cls_before_pooler"
+
+
+def saved_truncate_dim(location):
+    """`(size, file)`: the embedding size a model directory asks for, ``truncate_dim`` of our
+    `tf_esimcse.json`, else of a sentence-transformers folder's ``config_sentence_transformers.json``;
+    `(None, None)` when neither sets one (the full size)."""
+    for name in (ENCODER_CONFIG_FILE, ST_CONFIG_FILE):
+        path = pathlib.Path(location) / name
+        if path.is_file():
+            value = _read_json(path).get("truncate_dim")
+            if value is not None:
+                return value, path
+    return None, None
 
 
 def standard_tokenizer(tokenizer):
@@ -153,6 +169,8 @@ def _save_sentence_encoder(encoder, path):
             "activation": encoder.backbone.activation,
             "format": FORMAT,
         }
+        if encoder.truncate_dim is not None:  # only then: untruncated saves are as before
+            settings["truncate_dim"] = encoder.truncate_dim
         if pooler_type == "cls":
             keras.saving.save_weights(encoder.pooler, str(tmp / POOLER_WEIGHTS_FILE))
         (tmp / ENCODER_CONFIG_FILE).write_text(json.dumps(settings, indent=2) + "\n")
@@ -162,6 +180,7 @@ def _save_sentence_encoder(encoder, path):
 def load_sentence_encoder(
     cls, source="default", pooler_type=None, sequence_length=None, dropout=None, normalize=True,
     mlp_only_train=False, inference_length=None, first_layer=None, fast_dropout=True, fresh_mlp=False,
+    truncate_dim=None,
 ):
     """Build a `cls` (a `SentenceEncoder` class) from `source`; the body of
     `SentenceEncoder.from_pretrained`, whose docstring describes the arguments."""
@@ -193,7 +212,12 @@ def load_sentence_encoder(
         normalize=normalize,
         preprocessor=SentencePreprocessor(tokenizer, sequence_length=sequence_length),
         inference_length=inference_length,
+        truncate_dim=truncate_dim,
     )
+    if truncate_dim is None and kind != "preset_name":
+        saved, source_file = saved_truncate_dim(location)
+        if saved is not None:
+            encoder.truncate_dim = check_dim(saved, encoder.embedding_dim, name=f"{source_file}: truncate_dim")
     weights = pathlib.Path(location) / POOLER_WEIGHTS_FILE
     if pooler_type == "cls" and not fresh_mlp:
         if kind != "preset_name" and weights.is_file():

@@ -19,6 +19,13 @@ packing, the encoder with dropout off, pooling and L2 normalisation):
 `encode_tokens` takes what `encoder.preprocessor` produces (`[CLS] ids [SEP]` then padding,
 `padding_mask` 1 on real tokens). `similarity` is the cosine of each pair (a[i], b[i]).
 
+One size per export: `dim` is the encoder's `truncate_dim` unless `export_for_serving(dim=d)` (the
+CLI's `--dim`) says otherwise, and every signature gives that size (the first `dim` coordinates,
+L2-normalised again: `encoder.encode(dim=d)`), with the size in its output shape `[batch, dim]`.
+Not an input and not one signature per size: a TF Serving client, an index built from the model
+and the model's version then agree on one width without a request parameter to get wrong; export
+another version (or another model name) for another size.
+
 TF-Text ops: the official `tensorflow_model_server` (and the `tensorflow/serving` Docker image)
 links TF-Text's op library, so the default export serves as is. A server or tool without those ops
 cannot load the default export at all (a SavedModel's ops are resolved when the whole graph is
@@ -38,6 +45,7 @@ import tensorflow as tf
 from tf_esimcse.errors import ExportError, VersionExistsError
 from tf_esimcse.layers.matmul_precision import matmul_precision
 from tf_esimcse.models.sentence_encoder import SentenceEncoder
+from tf_esimcse.truncation import check_dim
 
 TEMP_PREFIX = ".tmp-export-"
 SERVING_DEFAULT = "serving_default"
@@ -85,14 +93,18 @@ def _trim_padding(batch):
     return {k: v[:, :longest] for k, v in batch.items()}
 
 
-def serving_functions(encoder, text_ops=True):
+def serving_functions(encoder, text_ops=True, dim=None):
     """The signature functions (`tf.function`s with input signatures) for `encoder`, by name.
 
     Each returns a dict of float32 tensors. Dropout is off (`training=False`) and embeddings are
     L2-normalised in the graph (the encoder's own normalisation, or an added one if the encoder
-    was built with `normalize=False`).
+    was built with `normalize=False`). `dim`: the embeddings' size (the first `dim` coordinates,
+    normalised again); `None` (default) uses the encoder's `truncate_dim`, else the full size.
     """
     _check_encoder(encoder, text_ops)
+    dim = encoder.truncate_dim if dim is None else check_dim(dim, encoder.embedding_dim)
+    if dim == encoder.embedding_dim:
+        dim = None  # the full vector, as before
     ids_spec = tf.TensorSpec([None, None], tf.int32)
     text_spec = tf.TensorSpec([None], tf.string)
 
@@ -101,6 +113,8 @@ def serving_functions(encoder, text_ops=True):
         x = tf.cast(x, tf.float32)
         if not encoder.normalize:
             x = tf.math.l2_normalize(x, axis=-1)
+        if dim is not None:
+            x = tf.math.l2_normalize(x[:, :dim], axis=-1)  # tf_esimcse.truncation.truncate's rule
         return x
 
     vocabulary_size = int(encoder.backbone.vocabulary_size)
@@ -186,7 +200,7 @@ def resolve_version(export_base, version=None):
     return version
 
 
-def export_for_serving(encoder, export_base, version=None, text_ops=True, precision="float32"):
+def export_for_serving(encoder, export_base, version=None, text_ops=True, precision="float32", dim=None):
     """Write `encoder` as a TF Serving SavedModel at `export_base/<version>` and return that path.
 
     Args:
@@ -201,6 +215,8 @@ def export_for_serving(encoder, export_base, version=None, text_ops=True, precis
         precision: `"float32"` (default) or `"bfloat16"`: the encoder's matrix products in
             bfloat16, everything else in float32 (faster on CPUs with AMX units; see
             `tf_esimcse.layers.matmul_precision`). Inputs and outputs stay the same dtypes.
+        dim: int or None. The embeddings' size in every signature (`encode(dim=d)`); `None`
+            (default) uses the encoder's `truncate_dim`, else the full size.
 
     Returns:
         The absolute `pathlib.Path` of the version directory.
@@ -208,7 +224,7 @@ def export_for_serving(encoder, export_base, version=None, text_ops=True, precis
     base = pathlib.Path(export_base).expanduser().resolve()
     version = resolve_version(base, version)
     with matmul_precision(precision):  # the functions are traced here
-        module = _serving_module(serving_functions(encoder, text_ops=text_ops))  # fail before writing
+        module = _serving_module(serving_functions(encoder, text_ops=text_ops, dim=dim))  # fail before writing
     base.mkdir(parents=True, exist_ok=True)
     target = base / str(version)
     # os.mkdir, not tempfile.mkdtemp: mkdtemp's 0700 mode would survive the rename and hide the

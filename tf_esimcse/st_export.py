@@ -13,7 +13,7 @@ Layout written (the standard one of sentence-transformers models such as all-Min
     special_tokens_map.json            [CLS] [SEP] [PAD] [UNK] [MASK]
     modules.json                       Transformer -> Pooling [-> Dense] [-> Normalize]
     sentence_bert_config.json          max_seq_length (the encoder's inference truncation)
-    config_sentence_transformers.json  cosine similarity, no prompts
+    config_sentence_transformers.json  cosine similarity, no prompts; the encoder's `truncate_dim`, if set
     1_Pooling/config.json              pooling_mode_cls_token or pooling_mode_mean_tokens
     2_Dense/config.json, model.safetensors   pooler "cls" with its MLP at inference only:
                                        the MLP (Linear + Tanh); needs sentence-transformers >= 3.0.1
@@ -284,9 +284,12 @@ def _write_export(encoder, tmp):
         modules.append({"idx": idx, "name": str(idx), "path": f"{idx}_Normalize", "type": f"{_ST_MODULES}.Normalize"})
     _write_json(tmp / "modules.json", modules)
     _write_json(tmp / "sentence_bert_config.json", {"max_seq_length": max_length, "do_lower_case": False})
-    _write_json(tmp / "config_sentence_transformers.json", {
-        "prompts": {}, "default_prompt_name": None, "similarity_fn_name": "cosine",
-    })
+    st_config = {"prompts": {}, "default_prompt_name": None, "similarity_fn_name": "cosine"}
+    if encoder.truncate_dim is not None:
+        # sentence-transformers >= 3 reads it; it truncates AFTER its Normalize module: the same
+        # cosines as `encode(dim=d)`, vectors of norm <= 1 unless encode(normalize_embeddings=True).
+        st_config["truncate_dim"] = int(encoder.truncate_dim)
+    _write_json(tmp / "config_sentence_transformers.json", st_config)
 
 
 def _is_nonempty_dir(path):

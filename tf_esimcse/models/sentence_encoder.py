@@ -18,6 +18,7 @@ from tf_esimcse.layers.matmul_precision import matmul_precision
 from tf_esimcse.layers.pooler import Pooler, check_pooler_type, pooler_needs_hidden_states
 from tf_esimcse.layers.sentence_preprocessor import SentencePreprocessor, trim_to_longest
 from tf_esimcse.progress import ProgressBar
+from tf_esimcse.truncation import check_dim, truncate
 
 
 @tf_esimcse_export("SentenceEncoder")
@@ -35,6 +36,11 @@ class SentenceEncoder(keras.Model):
         inference_length: int or None. Truncation used by `encode()`, evaluation and export.
             `None` (default) uses the backbone's `max_sequence_length`, i.e. no truncation in
             practice, as SimCSE's evaluation (`padding=True`, no `max_length`) does.
+        truncate_dim: int or None. The size `encode()` returns by default: the first
+            `truncate_dim` coordinates, L2-normalised again (see `tf_esimcse.truncation`); saved
+            with the model and used by evaluation, search and the exports. `None` (default): the
+            full `embedding_dim`. The forward pass (`call`, `embed`, training) always gives the
+            full vector.
 
     Call arguments:
         inputs: dict of int32 `"token_ids"` and `"padding_mask"`, shape (batch, length).
@@ -59,6 +65,7 @@ class SentenceEncoder(keras.Model):
         normalize=True,
         preprocessor=None,
         inference_length=None,
+        truncate_dim=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -78,6 +85,8 @@ class SentenceEncoder(keras.Model):
         self.first_layer = int(first_layer)
         self.normalize = bool(normalize)
         self.inference_length = None if inference_length is None else int(inference_length)
+        self.truncate_dim = None if truncate_dim is None else check_dim(truncate_dim, self.embedding_dim,
+                                                                        name="truncate_dim")
         # encode()/evaluation/export tokenizer: the same vocabulary, the inference length.
         self._inference_preprocessor = None
         length = self.inference_length or int(backbone.max_sequence_length)
@@ -195,7 +204,7 @@ class SentenceEncoder(keras.Model):
             self._predict_fns[precision] = fn
         return self._predict_fns[precision]
 
-    def encode(self, sentences, batch_size=64, verbose="auto", sort_by_length=True, precision="float32"):
+    def encode(self, sentences, batch_size=64, verbose="auto", sort_by_length=True, precision="float32", dim=None):
         """Encode strings into a float32 NumPy array of shape (len(sentences), dim), in order.
 
         Sentences are tokenized once, sorted by length and padded per batch to the longest
@@ -210,7 +219,15 @@ class SentenceEncoder(keras.Model):
         `precision="bfloat16"` runs the encoder's matrix products in bfloat16 (everything else in
         float32): faster on CPUs with AMX units, embeddings within ~1e-4 of float32 (see
         `tf_esimcse.layers.matmul_precision`). Defaults to `"float32"`.
+
+        `dim=d` keeps the first `d` coordinates of each embedding and L2-normalises them again
+        (when the encoder normalises; `tf_esimcse.truncation.truncate`): 1 <= d <=
+        `embedding_dim`, else a `ValueError`. `None` (default) uses the encoder's `truncate_dim`
+        (the full size when that is `None` too).
         """
+        dim = self.truncate_dim if dim is None else check_dim(dim, self.embedding_dim)
+        if dim == self.embedding_dim:
+            dim = None  # the full vector, untouched
         if self.preprocessor is None:
             raise ValueError("This SentenceEncoder has no preprocessor: encode() needs one to read strings.")
         if isinstance(sentences, str):
@@ -219,7 +236,7 @@ class SentenceEncoder(keras.Model):
         n = len(sentences)
         out = np.zeros((n, self.hidden_dim), dtype=np.float32)
         if n == 0:
-            return out
+            return out if dim is None else out[:, :dim]
         packed = []
         for start in range(0, n, 1024):
             batch = self.inference_preprocessor(tf.constant(sentences[start:start + 1024]))
@@ -240,12 +257,13 @@ class SentenceEncoder(keras.Model):
                 out[idx] = fn(tf.constant(batch["token_ids"]), tf.constant(batch["padding_mask"])).numpy()
                 if bar is not None:
                     bar.update(len(idx))
-        return out
+        return out if dim is None else truncate(out, dim, normalize=self.normalize)
 
-    def similarity(self, sentences_a, sentences_b, batch_size=64):
-        """Cosine similarity of each pair (a[i], b[i])."""
-        a = self.encode(sentences_a, batch_size=batch_size, verbose=0)
-        b = self.encode(sentences_b, batch_size=batch_size, verbose=0)
+    def similarity(self, sentences_a, sentences_b, batch_size=64, dim=None):
+        """Cosine similarity of each pair (a[i], b[i]), of embeddings truncated to `dim` (see
+        `encode`; `None`: the encoder's `truncate_dim`)."""
+        a = self.encode(sentences_a, batch_size=batch_size, verbose=0, dim=dim)
+        b = self.encode(sentences_b, batch_size=batch_size, verbose=0, dim=dim)
         a /= np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
         b /= np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-12)
         return np.sum(a * b, axis=1)
@@ -263,6 +281,7 @@ class SentenceEncoder(keras.Model):
                 keras.saving.serialize_keras_object(self.preprocessor) if self.preprocessor is not None else None
             ),
             "inference_length": self.inference_length,
+            "truncate_dim": self.truncate_dim,
         }
         return config
 
@@ -301,7 +320,7 @@ class SentenceEncoder(keras.Model):
     @classmethod
     def from_pretrained(
         cls, source="default", pooler_type=None, sequence_length=None, dropout=None, normalize=True, mlp_only_train=False,
-        inference_length=None, first_layer=None, fast_dropout=True, fresh_mlp=False,
+        inference_length=None, first_layer=None, fast_dropout=True, fresh_mlp=False, truncate_dim=None,
     ):
         """Load an encoder from a local HF directory, a keras-hub preset (dir or name), or a
         directory written by `save_pretrained`.
@@ -326,6 +345,10 @@ class SentenceEncoder(keras.Model):
                 ours from `pooler.weights.h5`; a Hugging Face / keras-hub checkpoint's BERT
                 pooler (where released SimCSE models store their MLP). The recipes pass `True`:
                 a head that is trained starts fresh.
+            truncate_dim: int or None. The size `encode()` returns (see the class); `None` uses
+                the saved one (ours in `tf_esimcse.json`, a sentence-transformers folder's in
+                `config_sentence_transformers.json`), else the full size. The full size itself
+                (`embedding_dim`) undoes a saved truncation.
 
         Returns:
             A `SentenceEncoder` (an instance of `cls`).
@@ -333,7 +356,7 @@ class SentenceEncoder(keras.Model):
         return encoder_files.load_sentence_encoder(
             cls, source, pooler_type=pooler_type, sequence_length=sequence_length, dropout=dropout,
             normalize=normalize, mlp_only_train=mlp_only_train, inference_length=inference_length,
-            first_layer=first_layer, fast_dropout=fast_dropout, fresh_mlp=fresh_mlp,
+            first_layer=first_layer, fast_dropout=fast_dropout, fresh_mlp=fresh_mlp, truncate_dim=truncate_dim,
         )
 
 
