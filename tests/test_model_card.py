@@ -10,6 +10,8 @@ import pytest
 
 from test_plots import runs  # noqa: F401  (fixture: a 4-step run and a 2-seed run of unsup_simcse, trained once)
 from test_recipes import workspace  # noqa: F401  (fixture)
+from test_case import TINY_SENTENCES
+from test_st_export import _run_sentence_transformers
 from tf_esimcse import cli
 from tf_esimcse.errors import TfEsimcseError
 from tf_esimcse.model_card import examples_sha256, render_model_card, write_model_card
@@ -130,7 +132,8 @@ def test_seeds_card_is_the_mean_and_sample_std_of_the_seeds(tmp_path):
         mean, std = (float(x) for x in mean_row[key].split(" ± "))
         assert mean == round(values.mean(), decimals) and std == round(values.std(ddof=1), decimals), key
     assert "| seeds | 1, 2, 3 |" in card
-    assert "seed_1/model" in card or "seed_2/model" in card or "seed_3/model" in card
+    for seed in (1, 2, 3):
+        assert f"from_pretrained({str(root / f'seed_{seed}' / 'model')!r})  # seed {seed}" in card
 
 
 def test_minimal_card_of_a_model_without_results(tmp_path):
@@ -166,6 +169,27 @@ def test_card_command_rewrites_the_card_and_errors_in_one_line(tmp_path, capsys)
         (tmp_path / "seeds").mkdir()
         (tmp_path / "seeds" / "summary.json").write_text("{}")
         write_model_card(tmp_path / "seeds")
+
+
+def test_a_run_still_training_gets_a_card_of_its_settings_only(tmp_path):
+    results = _seed_results()[0]
+    run = _run_folder(tmp_path, results)
+    (run / "results.json").unlink()
+    (run / "run_config.json").write_text(json.dumps(results["config"]))  # what a run writes when it starts
+    card = write_model_card(run / "model").read_text()
+    assert "has not finished (no `results.json` yet)" in card
+    assert not [t for t in _tables(card) if t[0][0] == "model"]  # no scores yet
+    assert "| `--learning-rate` | `3e-05` |" in card
+
+
+def test_front_matter_is_yaml_for_the_hub_and_records_the_source(tmp_path):
+    yaml = pytest.importorskip("yaml")
+    results = dict(_seed_results()[0], method="unsup_simcse")
+    card = write_model_card(_run_folder(tmp_path, results) / "model").read_text()
+    assert card.startswith("---\n")
+    front = yaml.safe_load(card.split("\n---\n", 1)[0][4:])
+    assert front["pipeline_tag"] == "sentence-similarity" and "unsup_simcse" in front["tags"]
+    assert front["tf_esimcse_card"] == {"model": str(tmp_path / "unsup_simcse" / "model"), "export": None}
 
 
 def test_examples_sha256_is_the_hash_of_the_lines():
@@ -235,7 +259,13 @@ def test_every_export_carries_the_card_of_its_model(runs, tmp_path, capsys, fmt)
     table = _results_table(card)
     _assert_row(table[f"this model (step {results['best_step']})"], results["test"])
     assert f"wrote the model card {where / 'README.md'}" in capsys.readouterr().out
-    # `tf-esimcse card` on the export writes the same card again, from the source its first line records.
-    (where / "README.md").write_text(card.splitlines()[0] + "\nstale\n")
+    # `tf-esimcse card` on the export writes the same card again, from the source its front matter records.
+    front = card.split("\n---\n", 1)[0] + "\n---\n"  # the front matter records the export's source
+    (where / "README.md").write_text(front + "stale\n")
     assert cli.main(["card", "--model", str(where)]) == 0
     assert (where / "README.md").read_text() == card
+    if fmt == "sentence-transformers":  # sentence-transformers reads README.md as its card: it still loads
+        info, arrays = _run_sentence_transformers(tmp_path, out, sentences=TINY_SENTENCES)
+        ours = SentenceEncoder.from_pretrained(str(run / "model")).encode(TINY_SENTENCES, verbose=0)
+        cosine = (arrays["embeddings"] * ours).sum(1) / np.linalg.norm(arrays["embeddings"], axis=1)
+        assert cosine.min() >= 0.9999, cosine
