@@ -192,6 +192,24 @@ def test_front_matter_is_yaml_for_the_hub_and_records_the_source(tmp_path):
     assert front["tf_esimcse_card"] == {"model": str(tmp_path / "unsup_simcse" / "model"), "export": None}
 
 
+@pytest.mark.parametrize("fmt,files,named", [("onnx", ["encoder.onnx", "tokenizer.json"], "encoder.onnx"),
+                                              ("litert", ["model.tflite", "model_int8.tflite", "vocab.txt"],
+                                               "model.tflite")])
+def test_an_export_card_names_the_files_the_export_wrote(tmp_path, fmt, files, named):
+    results = dict(_seed_results()[0], method="unsup_simcse")
+    run = _run_folder(tmp_path, results)
+    out = tmp_path / "export"
+    out.mkdir()
+    for name in files:
+        (out / name).write_bytes(b"")
+    card = write_model_card(out, model=run / "model", export={"format": fmt, "command": "tf-esimcse export ..."})
+    card = card.read_text()
+    assert f"This folder is the `{fmt}` export" in card and ", ".join(f"`{f}`" for f in files) in card
+    assert f"{str(out / named)!r}" in card
+    _assert_row(_results_table(card)[f"this model (step {results['best_step']})"], results["test"])
+    assert write_model_card(out).read_text() == card  # the front matter's record: the same card again
+
+
 def test_examples_sha256_is_the_hash_of_the_lines():
     lines = ["a first sentence", "the café, naïve"]
     assert examples_sha256(lines) == hashlib.sha256("a first sentence\nthe café, naïve\n".encode()).hexdigest()

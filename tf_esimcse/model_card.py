@@ -198,6 +198,12 @@ def _environment_lines(env, what):
 
 # --- how to load it ------------------------------------------------------------------------------
 
+def _found(directory, pattern, default):
+    """The first file in `directory` matching `pattern` (what the export wrote), else `default`."""
+    found = sorted(p.name for p in directory.glob(pattern))
+    return found[0] if found else default
+
+
 def _load_lines(directory, facts, export=None):
     """How to load the model whose card is in `directory` (an export's own format first)."""
     d = str(directory)
@@ -218,18 +224,20 @@ def _load_lines(directory, facts, export=None):
                   f"vectors = SentenceTransformer({d!r}).encode(['A man is playing a guitar.'])", "```"]
         return lines
     if fmt == "onnx":
+        onnx_file = _found(directory, "*.onnx", ONNX_FILE)
         lines += ["This folder holds the ONNX graph (token ids and mask in, the pooled, normalised embedding out) "
                   "and `tokenizer.json`; neither needs this package:", "", "```python",
                   "import onnxruntime as ort", "from tokenizers import Tokenizer",
                   f"tokenizer = Tokenizer.from_file({d + '/tokenizer.json'!r})",
-                  f"session = ort.InferenceSession({d + '/' + ONNX_FILE!r})",
+                  f"session = ort.InferenceSession({d + '/' + onnx_file!r})",
                   "```", "", "See docs/serving.md for the input names and a full example."]
         return lines
     if fmt == "litert":
+        litert_file = _found(directory, "*.tflite", LITERT_FILE)
         lines += ["This folder holds a LiteRT (TensorFlow Lite) flatbuffer (token ids in, the normalised embedding "
                   "out) with its vocabulary beside it:", "", "```python",
                   "from ai_edge_litert.interpreter import Interpreter  # or tf.lite.Interpreter",
-                  f"interpreter = Interpreter(model_path={d + '/' + LITERT_FILE!r})", "```", "",
+                  f"interpreter = Interpreter(model_path={d + '/' + litert_file!r})", "```", "",
                   "See docs/serving.md for the inputs and the int8 variant."]
         return lines
     if fmt is not None:
@@ -373,11 +381,13 @@ def _header(title, source, kind_line, method=None):
             "`tf-esimcse card --model DIR` writes it again.", ""]
 
 
-def _export_lines(export):
+def _export_lines(export, directory):
     if not export:
         return []
+    files = sorted(p.name + ("/" if p.is_dir() else "") for p in directory.iterdir()
+                   if p.name != CARD_FILE and not p.name.startswith("."))
     return [f"This folder is the `{export.get('format')}` export of the model described below, written by "
-            f"{_code(export.get('command'))}.", ""]
+            f"{_code(export.get('command'))}. It holds: {', '.join(f'`{f}`' for f in files) or 'nothing else'}.", ""]
 
 
 def _run_card(directory, run_dir, facts, export, source):
@@ -388,7 +398,7 @@ def _run_card(directory, run_dir, facts, export, source):
         lines = _header(name, source, f"A sentence encoder being trained by tf_esimcse: the run in `{run_dir}` has "
                                       f"not finished (no `{RESULTS_FILE}` yet). This is the best model on STS-B dev "
                                       "so far; the card is written again with the results when the run ends.")
-        lines += _export_lines(export)
+        lines += _export_lines(export, directory)
         lines += _training_lines({}, config) + [""] + _facts_lines(facts) + [""]
         lines += ["## Environment", ""] + _environment_lines(environment_info(), "when this card was written")
         return lines + [""] + _load_lines(directory, facts, export)
@@ -396,7 +406,7 @@ def _run_card(directory, run_dir, facts, export, source):
     lines = _header(name, source, f"A sentence encoder trained with `{_method(results)}` by tf_esimcse (status: "
                                   f"{results.get('status', 'unknown')}), from `{run_dir / RESULTS_FILE}`.",
                     method=results.get("method"))
-    lines += _export_lines(export)
+    lines += _export_lines(export, directory)
     lines += _training_lines(results, config) + [""] + _facts_lines(facts) + [""]
     lines += _run_result_lines(results) + [""]
     lines += ["## Environment", ""] + _environment_lines(results.get("environment"), "when the run trained")
@@ -437,7 +447,7 @@ def _minimal_card(directory, model, facts, export, source):
                     f"A sentence encoder saved by tf_esimcse (`{shown}`). **No training results are recorded with "
                     f"it**: it was not saved by a recipe run (no run folder with `{RESULTS_FILE}`), so this card has "
                     "no scores, corpus, steps or seeds; it lists what the model's own files say.")
-    lines += _export_lines(export) + _facts_lines(facts) + [""]
+    lines += _export_lines(export, directory) + _facts_lines(facts) + [""]
     lines += ["## Environment", ""] + _environment_lines(environment_info(), "when this card was written")
     return lines + [""] + _load_lines(directory, facts, export)
 
