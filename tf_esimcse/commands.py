@@ -4,6 +4,7 @@
 below are not needed for `--help` or a flag error). Each `cmd_NAME(args)` returns the exit code;
 errors are raised for `tf_esimcse.cli.main` to print in one line.
 """
+import functools
 import json
 import os
 import pathlib
@@ -130,6 +131,7 @@ def _writes_model_card(export_fn):
     exported model's results) is written into what was written: the SavedModel's version folder,
     else the `--output` folder."""
 
+    @functools.wraps(export_fn)
     def cmd(args):
         base = pathlib.Path(args.output).expanduser().resolve()
         version = resolve_version(base, args.version) if args.format == "saved_model" else None
@@ -141,7 +143,6 @@ def _writes_model_card(export_fn):
             print(f"wrote the model card {path}")
         return code
 
-    cmd.__doc__ = export_fn.__doc__
     return cmd
 
 
