@@ -4,6 +4,7 @@ with results.json's (or with a NumPy mean and sample std over the seeds' results
 import hashlib
 import json
 import pathlib
+import re
 
 import numpy as np
 import pytest
@@ -30,7 +31,7 @@ def _tables(card):
     tables, current = [], None
     for line in card.splitlines():
         if line.startswith("|") and line.endswith("|"):
-            cells = [c.strip() for c in line[1:-1].split("|")]
+            cells = [c.strip() for c in re.split(r"(?<!\\)\|", line[1:-1])]  # an escaped pipe stays in its cell
             if current is None:
                 current = (cells, [])
                 tables.append(current)
@@ -112,6 +113,20 @@ def test_a_card_from_older_results_says_what_was_not_recorded(tmp_path):
     assert "| method | `unsup_simcse` |" in card  # from the recipe in the recorded command
     assert "(size and hash not recorded by the tf_esimcse that trained it)" in card
     assert "| steps | 150 of batch 64 |" in card
+
+
+def test_a_run_selected_on_its_own_dev_file_says_so(tmp_path):
+    results = _seed_results()[0]
+    results["config"]["dev_file"] = "my_pairs.tsv"
+    results["dev_file"] = {"path": "my_pairs.tsv", "spearman": 71.2345}
+    results["environment"]["command"] = "python recipes/unsup_simcse.py --corpus 'a|b.txt'"
+    card = write_model_card(_run_folder(tmp_path, results) / "model").read_text()
+    assert f"Selected at step {results['best_step']} on `my_pairs.tsv`" in card
+    assert "Own dev file `my_pairs.tsv`: Spearman 71.23." in card
+    assert "| model selection | `my_pairs.tsv` every 50 steps, the best kept |" in card
+    facts = {row[0]: row[1] for header, rows in _tables(card) if header == ["", ""] for row in rows}
+    assert facts["command"] == "`python recipes/unsup_simcse.py --corpus 'a\\|b.txt'`"  # escaped: one cell
+    assert [t for t in _tables(card) if t[0] == ["step", "`my_pairs.tsv`", "align", "uniform"]]
 
 
 def test_seeds_card_is_the_mean_and_sample_std_of_the_seeds(tmp_path):

@@ -124,7 +124,8 @@ def _table_header():
 
 
 def _code(text):
-    return f"`{text}`" if text not in (None, "") else "n/a"
+    """`text` as inline code in a table cell ("|" escaped, so that it stays one cell)."""
+    return f"`{str(text).replace('|', chr(92) + '|')}`" if text not in (None, "") else "n/a"
 
 
 def _settings_table(config):
@@ -278,6 +279,10 @@ def _method(results):
     return recipe or "unknown (not recorded)"
 
 
+def _dev_name(config):
+    return f"`{config['dev_file']}`" if config.get("dev_file") else "STS-B dev"
+
+
 def _corpus_line(results, config):
     corpus = results.get("corpus")
     if not corpus:
@@ -297,7 +302,7 @@ def _training_lines(results, config, seeds=None):
              f"| corpus | {_corpus_line(results, config)} |",
              f"| steps | {steps} of batch {config.get('batch_size')} |",
              f"| seed{'s' if seeds else ''} | {', '.join(str(s) for s in seeds) if seeds else config.get('seed')} |",
-             f"| model selection | STS-B dev every {config.get('eval_steps')} steps, the best kept"
+             f"| model selection | {_dev_name(config)} every {config.get('eval_steps')} steps, the best kept"
              f"{' (or the start, --keep-start)' if config.get('keep_start') else ''} |", "",
              "Settings (the recipe's flags):", ""]
     return lines + _settings_table(config)
@@ -311,7 +316,7 @@ def _run_result_lines(results):
     start = results.get("start") or {}
     test = results.get("test")
     best_dev = results.get("best_stsb_dev")
-    lines.append(f"Selected at step {results.get('best_step')} on STS-B dev "
+    lines.append(f"Selected at step {results.get('best_step')} on {_dev_name(results.get('config') or {})} "
                  f"({_number(best_dev, 2)} during training).")
     if test is None:
         lines += ["", "No 7-task evaluation was run (final evaluation off, or no SentEval data)."]
@@ -336,7 +341,8 @@ def _run_result_lines(results):
         lines += ["", f"Warning during training: {warning}"]
     evaluations = results.get("evaluations") or []
     if evaluations:
-        lines += ["", "Every evaluation during training:", "", "| step | STS-B dev | align | uniform |",
+        lines += ["", "Every evaluation during training:", "",
+                  f"| step | {_dev_name(results.get('config') or {})} | align | uniform |",
                   "|---|---|---|---|"]
         lines += [f"| {r.get('step')} | {_number(r.get('stsb_dev'), 2)} | {_number(r.get('alignment'), 4)} | "
                   f"{_number(r.get('uniformity'), 4)} |" for r in evaluations]
