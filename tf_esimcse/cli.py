@@ -14,6 +14,7 @@
     tf-esimcse search   --model M --corpus docs.txt --query "..." [--query ...] [--top-k 10] [--index I]
                         [--rescore K] [--precision P] [--dim D]
     tf-esimcse download-data --dest DIR [--what senteval,wiki1m,nli] [--force]
+    tf-esimcse card     --model DIR   (re)write DIR/README.md, the model card, from its results
 
 M is a directory written by this package, a training run folder (the `output_dir` of a recipe,
 holding `model/` and `results.json`: its `model/` is used), a Hugging Face BERT directory, a
@@ -258,6 +259,14 @@ def build_parser():
     g = _groups(pr, "data", "output", "runtime")
     g["data"].add_argument("run_dir", metavar="RUN_DIR", help="a recipe's --output-dir")
     g["output"].add_argument("--output", default=None, metavar="PNG", help="PNG path (default: RUN_DIR/run.png)")
+    _add_verbose_flag(g["runtime"])
+
+    ca = command("card", "write the model card (README.md) of a saved model, a training run, a --seeds folder or "
+                         "an export again, from the results recorded with it", "cmd_card")
+    g = _groups(ca, "model", "runtime")
+    g["model"].add_argument("--model", required=True, metavar="DIR",
+                            help="a saved model, a training run folder (its model/), a --seeds folder or an export "
+                                 "(required)")
     _add_verbose_flag(g["runtime"])
 
     _add_download_parser(sub)

@@ -4,6 +4,7 @@
 below are not needed for `--help` or a flag error). Each `cmd_NAME(args)` returns the exit code;
 errors are raised for `tf_esimcse.cli.main` to print in one line.
 """
+import functools
 import json
 import os
 import pathlib
@@ -15,11 +16,13 @@ from tf_esimcse.atomic_files import write_json_atomic
 from tf_esimcse.data.corpus import read_text
 from tf_esimcse.data.download import download
 from tf_esimcse.data.senteval import read_sts_file, resolve_senteval_dir
+from tf_esimcse.environment import environment_info
 from tf_esimcse.errors import DataError
 from tf_esimcse.evaluation.sts import (encoder_length_split, evaluate_sts, format_aggregations, format_length_split,
                                        format_table, format_table_rows, pair_metrics, sts_year_aggregations)
 from tf_esimcse.export import describe_signatures, export_for_serving, resolve_version
 from tf_esimcse.layers.pooler import check_pooler_type
+from tf_esimcse.model_card import write_model_card
 from tf_esimcse.models.sentence_encoder import SentenceEncoder
 from tf_esimcse.run_folder import MODEL_DIR
 from tf_esimcse.search import SearchError, SearchIndex, read_corpus
@@ -175,6 +178,34 @@ def cmd_encode(args):
     return 0
 
 
+def _writes_model_card(export_fn):
+    """`cmd_export` for every `--format`: after the export, its model card (`README.md`, from the
+    exported model's results) is written into what was written: the SavedModel's version folder,
+    else the `--output` folder."""
+
+    @functools.wraps(export_fn)
+    def cmd(args):
+        base = pathlib.Path(args.output).expanduser().resolve()
+        version = resolve_version(base, args.version) if args.format == "saved_model" else None
+        code = export_fn(args)
+        target = base / str(version) if version is not None else base
+        if code == 0 and target.is_dir():
+            export = {"format": args.format, "command": environment_info()["command"]}
+            path = write_model_card(target, model=args.model, export=export)
+            print(f"wrote the model card {path}")
+        return code
+
+    return cmd
+
+
+def cmd_card(args):
+    """`tf-esimcse card --model DIR`: (re)write DIR/README.md from the results recorded with it."""
+    path = write_model_card(pathlib.Path(str(args.model)).expanduser())
+    print(f"wrote {path}")
+    return 0
+
+
+@_writes_model_card
 def cmd_export(args):
     if args.format == "sentence-transformers":
         encoder = _load_encoder(args)

@@ -10,7 +10,9 @@ A saved encoder is a directory holding
 * ``tf_esimcse.json``: what keras-hub's files have no place for (the feed-forward activation, the
   pooler, the training truncation length, the embedding size `encode()` returns when it is not the
   full one: ``truncate_dim``) and a format tag;
-* ``pooler.weights.h5``: the MLP head's weights, for the `cls` pooler only.
+* ``pooler.weights.h5``: the MLP head's weights, for the `cls` pooler only;
+* ``README.md``: the model card (`tf_esimcse.model_card`): the run's results when the directory is
+  a recipe run's `model/`, else a minimal card saying that no results are recorded with it.
 
 `from_pretrained` reads such a directory, a Hugging Face BERT directory, a keras-hub preset
 (directory or name) or a directory written by an earlier tf_esimcse, all through
@@ -31,6 +33,7 @@ from tf_esimcse.errors import ModelLoadError, ModelSaveError
 from tf_esimcse.layers.pooler import check_pooler_type
 from tf_esimcse.layers.pooler import pooler_needs_hidden_states
 from tf_esimcse.layers.sentence_preprocessor import SentencePreprocessor
+from tf_esimcse.model_card import CARD_FILE, render_model_card
 from tf_esimcse.truncation import check_dim
 
 POOLER_WEIGHTS_FILE = "pooler.weights.h5"
@@ -174,6 +177,8 @@ def _save_sentence_encoder(encoder, path):
         if pooler_type == "cls":
             keras.saving.save_weights(encoder.pooler, str(tmp / POOLER_WEIGHTS_FILE))
         (tmp / ENCODER_CONFIG_FILE).write_text(json.dumps(settings, indent=2) + "\n")
+        # The model card, from the run this save belongs to (or a minimal one): inside the rename.
+        (tmp / CARD_FILE).write_text(render_model_card(path, model_files=tmp), encoding="utf-8")
     return path
 
 

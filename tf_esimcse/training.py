@@ -7,6 +7,7 @@ the 7-task evaluation and `results.json` (with the environment it ran in). `run_
 it for each seed of `--seeds` and writes the mean ± std summary.
 """
 import dataclasses
+import hashlib
 import json
 import math
 import os
@@ -32,6 +33,7 @@ from tf_esimcse.evaluation.callbacks import STSEvaluationCallback
 from tf_esimcse.evaluation.sts import (encoder_length_split, evaluate_sts, format_length_split, format_table_rows,
                                        pair_metrics)
 from tf_esimcse.models.contrastive_model import ContrastiveModel
+from tf_esimcse.model_card import examples_sha256, write_model_card
 from tf_esimcse.models.sentence_encoder import SentenceEncoder
 from tf_esimcse.run_summary import write_summary
 from tf_esimcse.schedules import WarmupThen, linear_schedule  # noqa: F401
@@ -275,7 +277,8 @@ def below_start_message(evaluations, dev_name="STS-B dev", keep_start=False):
     return f"{what}, {relation} the start's {start['stsb_dev']:.2f}: {outcome}"
 
 
-def run_training(config, build_objective, build_dataset, load_examples=load_corpus, name="run", start_file=None):
+def run_training(config, build_objective, build_dataset, load_examples=load_corpus, name="run", start_file=None,
+                 method=None):
     """Train, keep the best STS-B dev weights, save the encoder, evaluate, write results.json.
 
     In three parts: `build_run` (examples, encoder, model, batches), `build_callbacks` (backups,
@@ -298,6 +301,8 @@ def run_training(config, build_objective, build_dataset, load_examples=load_corp
             tuples (pairs, triplets), or a dict of equal-length lists.
         start_file: where the start's 7-task scores are kept (default `<output_dir>/start.json`;
             `run_seeds` shares one file between seeds).
+        method: str or None. The method's registry name, recorded in `results.json` and the
+            model card. Defaults to `name`.
 
     Returns:
         dict with the results and the saved model path.
@@ -325,6 +330,7 @@ def run_training(config, build_objective, build_dataset, load_examples=load_corp
             raise run_folder.RunFolderError(run_folder.refusal(state))
 
     run = build_run(config, build_objective, build_dataset, load_examples, name, strategy)
+    run.method = method or name
     if not chief:  # other workers train in lock-step but write their files to a scratch dir
         output_dir = pathlib.Path(tempfile.mkdtemp(prefix="tf_esimcse_worker_"))
     lock = run_folder.RunLock(output_dir).acquire() if chief else None
@@ -347,6 +353,8 @@ class Run:
     dataset: tf.data.Dataset
     total_steps: int
     unit: str
+    corpus: dict = None  # name, examples, sha256 (`corpus_record`): results.json and the model card
+    method: str = None
 
 
 def build_run(config, build_objective, build_dataset, load_examples, name, strategy):
@@ -378,7 +386,25 @@ def build_run(config, build_objective, build_dataset, load_examples, name, strat
     dataset = build_dataset(examples, encoder.preprocessor, config)
     # examples of several sentences (pairs, NLI triplets) are counted as examples, not sentences
     unit = "sent" if isinstance(examples, list) and examples and isinstance(examples[0], str) else "ex"
-    return Run(encoder, model, dataset, total_steps, unit)
+    return Run(encoder, model, dataset, total_steps, unit, corpus=corpus_record(config, examples))
+
+
+def corpus_record(config, examples):
+    """What the run trained on, for `results.json` and the model card: the corpus's name, its
+    number of examples and the SHA-256 of the examples as read (`tf_esimcse.model_card.examples_sha256`),
+    plus the file's own SHA-256 when the corpus is a file."""
+    record = {"name": str(config.corpus), "examples": _num_examples(examples), "sha256": examples_sha256(examples)}
+    if os.path.isfile(str(config.corpus)):
+        record["file_sha256"] = _file_sha256(config.corpus)
+    return record
+
+
+def _file_sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _prepare_folder(config, output_dir, state):
@@ -528,12 +554,15 @@ def _train_in_folder(config, output_dir, run, senteval_dir, start_file):
     seconds = time.time() - start
     done = int(keras.ops.convert_to_numpy(run.model.optimizer.iterations))
     print(f"trained to step {done} of {run.total_steps}; this session ran {seconds:.0f} s")
-    return final_evaluation(config, files, trained, seconds, done, senteval_dir, dev_pairs, dev_name, start_test)
+    return final_evaluation(config, files, trained, seconds, done, senteval_dir, dev_pairs, dev_name, start_test,
+                            recorded={"method": run.method, "corpus": run.corpus, "total_steps": run.total_steps})
 
 
-def final_evaluation(config, files, trained, seconds, done, senteval_dir, dev_pairs, dev_name, start_test):
+def final_evaluation(config, files, trained, seconds, done, senteval_dir, dev_pairs, dev_name, start_test,
+                     recorded=None):
     """After `fit`: the results (diverged, or the saved model's 7-task table, length split and
-    own dev file), `results.json`, and the backup removed. Returns the results."""
+    own dev file), `results.json` (with `recorded`: the method, corpus and steps), the model
+    card in `model/`, and the backup removed. Returns the results."""
     sts_callback, evaluations = trained.sts, trained.evaluations
     output_dir, model_dir, backup_dir, log_dir = files.output_dir, files.model_dir, files.backup_dir, files.log_dir
     start_record = next((r for r in evaluations if r["step"] == 0), None)
@@ -541,6 +570,7 @@ def final_evaluation(config, files, trained, seconds, done, senteval_dir, dev_pa
                "best_stsb_dev": sts_callback.best_score, "train_seconds": seconds,
                "model_dir": str(model_dir), "evaluations": list(evaluations),
                "warnings": list(trained.collapse_watch.warnings), "environment": environment_info()}
+    results.update(recorded or {})
     if start_record is not None:
         results["start"] = {k: v for k, v in start_record.items() if k != "step"}
         if start_test is not None:
@@ -555,6 +585,7 @@ def final_evaluation(config, files, trained, seconds, done, senteval_dir, dev_pa
             reason = "no finite STS-B dev evaluation (every evaluation was NaN: the embeddings collapsed)"
         results.update({"status": "diverged", "reason": reason})
         write_json_atomic(output_dir / "results.json", results)
+        _write_card(model_dir)
         kept = f"; the last good backup stays in {backup_dir}" if backup_dir.is_dir() else ""
         earlier = f"; the best model before that stays in {model_dir}" if model_dir.is_dir() else ""
         raise TrainingDiverged(f"training diverged: {reason}{kept}{earlier}; see {output_dir / 'results.json'}")
@@ -583,9 +614,21 @@ def final_evaluation(config, files, trained, seconds, done, senteval_dir, dev_pa
             results["dev_file"] = dict(pair_metrics(encode, dev_pairs), path=config.dev_file)
             print(f"{config.dev_file}: Spearman {results['dev_file']['spearman']:.2f} (the saved model)")
     write_json_atomic(output_dir / "results.json", results)
+    _write_card(model_dir)
     shutil.rmtree(backup_dir, ignore_errors=True)  # the run is finished: nothing left to resume
     print(f"saved encoder to {model_dir}; results in {output_dir / 'results.json'}")
     return results
+
+
+def _write_card(directory):
+    """The model card (`tf_esimcse.model_card`) of a run's `model/` or a `--seeds` folder, from the
+    results just written; a failure to write it is reported in one line, never fatal to the run."""
+    if not pathlib.Path(directory).is_dir():
+        return
+    try:
+        write_model_card(directory)
+    except (OSError, TfEsimcseError, ValueError) as e:
+        print(f"warning: could not write the model card in {directory}: {e}", flush=True)
 
 
 def _log_text(log_dir, tag, message, step):
@@ -602,8 +645,8 @@ def run_seeds(config, build_objective, build_dataset, load_examples=load_corpus,
     With seeds, each run lives in `<output_dir>/seed_<n>` under the run-folder rules (a finished
     seed is skipped, an unfinished one resumes, one of other settings is refused unless
     `--overwrite`); the start's 7-task scores are measured once (`<output_dir>/start.json`) and
-    `summary.json` + `summary.md` (mean ± std per task) are written to `output_dir` after each
-    seed.
+    `summary.json` + `summary.md` (mean ± std per task) and the model card `README.md` are
+    written to `output_dir` after each seed.
 
     Returns:
         The single run's results, or `{"runs": [...], "summary": ...}`.
@@ -618,8 +661,9 @@ def run_seeds(config, build_objective, build_dataset, load_examples=load_corpus,
                                           log_dir=str(pathlib.Path(config.log_dir) / f"seed_{seed}") if config.log_dir else "")
         print(f"== seed {seed} ({i + 1} of {len(seeds)}) ==", flush=True)
         runs.append(run_training(seed_config, build_objective, build_dataset, load_examples=load_examples,
-                                 name=f"{name} seed {seed}", start_file=root / "start.json"))
+                                 name=f"{name} seed {seed}", start_file=root / "start.json", method=name))
         summary = write_summary(root, runs, command=environment_info()["command"])
+        _write_card(root)
     print(f"summary of {len(seeds)} seeds in {root / 'summary.md'}")
     print((root / "summary.md").read_text())
     return {"runs": runs, "summary": summary}

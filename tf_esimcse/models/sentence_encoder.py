@@ -303,7 +303,9 @@ class SentenceEncoder(keras.Model):
     # ------------------------------------------------------------------ save / load
     def save_pretrained(self, path):
         """Write a self-contained model directory: a standard keras-hub `BertBackbone` preset,
-        the tokenizer, `tf_esimcse.json` and (pooler `cls`) the head's weights.
+        the tokenizer, `tf_esimcse.json`, (pooler `cls`) the head's weights and the model card
+        `README.md` (`tf_esimcse.model_card`: the run's results in a recipe's `model/`, else a
+        minimal card saying that none are recorded).
 
         See `tf_esimcse.encoder_files` for the format. The directory is written next to `path`
         and moved into place in one rename, so a crash never leaves a half-written model where
