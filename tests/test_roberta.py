@@ -26,6 +26,7 @@ from tf_esimcse.data.pipeline import esimcse_dataset
 from tf_esimcse.data.pipeline import unsup_dataset
 from tf_esimcse.errors import ModelLoadError
 from tf_esimcse.export import export_for_serving
+from tf_esimcse.st_export import export_sentence_transformers
 from tiny_hf import write_tiny_hf_bert
 from tiny_roberta import BOS_ID, EOS_ID, PAD_ID
 from tiny_roberta import write_roberta_tokenizer_files
@@ -245,6 +246,14 @@ def test_masked_lm_checkpoint_without_pooler(tmp_path):
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b))
 
 
+def test_sentence_transformers_export_refuses_bpe(tmp_path, roberta_dir):
+    """Not built yet: a one-line refusal instead of a BERT vocab.txt written for BPE ids."""
+    encoder = SentenceEncoder.from_pretrained(str(roberta_dir), pooler_type="avg")
+    with pytest.raises(ValueError, match=r"byte-level BPE one \(RobertaTokenizer\).*BERT folders") as info:
+        export_sentence_transformers(encoder, tmp_path / "st")
+    assert "\n" not in str(info.value) and not (tmp_path / "st").exists()
+
+
 # --- training, saving, reloading and exporting from the tiny RoBERTa ---
 
 
@@ -264,7 +273,7 @@ def trained(request, roberta_dir, tmp_path_factory):
         data = esimcse_dataset(sentences, encoder.preprocessor, batch_size=4, repeat=True)
     before = encoder.encode(sentences, verbose=0)
     model.compile(optimizer=keras.optimizers.AdamW(1e-3, weight_decay=0.0))
-    history = model.fit(data, steps_per_epoch=3, epochs=1, verbose=0)
+    history = model.fit(data, steps_per_epoch=2, epochs=1, verbose=0)
     path = tmp_path_factory.mktemp(request.param) / "model"
     encoder.save_pretrained(str(path))
     return {"method": request.param, "encoder": encoder, "sentences": sentences, "before": before,
@@ -274,8 +283,8 @@ def trained(request, roberta_dir, tmp_path_factory):
 @pytest.mark.large
 def test_trains_saves_reloads_and_exports(trained, tmp_path):
     """The loss is finite and the weights moved; the saved folder reloads to the same vectors
-    (the BPE tokenizer and epsilon 1e-5 included); the SavedModel tokenizes in the graph and
-    gives `encode`'s vectors."""
+    (the BPE tokenizer and epsilon 1e-5 included); ESimCSE's SavedModel tokenizes in the graph
+    and gives `encode`'s vectors."""
     encoder, sentences = trained["encoder"], trained["sentences"]
     assert np.isfinite(trained["loss"]).all()
     after = encoder.encode(sentences, verbose=0)
@@ -286,6 +295,38 @@ def test_trains_saves_reloads_and_exports(trained, tmp_path):
     assert type(reloaded.preprocessor.tokenizer).__name__ == "RobertaTokenizer"
     assert reloaded.backbone.layer_norm_epsilon == 1e-5
     np.testing.assert_allclose(reloaded.encode(sentences, verbose=0), after, atol=1e-6)
+    if trained["method"] == "simcse":
+        return  # the same encoder class as ESimCSE's: one SavedModel export (below) covers both
     path = export_for_serving(reloaded, tmp_path / "export")
     served = tf.saved_model.load(str(path)).signatures["serving_default"](sentences=tf.constant(sentences))
     np.testing.assert_allclose(served["embeddings"].numpy(), after, atol=1e-5)
+
+
+def _simcse_run(roberta_dir, batches, strategy):
+    """Two graph-mode SimCSE steps from the tiny RoBERTa (dropout 0) under `strategy`: the
+    logged losses and the weights after them."""
+    with strategy.scope():
+        keras.utils.set_random_seed(0)
+        encoder = SentenceEncoder.from_pretrained(str(roberta_dir), pooler_type="cls", mlp_only_train=True,
+                                                  fresh_mlp=True, dropout=0.0)
+        model = SimCSE(encoder, temperature=0.05, max_grad_norm=1.0)
+        model.compile(optimizer=keras.optimizers.AdamW(1e-3, weight_decay=0.01), jit_compile=False)
+    data = tf.data.Dataset.from_tensor_slices(batches)
+    history = model.fit(data, epochs=1, steps_per_epoch=len(batches["token_ids"]), verbose=0, shuffle=False)
+    return history.history["loss"], [keras.ops.convert_to_numpy(w) for w in model.weights]
+
+
+@pytest.mark.large
+def test_two_replicas_equal_one_device(roberta_dir, mirrored_strategy):
+    """A RoBERTa SimCSE step on two replicas (gathered negatives) equals one device to 1e-5."""
+    preprocessor = SentenceEncoder.from_pretrained(str(roberta_dir), pooler_type="avg", sequence_length=12).preprocessor
+    sentences = ["the cat sat on the mat.", "Hello world.", "A man is playing a guitar.", "numbers 12345",
+                 "Café naïve", "emoji 😀 ok", "中文 字符", "the lazy dog."]
+    packed = preprocessor(sentences)
+    batches = {k: packed[k].numpy().reshape(2, 4, -1) for k in ("token_ids", "padding_mask")}
+    one_loss, one_weights = _simcse_run(roberta_dir, batches, tf.distribute.get_strategy())
+    two_loss, two_weights = _simcse_run(roberta_dir, batches, mirrored_strategy)
+    np.testing.assert_allclose(two_loss, one_loss, rtol=1e-5, atol=1e-5)
+    assert len(one_weights) == len(two_weights)
+    for a, b in zip(one_weights, two_weights):
+        np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-5)
