@@ -13,8 +13,10 @@ import json
 import os
 import pathlib
 import subprocess
+import sys
 
 import keras
+import keras_hub
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -23,7 +25,6 @@ from tf_esimcse import ESimCSE, SentenceEncoder, SimCSE
 from tf_esimcse.backbones import load_backbone
 from tf_esimcse.backbones import load_tokenizer
 from tf_esimcse.data.pipeline import esimcse_dataset
-from tf_esimcse.data.pipeline import unsup_dataset
 from tf_esimcse.errors import ModelLoadError
 from tf_esimcse.export import export_for_serving
 from tf_esimcse.st_export import export_sentence_transformers
@@ -246,6 +247,32 @@ def test_masked_lm_checkpoint_without_pooler(tmp_path):
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b))
 
 
+@pytest.mark.large
+def test_keras_hub_roberta_preset_equals_keras_hub(tmp_path):
+    """A keras-hub RoBERTa preset (a `RobertaBackbone` + `RobertaTokenizer` saved by keras-hub)
+    loads into the same encoder: its sequence output equals keras-hub's own `RobertaBackbone` to
+    1e-5, and the tokenizer is keras-hub's `RobertaTokenizer` from the preset."""
+    vocab = write_roberta_tokenizer_files(tmp_path / "tok")
+    keras.utils.set_random_seed(4)
+    theirs = keras_hub.models.RobertaBackbone(vocabulary_size=len(vocab), num_layers=2, num_heads=4, hidden_dim=32,
+                                              intermediate_dim=64, max_sequence_length=24)
+    for variable in theirs.weights:  # away from the initialisation (LayerNorm 1/0, small kernels)
+        variable.assign(variable + np.random.default_rng(5).normal(0, 0.2, variable.shape).astype("float32"))
+    theirs.save_to_preset(str(tmp_path / "preset"))
+    tokenizer = keras_hub.models.RobertaTokenizer(vocabulary=str(tmp_path / "tok" / "vocab.json"),
+                                                  merges=str(tmp_path / "tok" / "merges.txt"))
+    tokenizer.save_to_preset(str(tmp_path / "preset"))
+    encoder = SentenceEncoder.from_pretrained(str(tmp_path / "preset"), pooler_type="avg", sequence_length=24)
+    assert type(encoder.preprocessor.tokenizer).__name__ == "RobertaTokenizer"
+    batch = encoder.preprocessor(SENTENCES[:4])
+    ours = encoder.backbone({"token_ids": batch["token_ids"], "segment_ids": tf.zeros_like(batch["token_ids"]),
+                             "padding_mask": batch["padding_mask"]})["sequence_output"]
+    expected = theirs({"token_ids": batch["token_ids"], "padding_mask": batch["padding_mask"]})
+    real = batch["padding_mask"].numpy().astype(bool)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(ours)[real], keras.ops.convert_to_numpy(expected)[real],
+                               atol=1e-5, rtol=0)
+
+
 def test_sentence_transformers_export_refuses_bpe(tmp_path, roberta_dir):
     """Not built yet: a one-line refusal instead of a BERT vocab.txt written for BPE ids."""
     encoder = SentenceEncoder.from_pretrained(str(roberta_dir), pooler_type="avg")
@@ -257,34 +284,32 @@ def test_sentence_transformers_export_refuses_bpe(tmp_path, roberta_dir):
 # --- training, saving, reloading and exporting from the tiny RoBERTa ---
 
 
-@pytest.fixture(scope="module", params=["simcse", "esimcse"])
-def trained(request, roberta_dir, tmp_path_factory):
-    """A few steps of SimCSE / ESimCSE from the tiny RoBERTa, saved (once per method)."""
+@pytest.fixture(scope="module")
+def trained(roberta_dir, tmp_path_factory):
+    """A few ESimCSE steps (word repetition on BPE pieces, momentum encoder, queue; Keras' default
+    XLA step) from the tiny RoBERTa, saved. SimCSE's steps are `test_two_replicas_equal_one_device`'s."""
     keras.utils.set_random_seed(0)
     encoder = SentenceEncoder.from_pretrained(str(roberta_dir), pooler_type="cls", mlp_only_train=True,
                                               fresh_mlp=True, sequence_length=16)
     sentences = ["the cat sat on the mat.", "Hello world, hello there.", "A man is playing a guitar.",
                  "numbers 12345 and 2026", "Café naïve résumé", "emoji 😀 ok", "中文 字符", "the lazy dog."]
-    if request.param == "simcse":
-        model = SimCSE(encoder, temperature=0.05, max_grad_norm=1.0)
-        data = unsup_dataset(sentences, encoder.preprocessor, batch_size=4, repeat=True)
-    else:
-        model = ESimCSE(encoder, temperature=0.05, queue_size=8, momentum=0.9, max_grad_norm=1.0)
-        data = esimcse_dataset(sentences, encoder.preprocessor, batch_size=4, repeat=True)
+    model = ESimCSE(encoder, temperature=0.05, queue_size=8, momentum=0.9, max_grad_norm=1.0)
+    data = esimcse_dataset(sentences, encoder.preprocessor, batch_size=4, repeat=True)
     before = encoder.encode(sentences, verbose=0)
     model.compile(optimizer=keras.optimizers.AdamW(1e-3, weight_decay=0.0))
     history = model.fit(data, steps_per_epoch=2, epochs=1, verbose=0)
-    path = tmp_path_factory.mktemp(request.param) / "model"
+    path = tmp_path_factory.mktemp("esimcse") / "model"
     encoder.save_pretrained(str(path))
-    return {"method": request.param, "encoder": encoder, "sentences": sentences, "before": before,
-            "loss": history.history["loss"], "path": path}
+    return {"encoder": encoder, "sentences": sentences, "before": before, "loss": history.history["loss"],
+            "path": path}
 
 
 @pytest.mark.large
 def test_trains_saves_reloads_and_exports(trained, tmp_path):
-    """The loss is finite and the weights moved; the saved folder reloads to the same vectors
-    (the BPE tokenizer and epsilon 1e-5 included); ESimCSE's SavedModel tokenizes in the graph
-    and gives `encode`'s vectors."""
+    """ESimCSE from RoBERTa: the loss is finite and the weights moved; the saved folder reloads to
+    the same vectors (the BPE tokenizer and epsilon 1e-5 included); the SavedModel, loaded in a fresh
+    interpreter with TensorFlow and TF-Text only, tokenizes in the graph and gives `encode`'s
+    vectors."""
     encoder, sentences = trained["encoder"], trained["sentences"]
     assert np.isfinite(trained["loss"]).all()
     after = encoder.encode(sentences, verbose=0)
@@ -295,11 +320,17 @@ def test_trains_saves_reloads_and_exports(trained, tmp_path):
     assert type(reloaded.preprocessor.tokenizer).__name__ == "RobertaTokenizer"
     assert reloaded.backbone.layer_norm_epsilon == 1e-5
     np.testing.assert_allclose(reloaded.encode(sentences, verbose=0), after, atol=1e-6)
-    if trained["method"] == "simcse":
-        return  # the same encoder class as ESimCSE's: one SavedModel export (below) covers both
     path = export_for_serving(reloaded, tmp_path / "export")
-    served = tf.saved_model.load(str(path)).signatures["serving_default"](sentences=tf.constant(sentences))
-    np.testing.assert_allclose(served["embeddings"].numpy(), after, atol=1e-5)
+    # A fresh interpreter with TensorFlow and TF-Text only: the BPE tables travel in the SavedModel.
+    code = ("import json, sys\nimport numpy as np\nimport tensorflow as tf\nimport tensorflow_text\n"
+            "embed = tf.saved_model.load(sys.argv[1]).signatures['serving_default']\n"
+            "np.save(sys.argv[3], embed(sentences=tf.constant(json.loads(sys.argv[2])))['embeddings'].numpy())\n"
+            "assert 'keras_hub' not in sys.modules and 'tf_esimcse' not in sys.modules\n")
+    done = subprocess.run([sys.executable, "-c", code, str(path), json.dumps(sentences), str(tmp_path / "served.npy")],
+                          capture_output=True, text=True, timeout=600, cwd=str(tmp_path),
+                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES=""))
+    assert done.returncode == 0, done.stderr[-3000:]
+    np.testing.assert_allclose(np.load(tmp_path / "served.npy"), after, atol=1e-5)
 
 
 def _simcse_run(roberta_dir, batches, strategy):
@@ -318,14 +349,16 @@ def _simcse_run(roberta_dir, batches, strategy):
 
 @pytest.mark.large
 def test_two_replicas_equal_one_device(roberta_dir, mirrored_strategy):
-    """A RoBERTa SimCSE step on two replicas (gathered negatives) equals one device to 1e-5."""
-    preprocessor = SentenceEncoder.from_pretrained(str(roberta_dir), pooler_type="avg", sequence_length=12).preprocessor
-    sentences = ["the cat sat on the mat.", "Hello world.", "A man is playing a guitar.", "numbers 12345",
-                 "Café naïve", "emoji 😀 ok", "中文 字符", "the lazy dog."]
-    packed = preprocessor(sentences)
-    batches = {k: packed[k].numpy().reshape(2, 4, -1) for k in ("token_ids", "padding_mask")}
+    """SimCSE from RoBERTa: two steps on two replicas (gathered negatives) equal one device to
+    1e-5 (losses and every weight), the loss finite."""
+    rng = np.random.default_rng(0)
+    token_ids = np.full((8, 12), PAD_ID, "int32")
+    for row, length in enumerate(rng.integers(1, 11, size=8)):  # <s>, 1-10 BPE pieces, </s>, <pad>...
+        token_ids[row, : length + 2] = [BOS_ID, *rng.integers(4, 380, size=length), EOS_ID]
+    batches = {"token_ids": token_ids.reshape(2, 4, 12), "padding_mask": (token_ids != PAD_ID).astype("int32").reshape(2, 4, 12)}
     one_loss, one_weights = _simcse_run(roberta_dir, batches, tf.distribute.get_strategy())
     two_loss, two_weights = _simcse_run(roberta_dir, batches, mirrored_strategy)
+    assert np.isfinite(one_loss).all()
     np.testing.assert_allclose(two_loss, one_loss, rtol=1e-5, atol=1e-5)
     assert len(one_weights) == len(two_weights)
     for a, b in zip(one_weights, two_weights):

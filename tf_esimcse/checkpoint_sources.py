@@ -115,6 +115,15 @@ def preset_layer_norm_epsilon(location):
     return BERT_LAYER_NORM_EPSILON
 
 
+def is_keras_hub_roberta(source):
+    """Whether `source` (a location or preset name from `resolve_source`) is a keras-hub RoBERTa
+    preset: a directory whose config.json names `RobertaBackbone`, or one of its preset names."""
+    config = pathlib.Path(str(source)) / "config.json"
+    if config.is_file():
+        return _read_json(config).get("registered_name") == "keras_hub>RobertaBackbone"
+    return str(source) in keras_hub.models.RobertaBackbone.presets
+
+
 def _read_json(path):
     try:
         return json.loads(pathlib.Path(path).read_text())

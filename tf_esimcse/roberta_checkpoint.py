@@ -18,13 +18,16 @@ RoBERTa is BERT's network with other conventions, all of which `BertEncoder` hol
   `transformers` does.
 
 Weights are read with `safetensors` and assigned by name; a weight left over on either side, or of
-another shape, is a `ModelLoadError` naming the file. `tf_esimcse.backbones.load_backbone` calls
+another shape, is a `ModelLoadError` naming the file. A keras-hub RoBERTa preset (a
+`RobertaBackbone`: no token-type row, no pooler, exact GELU, epsilon 1e-5, positions already
+offset) is copied by name the same way (`from_keras_hub_roberta`): its segment row is zero. `tf_esimcse.backbones.load_backbone` calls
 this module for ``model_type: roberta``; saved again, the encoder is a keras-hub `BertBackbone`
 preset like any other (`tf_esimcse.json` keeps the epsilon) with the `RobertaTokenizer` beside it.
 """
 import json
 import pathlib
 
+import keras
 import keras_hub
 import numpy as np
 from safetensors.numpy import load_file
@@ -176,6 +179,43 @@ def load_roberta_encoder(location, dropout=None, output_hidden_states=False, fas
             raise ModelLoadError(f"{weights_file}: {hf_name!r} has shape {tuple(hf[hf_name].shape)}, which does not "
                                  f"fit config.json (expected {tuple(ours[name].shape)} after conversion)")
         ours[name].assign(value.astype(ours[name].dtype))
+    return encoder
+
+
+def from_keras_hub_roberta(roberta_backbone, dropout=None, output_hidden_states=False, fast_dropout=True):
+    """A `BertEncoder` computing what a keras-hub `RobertaBackbone` computes, with its weights.
+
+    keras-hub's RoBERTa has no token-type embedding (the one segment row is zero here) and no
+    pooler (BERT's tanh pooler keeps its initialisation; only the `cls` poolers' MLP would read
+    it, and training gives that a fresh one).
+
+    Raises:
+        ModelLoadError: naming the weight, if the two networks' weights do not pair up.
+    """
+    if not isinstance(roberta_backbone, keras_hub.models.RobertaBackbone):
+        raise TypeError(f"from_keras_hub_roberta takes a keras_hub.models.RobertaBackbone, got "
+                        f"{type(roberta_backbone).__name__}.")
+    config = roberta_backbone.get_config()
+    settings = {key: config[key] for key in ("vocabulary_size", "num_layers", "num_heads", "hidden_dim",
+                                              "intermediate_dim", "dropout", "max_sequence_length")}
+    if dropout is not None:
+        settings["dropout"] = float(dropout)
+    encoder = BertEncoder(**settings, num_segments=1, activation="gelu", layer_norm_epsilon=1e-5,
+                          output_hidden_states=bool(output_hidden_states), fast_dropout=bool(fast_dropout))
+    theirs, ours = named_weights(roberta_backbone), named_weights(encoder)
+    renamed = {"embeddings/token_embedding/embeddings": "token_embedding/embeddings",
+               "embeddings/position_embedding/embeddings": "position_embedding/embeddings"}
+    label = f"keras-hub RobertaBackbone {roberta_backbone.name!r}"
+    for name, variable in theirs.items():
+        target = renamed.get(name, name)
+        if target not in ours or tuple(ours[target].shape) != tuple(variable.shape):
+            raise ModelLoadError(f"{label}: weight {name!r} {tuple(variable.shape)} has no counterpart in BertEncoder")
+        ours[target].assign(keras.ops.cast(keras.ops.convert_to_tensor(variable), ours[target].dtype))
+    missing = sorted(set(ours) - {renamed.get(n, n) for n in theirs} - {"segment_embedding/embeddings",
+                                                                         "pooled_dense/kernel", "pooled_dense/bias"})
+    if missing:
+        raise ModelLoadError(f"{label}: no weights for BertEncoder's {missing[:5]}")
+    ours["segment_embedding/embeddings"].assign(keras.ops.zeros(ours["segment_embedding/embeddings"].shape))
     return encoder
 
 
