@@ -301,7 +301,7 @@ def trained(roberta_dir, tmp_path_factory):
     path = tmp_path_factory.mktemp("esimcse") / "model"
     encoder.save_pretrained(str(path))
     return {"encoder": encoder, "sentences": sentences, "before": before, "loss": history.history["loss"],
-            "path": path}
+            "path": path, "momentum_epsilon": model.momentum_backbone.layer_norm_epsilon}
 
 
 @pytest.mark.large
@@ -312,6 +312,7 @@ def test_trains_saves_reloads_and_exports(trained, tmp_path):
     vectors."""
     encoder, sentences = trained["encoder"], trained["sentences"]
     assert np.isfinite(trained["loss"]).all()
+    assert trained["momentum_epsilon"] == 1e-5  # the EMA copy is a RoBERTa too
     after = encoder.encode(sentences, verbose=0)
     assert np.abs(after - trained["before"]).max() > 1e-3
     settings = json.loads((trained["path"] / "tf_esimcse.json").read_text())
