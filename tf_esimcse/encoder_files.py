@@ -155,7 +155,8 @@ def _save_sentence_encoder(encoder, path):
             tokenizer = standard_tokenizer(encoder.preprocessor.tokenizer)
             tokenizer.save_to_preset(str(tmp))
             pooling_mode = KERAS_HUB_POOLING.get(pooler_type)
-            if pooling_mode is not None:
+            # keras-hub's BertTextEmbedder takes a BertTokenizer only (a RoBERTa's BPE one is saved alone).
+            if pooling_mode is not None and isinstance(tokenizer, keras_hub.models.BertTokenizer):
                 # keras-hub's own sentence embedder, so that `keras_hub.models.TextEmbedder
                 # .from_preset(path)` pools as we do (without task.json it would mean-pool).
                 length = int(encoder.inference_length or backbone.max_sequence_length)
@@ -174,6 +175,8 @@ def _save_sentence_encoder(encoder, path):
         }
         if encoder.truncate_dim is not None:  # only then: untruncated saves are as before
             settings["truncate_dim"] = encoder.truncate_dim
+        if encoder.backbone.layer_norm_epsilon != 1e-12:  # RoBERTa's 1e-5: keras-hub's BertBackbone has no place for it
+            settings["layer_norm_epsilon"] = encoder.backbone.layer_norm_epsilon
         if pooler_type == "cls":
             keras.saving.save_weights(encoder.pooler, str(tmp / POOLER_WEIGHTS_FILE))
         (tmp / ENCODER_CONFIG_FILE).write_text(json.dumps(settings, indent=2) + "\n")

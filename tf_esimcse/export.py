@@ -180,6 +180,20 @@ def _serving_module(functions):
     return module
 
 
+def tokenizer_tables(encoder):
+    """The lookup tables of the encoder's tokenizer that nothing else tracks, to be saved with
+    the signatures that read them: keras-hub's byte-level BPE tokenizer (RoBERTa) keeps its
+    vocabulary and merge tables on itself and its merge cache (a `MutableHashTable`) on a plain
+    Python object, `tokenizer.cache`. A WordPiece tokenizer (BERT) has none: `[]`."""
+    tokenizer = getattr(encoder.preprocessor, "tokenizer", None)
+    tables = []
+    for owner in (tokenizer, getattr(tokenizer, "cache", None)):
+        for value in (vars(owner).values() if owner is not None else ()):
+            if isinstance(value, tf.saved_model.experimental.TrackableResource):
+                tables.append(value)
+    return tables
+
+
 def resolve_version(export_base, version=None):
     """The version `export_for_serving` will write: `version` checked (a non-negative int not
     already in `export_base`, else `ValueError` / `VersionExistsError`), or the next one."""
@@ -225,6 +239,8 @@ def export_for_serving(encoder, export_base, version=None, text_ops=True, precis
     version = resolve_version(base, version)
     with matmul_precision(precision):  # the functions are traced here
         module = _serving_module(serving_functions(encoder, text_ops=text_ops, dim=dim))  # fail before writing
+    if text_ops and tokenizer_tables(encoder):
+        module.tokenizer_tables = tokenizer_tables(encoder)
     base.mkdir(parents=True, exist_ok=True)
     target = base / str(version)
     # os.mkdir, not tempfile.mkdtemp: mkdtemp's 0700 mode would survive the rename and hide the

@@ -171,6 +171,10 @@ def _st_pooling(encoder):
 
 def _tokenizer_files(tokenizer, max_length):
     """``(vocab.txt text, tokenizer_config, special_tokens_map)`` for a keras-hub `BertTokenizer`."""
+    if getattr(tokenizer, "merges", None) is not None:  # keras-hub's byte-level BPE (RoBERTa)
+        raise ValueError(f"the tokenizer is a byte-level BPE one ({type(tokenizer).__name__}): the sentence-transformers "
+                         "export writes BERT folders (vocab.txt) only; RoBERTa exports as a SavedModel "
+                         "(tf-esimcse export) or with save_pretrained.")
     for attribute, required in (("suffix_indicator", "##"), ("split", True)):
         if getattr(tokenizer, attribute, required) != required:
             raise ValueError(

@@ -18,7 +18,9 @@ class SentencePreprocessor(keras.layers.Layer):
 
     Args:
         tokenizer: a keras-hub `BertTokenizer` (or any WordPiece tokenizer with
-            `cls_token_id`, `sep_token_id`, `pad_token_id`).
+            `cls_token_id`, `sep_token_id`, `pad_token_id`), or a keras-hub `RobertaTokenizer`
+            (byte-level BPE: `<s> tokens </s> <pad>...`, from its `start_token_id`,
+            `end_token_id`, `pad_token_id`).
         sequence_length: int. Length after packing, special tokens included; longer sentences
             are truncated. Defaults to `32` (SimCSE's `max_seq_length`).
 
@@ -44,20 +46,19 @@ class SentencePreprocessor(keras.layers.Layer):
 
     def _get_packer(self):
         if self.packer is None:
-            t = self.tokenizer
+            start, end, pad = start_end_pad_ids(self.tokenizer)
             self.packer = keras_hub.layers.StartEndPacker(
                 sequence_length=self.sequence_length,
-                start_value=t.cls_token_id,
-                end_value=t.sep_token_id,
-                pad_value=t.pad_token_id,
+                start_value=start,
+                end_value=end,
+                pad_value=pad,
                 return_padding_mask=True,
             )
         return self.packer
 
     @property
     def special_token_ids(self):
-        t = self.tokenizer
-        return sorted({int(t.cls_token_id), int(t.sep_token_id), int(t.pad_token_id)})
+        return sorted(set(start_end_pad_ids(self.tokenizer)))
 
     def tokenize(self, sentences):
         """Strings -> token ids (ragged for a batch), truncated so that [CLS]/[SEP] still fit."""
@@ -117,6 +118,20 @@ class SentencePreprocessor(keras.layers.Layer):
         if isinstance(config.get("tokenizer"), dict):
             config["tokenizer"] = keras.saving.deserialize_keras_object(config["tokenizer"])
         return cls(**config)
+
+
+def start_end_pad_ids(tokenizer):
+    """`(start, end, pad)` ids: `[CLS]`, `[SEP]`, `[PAD]` of a WordPiece tokenizer (its
+    `cls_token_id`...), else `<s>`, `</s>`, `<pad>` of a byte-level BPE one (`start_token_id`...)."""
+    start = getattr(tokenizer, "cls_token_id", None)
+    end = getattr(tokenizer, "sep_token_id", None)
+    if start is None or end is None:
+        start, end = getattr(tokenizer, "start_token_id", None), getattr(tokenizer, "end_token_id", None)
+    pad = getattr(tokenizer, "pad_token_id", None)
+    if start is None or end is None or pad is None:
+        raise ValueError(f"{type(tokenizer).__name__} has no start/end/padding token ids (need cls_token_id, "
+                         "sep_token_id and pad_token_id, or start_token_id, end_token_id and pad_token_id).")
+    return int(start), int(end), int(pad)
 
 
 def trim_to_longest(batch):

@@ -102,6 +102,8 @@ class BertEncoder(keras_hub.models.Backbone):
             ~0.25 s of a ~1.5 s MiniLM step on 2 CPU cores); the same rates and scaling,
             different random streams. `False` keeps Keras' Philox dropout everywhere.
             Defaults to `True`.
+        layer_norm_epsilon: float. The epsilon of every LayerNorm: `1e-12` as BERT, `1e-5` as
+            RoBERTa (its Hugging Face ``layer_norm_eps``). Defaults to `1e-12`.
         dtype: string or `keras.mixed_precision.DTypePolicy`. The dtype policy of the layers.
 
     Call arguments:
@@ -139,6 +141,7 @@ class BertEncoder(keras_hub.models.Backbone):
         activation="gelu",
         output_hidden_states=False,
         fast_dropout=True,
+        layer_norm_epsilon=1e-12,
         dtype=None,
         **kwargs,
     ):
@@ -158,13 +161,13 @@ class BertEncoder(keras_hub.models.Backbone):
         )
         self.embeddings_add = keras.layers.Add(dtype=dtype, name="embeddings_add")
         self.embeddings_layer_norm = keras.layers.LayerNormalization(
-            axis=-1, epsilon=1e-12, dtype=dtype, name="embeddings_layer_norm"
+            axis=-1, epsilon=layer_norm_epsilon, dtype=dtype, name="embeddings_layer_norm"
         )
         self.embeddings_dropout = dropout_layer(dropout, fast_dropout, dtype=dtype, name="embeddings_dropout")
         self.transformer_layers = [
             BertTransformerLayer(
                 num_heads=num_heads, intermediate_dim=intermediate_dim, dropout=dropout,
-                activation=activation, layer_norm_epsilon=1e-12, fast_dropout=fast_dropout,
+                activation=activation, layer_norm_epsilon=layer_norm_epsilon, fast_dropout=fast_dropout,
                 kernel_initializer=bert_kernel_initializer(), dtype=dtype,
                 name=f"transformer_layer_{i}",
             )
@@ -205,6 +208,7 @@ class BertEncoder(keras_hub.models.Backbone):
         self.activation = activation
         self.output_hidden_states = output_hidden_states
         self.fast_dropout = fast_dropout
+        self.layer_norm_epsilon = float(layer_norm_epsilon)
 
     # ------------------------------------------------------------------ forward pieces
     def _embed(self, token_ids, segment_ids, training=None, first_token_embedding=None):
@@ -303,6 +307,7 @@ class BertEncoder(keras_hub.models.Backbone):
             "activation": self.activation,
             "output_hidden_states": self.output_hidden_states,
             "fast_dropout": self.fast_dropout,
+            "layer_norm_epsilon": self.layer_norm_epsilon,
         })
         return config
 
@@ -455,7 +460,8 @@ def copy_weights(source, target, name_map, source_label, target_label):
 
 @tf_esimcse_export("from_keras_hub_backbone")
 def from_keras_hub_backbone(
-    bert_backbone, activation="gelu", dropout=None, output_hidden_states=False, fast_dropout=True
+    bert_backbone, activation="gelu", dropout=None, output_hidden_states=False, fast_dropout=True,
+    layer_norm_epsilon=1e-12,
 ):
     """A `BertEncoder` with the architecture and the weights of a keras-hub `BertBackbone`.
 
@@ -472,6 +478,8 @@ def from_keras_hub_backbone(
         output_hidden_states: bool. Also output all hidden states. Defaults to `False`.
         fast_dropout: bool. `BertEncoder`'s hash dropout under XLA (`True`, default) or
             Keras' Philox dropout.
+        layer_norm_epsilon: float. keras-hub's `BertBackbone` fixes it at `1e-12`; a RoBERTa
+            saved by tf_esimcse records its `1e-5` in ``tf_esimcse.json``. Defaults to `1e-12`.
 
     Returns:
         A new `BertEncoder`.
@@ -491,7 +499,7 @@ def from_keras_hub_backbone(
         config["dropout"] = float(dropout)
     encoder = BertEncoder(
         **config, activation=activation, output_hidden_states=bool(output_hidden_states),
-        fast_dropout=bool(fast_dropout),
+        fast_dropout=bool(fast_dropout), layer_norm_epsilon=layer_norm_epsilon,
     )
     copy_weights(
         bert_backbone, encoder, weight_name_map(encoder.num_layers),
@@ -533,4 +541,6 @@ def save_backbone_preset(bert_encoder, preset_dir, max_shard_size=10):
     path = pathlib.Path(preset_dir) / ENCODER_CONFIG_FILE
     settings = json.loads(path.read_text()) if path.is_file() else {}
     settings["activation"] = bert_encoder.activation
+    if bert_encoder.layer_norm_epsilon != 1e-12:  # keras-hub's BertBackbone cannot hold it (RoBERTa: 1e-5)
+        settings["layer_norm_epsilon"] = bert_encoder.layer_norm_epsilon
     path.write_text(json.dumps(settings, indent=2) + "\n")
