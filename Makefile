@@ -40,8 +40,12 @@ data:
 train: setup
 	$(PY) recipes/unsup_esimcse.py
 
+# One pytest-xdist worker per logical CPU, each test module whole on one worker (its module-scoped
+# fixtures built once); TEST_WORKERS=0 runs everything in this process.
+TEST_WORKERS ?= logical
+
 test: setup $(if $(filter true 1,$(CI)),setup-st)
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile tests
 
 bench: setup
 	$(PY) benchmarks/train_throughput.py

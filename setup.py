@@ -27,7 +27,8 @@ setup(
     python_requires=">=3.10",
     install_requires=INSTALL_REQUIRES,
     extras_require={
-        "test": ["pytest==9.0.3", "matplotlib==3.11.2", "faiss-cpu==1.15.1"],
+        # pytest-xdist: `make test` runs the suite in one worker per CPU (-n logical).
+        "test": ["pytest==9.0.3", "pytest-xdist==3.8.0", "matplotlib==3.11.2", "faiss-cpu==1.15.1"],
         # The approximate search index (tf-esimcse build-index --approximate).
         "search": ["faiss-cpu==1.15.1"],
         # Ablation tables' bar charts and trajectories (recipes/ablations.py); skipped without it.

@@ -28,16 +28,36 @@ def _flags(workspace, output_dir, *extra):  # noqa: F811
     return [*argv, "--steps", "2", "--seeds", "1,2", "--output-dir", str(output_dir), *extra]
 
 
+def _encoders_argv(workspace, root):  # noqa: F811
+    """The simcse-encoders table, 2 rows x seeds 1,2, 12 steps: STS-B dev at every step (`--trajectory
+    1` sets `--eval-steps 1`), backups every 3 steps (so that a kill can land inside a row, after a
+    backup)."""
+    flags = _flags(workspace, root, "--table", "simcse-encoders", "--steps", "12", "--trajectory", "1")
+    return [*flags, "--backup-steps", "3"]
+
+
+@pytest.fixture(scope="module")
+def encoders_table(workspace, tmp_path_factory):  # noqa: F811
+    """The table trained once, uninterrupted, by the command a user runs (`python
+    recipes/ablations.py ...` in its own process): the first test reads and reruns it, the kill test
+    compares its killed table with the snapshot taken here (before anything else touches it)."""
+    root = tmp_path_factory.mktemp("encoders_table")
+    code, lines = _run_table(_encoders_argv(workspace, root))
+    assert code == 0, "".join(lines[-30:])
+    table_dir = root / "simcse-encoders"
+    return {"root": root, "table_dir": table_dir, "output": "".join(lines),
+            "table": json.loads((table_dir / "table.json").read_text()), "normalized": _normalized(table_dir, root)}
+
+
 @pytest.mark.large
-def test_a_table_trains_every_row_with_the_same_seeds(workspace, tmp_path, capsys):  # noqa: F811
+def test_a_table_trains_every_row_with_the_same_seeds(workspace, encoders_table, capsys):  # noqa: F811
     runner = ablations
-    out = runner.main(_flags(workspace, tmp_path, "--table", "simcse-encoders", "--trajectory", "1"))
-    table_dir = tmp_path / "simcse-encoders"
-    saved = json.loads((table_dir / "table.json").read_text())
+    tmp_path, table_dir = encoders_table["root"], encoders_table["table_dir"]
+    saved = encoders_table["table"]
     assert saved["seeds"] == "1,2" and [r["label"] for r in saved["rows"]] == ["one encoder", "two encoders"]
     for row in saved["rows"]:
         assert row["status"] == "ok" and row["stsb_dev"]["n"] == 2 and len(row["stsb_dev"]["values"]) == 2
-        assert len(row["trajectories"]) == 2 and [r["step"] for r in row["trajectories"][0]] == [0, 1, 2]
+        assert len(row["trajectories"]) == 2 and [r["step"] for r in row["trajectories"][0]] == list(range(13))
         assert {"alignment", "uniformity"} <= set(row["trajectories"][0][0])
     # Each row ran with its own flag on the same seeds.
     two = json.loads((table_dir / "two_encoders" / "seed_2" / "results.json").read_text())
@@ -66,11 +86,15 @@ def test_a_table_trains_every_row_with_the_same_seeds(workspace, tmp_path, capsy
         assert evaluations[0] == pytest.approx(start_point, abs=1e-6)
         assert runner.trajectory_points(row, saved["start"]) == evaluations
         assert runner.trajectory_points(row) == evaluations
-    assert out["rows"][0]["stsb_dev"] == saved["rows"][0]["stsb_dev"]
+    # the rows' numbers are their seeds' results.json
+    for row in saved["rows"]:
+        seeds = [json.loads((table_dir / slug_dir / "results.json").read_text())
+                 for slug_dir in (f"{ablations.slug(row['label'])}/seed_1", f"{ablations.slug(row['label'])}/seed_2")]
+        assert row["stsb_dev"]["values"] == pytest.approx([r["best_stsb_dev"] for r in seeds], abs=1e-9)
 
     # Started again: every seed is already trained, the same table comes back.
     capsys.readouterr()
-    again = runner.main(_flags(workspace, tmp_path, "--table", "simcse-encoders", "--trajectory", "1"))
+    again = runner.main(_encoders_argv(workspace, tmp_path))
     printed = capsys.readouterr().out
     assert printed.count("already finished: ") == 4 and "=== start" not in printed  # start.json is reused
     assert "config ==" not in printed  # no seed trained again
@@ -78,7 +102,7 @@ def test_a_table_trains_every_row_with_the_same_seeds(workspace, tmp_path, capsy
 
     # Fewer seeds than trained: the row's numbers are those of the seeds asked for, not of its
     # summary.json (which covers seeds 1 and 2); nothing is trained.
-    one_seed = runner.main(_flags(workspace, tmp_path, "--table", "simcse-encoders", "--seeds", "1"))
+    one_seed = runner.main([*_encoders_argv(workspace, tmp_path), "--seeds", "1"])
     for row, full in zip(one_seed["rows"], saved["rows"]):
         assert row["stsb_dev"]["n"] == 1 and row["stsb_dev"]["values"] == full["stsb_dev"]["values"][:1]
     assert "=== start" not in capsys.readouterr().out
@@ -89,7 +113,7 @@ def test_a_table_trains_every_row_with_the_same_seeds(workspace, tmp_path, capsy
 
     before = (table_dir / "one_encoder" / "seed_1" / "results.json").read_bytes()
     with pytest.raises(TfEsimcseError, match="row 'one encoder': .* stopped with exit code 2"):
-        runner.main(_flags(workspace, tmp_path, "--table", "simcse-encoders", "--learning-rate", "1e-4"))
+        runner.main([*_encoders_argv(workspace, tmp_path), "--learning-rate", "1e-4"])
     assert (table_dir / "one_encoder" / "seed_1" / "results.json").read_bytes() == before
 
 
@@ -218,16 +242,14 @@ def _normalized(table_dir, root):
 
 
 @pytest.mark.large
-def test_a_killed_table_resumes_to_the_uninterrupted_table(workspace, tmp_path):  # noqa: F811
+def test_a_killed_table_resumes_to_the_uninterrupted_table(workspace, encoders_table, tmp_path):  # noqa: F811
     """SIGKILL on the runner's process group inside a row (after a seed's backup, mid-seed) and
-    between rows; the same command run again finishes a table equal to an uninterrupted one's."""
+    between rows; the same command run again finishes a table equal to the uninterrupted one's
+    (the `encoders_table` fixture, the same command in another folder)."""
     def argv(root):
-        flags = _flags(workspace, root, "--table", "simcse-encoders", "--steps", "12")
-        return [*flags, "--backup-steps", "3", "--eval-steps", "4"]
+        return _encoders_argv(workspace, root)
 
-    code, _ = _run_table(argv(tmp_path / "reference"))
-    assert code == 0
-    reference = _normalized(tmp_path / "reference" / "simcse-encoders", tmp_path / "reference")
+    reference = encoders_table["normalized"]
 
     root = tmp_path / "killed"
     table_dir = root / "simcse-encoders"

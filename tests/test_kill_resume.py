@@ -20,8 +20,8 @@ keras-hub's metadata.json without its save date, the rest byte for byte).
 
 The fixture's STS-B dev (200 pairs whose gold score is the untrained encoder's cosine reversed)
 changes at every evaluation and improves at each, so new best models are saved before the kill
-and after the resume (both asserted). Cases: ESimCSE on the default path (XLA, hash dropout),
-SimCSE with `--jit-compile false` (Keras' Philox dropout), and SimCSE's cached step
+and after the resume (both asserted). Cases: ESimCSE and SimCSE each on the default path (XLA,
+hash dropout) and with `--jit-compile false` (Keras' Philox dropout), and SimCSE's cached step
 (`--mini-batch-size`, XLA). The 14 steps cross three data epochs (ESimCSE empties its queue at
 each).
 
@@ -57,8 +57,10 @@ FLAGS = {"steps": STEPS, "eval-steps": EVAL_STEPS, "backup-steps": BACKUP_STEPS,
          "batch-size": 8, "max-len": 16, "learning-rate": 1e-3}
 CASES = {
     "esimcse-xla": ("unsup_esimcse", {}),  # the default path: XLA, hash dropout
-    # Keras' Philox dropout; the cached step. Without the 7-task evaluations (start and end), which
-    # the first case covers, to keep the test short.
+    # Both methods on both paths (Keras' Philox dropout without XLA), and the cached step. Without
+    # the 7-task evaluations (start and end), which the first case covers, to keep the test short.
+    "esimcse-no-xla": ("unsup_esimcse", {"jit-compile": "false", "no-final-eval": None}),
+    "simcse-xla": ("unsup_simcse", {"no-final-eval": None}),
     "simcse-no-xla": ("unsup_simcse", {"jit-compile": "false", "no-final-eval": None}),
     "simcse-cached-xla": ("unsup_simcse", {"mini-batch-size": 4, "no-final-eval": None}),
 }
