@@ -84,8 +84,10 @@ def litert_flatbuffers(encoder, quantize=None):
                 flatbuffers[name] = converter.convert()
             except Exception as e:  # ConverterError carries pages of MLIR: keep its verdict
                 lines = [line.strip() for line in str(e).splitlines() if line.strip()]
-                verdict = next((line for line in lines if "TF Select ops" in line or "not supported" in line),
-                               lines[0] if lines else type(e).__name__)
+                select = [line.split(":", 1)[1].strip() for line in lines if line.startswith("TF Select ops:")]
+                verdict = (f"TensorFlow ops with no LiteRT builtin: {select[0]}" if select
+                           else next((line for line in lines if "not supported" in line),
+                                     lines[0] if lines else type(e).__name__))
                 raise ExportError(f"the LiteRT converter cannot take this encoder with builtin ops only: {verdict}") from e
     return flatbuffers
 
