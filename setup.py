@@ -28,7 +28,12 @@ setup(
     install_requires=INSTALL_REQUIRES,
     extras_require={
         # pytest-xdist: `make test` runs the suite in one worker per CPU (-n logical).
-        "test": ["pytest==9.0.3", "pytest-xdist==3.8.0", "matplotlib==3.11.2", "faiss-cpu==1.15.1"],
+        "test": ["pytest==9.0.3", "pytest-xdist==3.8.0", "matplotlib==3.11.2", "faiss-cpu==1.15.1", "tf2onnx==1.17.0",
+                 "onnx==1.23.2", "onnxruntime==1.32.0", "ai-edge-litert==2.3.0"],
+        # tf-esimcse export --format onnx (tf2onnx converts; onnxruntime, CPU build, runs it).
+        "onnx": ["tf2onnx==1.17.0", "onnx==1.23.2", "onnxruntime==1.32.0"],
+        # The LiteRT interpreter without TensorFlow (the export itself needs only TensorFlow).
+        "litert": ["ai-edge-litert==2.3.0"],
         # The approximate search index (tf-esimcse build-index --approximate).
         "search": ["faiss-cpu==1.15.1"],
         # Ablation tables' bar charts and trajectories (recipes/ablations.py); skipped without it.

@@ -43,3 +43,5 @@ from tf_esimcse.layers.random_crop import RandomCrop  # noqa: E402,F401
 from tf_esimcse.layers.word_deletion import WordDeletion  # noqa: E402,F401
 from tf_esimcse.layers.masked_lm_replacement import MaskedLMReplacement  # noqa: E402,F401
 from tf_esimcse.st_export import export_sentence_transformers  # noqa: E402,F401
+from tf_esimcse.onnx_export import export_onnx  # noqa: E402,F401
+from tf_esimcse.litert_export import export_litert  # noqa: E402,F401

@@ -9,6 +9,7 @@
     tf-esimcse export   --model M [--pooler P] [--max-len L] --output saved_models/NAME [--version N]
                         [--tokens-only] [--precision bfloat16]
     tf-esimcse export   --format sentence-transformers --model M --output DIR [--overwrite]
+    tf-esimcse export   --format onnx|litert --model M --output DIR [--overwrite] [--quantize int8]
     tf-esimcse build-index --model M --corpus docs.txt [--output docs.txt.index] [--approximate]
                         [--precision float32|int8|binary] [--dim D]
     tf-esimcse search   --model M --corpus docs.txt --query "..." [--query ...] [--top-k 10] [--index I]
@@ -201,15 +202,18 @@ def build_parser():
     _add_verbose_flag(g["runtime"])
 
     ex = command("export", "a TF Serving SavedModel (strings in, embeddings out) at OUTPUT/<version>, or a "
-                           "sentence-transformers directory", "cmd_export")
+                           "sentence-transformers, ONNX or LiteRT directory", "cmd_export")
     g = _groups(ex, "model", "output", "runtime")
     _add_model_flags(g["model"], max_len_default="the model's own, else 32")
     g["output"].add_argument("--output", required=True, metavar="DIR",
                              help="export base directory (TF Serving's --model_base_path), e.g. saved_models/NAME "
                                   "(required)")
-    g["output"].add_argument("--format", default="saved_model", choices=["saved_model", "sentence-transformers"],
+    g["output"].add_argument("--format", default="saved_model",
+                             choices=["saved_model", "sentence-transformers", "onnx", "litert"],
                              help="saved_model (TF Serving) or sentence-transformers (a Hugging Face BERT directory "
-                                  "with its pooling modules, for SentenceTransformer(DIR) and transformers) "
+                                  "with its pooling modules, for SentenceTransformer(DIR) and transformers); onnx "
+                                  "(model.onnx for ONNX Runtime) or litert (model.tflite), both token ids in, the "
+                                  "pooled normalised embedding out, tokenizer.json + vocab.txt beside "
                                   "(default: saved_model)")
     g["output"].add_argument("--version", type=int, default=None, metavar="N",
                              help="saved_model: the version to write; never overwrites (default: 1 + the largest "
@@ -218,7 +222,10 @@ def build_parser():
                              help="saved_model: token ids in only (encode_tokens, also as serving_default), no "
                                   "TF-Text ops in the graph (default: off)")
     g["output"].add_argument("--overwrite", action="store_true",
-                             help="sentence-transformers: replace a non-empty OUTPUT (default: off)")
+                             help="sentence-transformers, onnx, litert: replace a non-empty OUTPUT (default: off)")
+    g["output"].add_argument("--quantize", default=None, choices=["int8"],
+                             help="litert: also write model_int8.tflite, dynamic-range int8 weights (default: "
+                                  "float32 only)")
     _add_precision_flag(g["runtime"])
     _add_verbose_flag(g["runtime"])
 

@@ -22,8 +22,10 @@ from tf_esimcse.evaluation.sts import (encoder_length_split, evaluate_sts, forma
                                        format_table, format_table_rows, pair_metrics, sts_year_aggregations)
 from tf_esimcse.export import describe_signatures, export_for_serving, resolve_version
 from tf_esimcse.layers.pooler import check_pooler_type
+from tf_esimcse.litert_export import export_litert
 from tf_esimcse.model_card import write_model_card
 from tf_esimcse.models.sentence_encoder import SentenceEncoder
+from tf_esimcse.onnx_export import export_onnx
 from tf_esimcse.run_folder import MODEL_DIR
 from tf_esimcse.search import SearchError, SearchIndex, read_corpus
 from tf_esimcse.st_export import export_sentence_transformers
@@ -178,6 +180,30 @@ def cmd_encode(args):
     return 0
 
 
+def _export_portable(args):
+    """`--format onnx|litert`: token ids in, embeddings out, the tokenizer files beside."""
+    if args.quantize is not None and args.format != "litert":
+        raise ValueError(f"--quantize applies to --format litert, not {args.format}")
+    if args.precision != "float32":
+        raise ValueError(f"--precision {args.precision} applies to the SavedModel; --format {args.format} is float32")
+    out = pathlib.Path(args.output).expanduser()
+    if out.is_dir() and any(out.iterdir()) and not args.overwrite:  # before the model loads
+        raise FileExistsError(f"{out.resolve()}: directory exists and is not empty; pass --overwrite to replace it")
+    encoder = _load_encoder(args)
+    if args.format == "onnx":
+        path = export_onnx(encoder, out, overwrite=args.overwrite)
+        print(f"wrote model.onnx and its tokenizer to {path}")
+        print(f"run: onnxruntime.InferenceSession({str(path / 'model.onnx')!r}) with input_ids, attention_mask "
+              f"(int64) from tokenizers.Tokenizer.from_file({str(path / 'tokenizer.json')!r}) -> embeddings")
+    else:
+        path = export_litert(encoder, out, overwrite=args.overwrite, quantize=args.quantize)
+        files = "model.tflite" + (" and model_int8.tflite" if args.quantize else "")
+        print(f"wrote {files} and the tokenizer to {path}")
+        print(f"run: ai_edge_litert.interpreter.Interpreter(model_path={str(path / 'model.tflite')!r})"
+              ".get_signature_runner()(input_ids=..., attention_mask=...) (int32) -> embeddings")
+    return 0
+
+
 def _writes_model_card(export_fn):
     """`cmd_export` for every `--format`: after the export, its model card (`README.md`, from the
     exported model's results) is written into what was written: the SavedModel's version folder,
@@ -207,6 +233,8 @@ def cmd_card(args):
 
 @_writes_model_card
 def cmd_export(args):
+    if args.format in ("onnx", "litert"):
+        return _export_portable(args)
     if args.format == "sentence-transformers":
         encoder = _load_encoder(args)
         path = export_sentence_transformers(encoder, pathlib.Path(args.output).expanduser(), overwrite=args.overwrite)

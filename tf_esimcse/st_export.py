@@ -208,6 +208,51 @@ def _tokenizer_files(tokenizer, max_length):
     return "\n".join(vocabulary) + "\n", config, special
 
 
+def write_tokenizer_files(tokenizer, directory, max_length, tokenizer_json=False):
+    """Write a keras-hub `BertTokenizer` as Hugging Face `BertTokenizer` files into `directory`.
+
+    Writes ``vocab.txt``, ``tokenizer_config.json`` and ``special_tokens_map.json`` (what this
+    module's export holds: `transformers.AutoTokenizer.from_pretrained(directory)` loads them),
+    and with `tokenizer_json=True` also ``tokenizer.json``: the same WordPiece tokenizer as one
+    Hugging Face `tokenizers` file (`tokenizers.Tokenizer.from_file`, in Python, Rust, Node or
+    transformers' fast tokenizers), adding ``[CLS]``/``[SEP]`` and truncating to `max_length`.
+    The ONNX and LiteRT exports write it beside their graph.
+
+    Args:
+        tokenizer: a keras-hub `BertTokenizer` (an encoder's `preprocessor.tokenizer`).
+        directory: path. An existing directory.
+        max_length: int. The tokenizer's truncation length (special tokens included).
+        tokenizer_json: bool. Also write ``tokenizer.json``. Defaults to `False`.
+
+    Returns:
+        The list of paths written.
+
+    Raises:
+        ValueError: for a tokenizer with no Hugging Face BertTokenizer equivalent.
+    """
+    directory = pathlib.Path(directory)
+    vocab_text, tokenizer_config, special = _tokenizer_files(tokenizer, max_length)
+    written = [directory / "vocab.txt", directory / "tokenizer_config.json", directory / "special_tokens_map.json"]
+    written[0].write_text(vocab_text, encoding="utf-8")
+    _write_json(written[1], tokenizer_config)
+    _write_json(written[2], special)
+    if tokenizer_json:
+        # `tokenizers` comes with keras-hub; imported here, as only these exports need it.
+        from tokenizers.implementations import BertWordPieceTokenizer
+
+        fast = BertWordPieceTokenizer(
+            str(written[0]), unk_token=special["unk_token"], sep_token=special["sep_token"],
+            cls_token=special["cls_token"], pad_token=special["pad_token"], mask_token=special["mask_token"],
+            clean_text=True, handle_chinese_chars=tokenizer_config["tokenize_chinese_chars"],
+            strip_accents=tokenizer_config["strip_accents"], lowercase=tokenizer_config["do_lower_case"],
+            wordpieces_prefix="##",
+        )
+        fast.enable_truncation(int(max_length))
+        written.append(directory / "tokenizer.json")
+        fast.save(str(written[-1]))
+    return written
+
+
 def _bert_config(backbone, pad_token_id):
     activation = getattr(backbone, "activation", _KERAS_HUB_ACTIVATION)
     if activation not in HF_ACTIVATIONS:
@@ -249,16 +294,14 @@ def _write_export(encoder, tmp):
         raise ValueError("this SentenceEncoder has no preprocessor: the export needs its tokenizer's vocabulary.")
     tokenizer = encoder.preprocessor.tokenizer
     max_length = int(encoder.inference_length or backbone.max_sequence_length)
-    vocab_text, tokenizer_config, special = _tokenizer_files(tokenizer, max_length)
+    _tokenizer_files(tokenizer, max_length)  # an unsupported tokenizer fails before anything is written
     pad_token_id = int(getattr(tokenizer, "pad_token_id", 0) or 0)
     hidden = int(backbone.hidden_dim)
 
     _write_json(tmp / "config.json", _bert_config(backbone, pad_token_id))
     tensors = hf_bert_weights(backbone, pooler_dense=encoder.pooler.mlp if with_mlp else None)
     save_file(tensors, str(tmp / "model.safetensors"), metadata={"format": "pt"})
-    (tmp / "vocab.txt").write_text(vocab_text, encoding="utf-8")
-    _write_json(tmp / "tokenizer_config.json", tokenizer_config)
-    _write_json(tmp / "special_tokens_map.json", special)
+    write_tokenizer_files(tokenizer, tmp, max_length)
 
     modules = [
         {"idx": 0, "name": "0", "path": "", "type": f"{_ST_MODULES}.Transformer"},

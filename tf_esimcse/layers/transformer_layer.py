@@ -19,7 +19,9 @@ The attention follows keras' `MultiHeadAttention` step for step (queries scaled 
 `keras.ops.dot_product_attention` when the layer has no dropout), so checkpoints give the numbers
 keras-hub gives them.
 """
+import contextlib
 import math
+import threading
 
 import keras
 
@@ -40,7 +42,30 @@ def gelu_exact(x):
     fusion pattern, so that after `layers/matmul_precision.projection` the feed-forward's first
     projection is one fused op in graph mode. Under XLA everything fuses anyway.
     """
+    if getattr(_gelu_state, "portable", False):
+        return keras.activations.gelu(x, approximate=False)
     return x * (0.5 * (1.0 + keras.ops.erf(x * 0.7071067811865476)))
+
+
+_gelu_state = threading.local()
+
+
+@contextlib.contextmanager
+def portable_gelu():
+    """Within the block, `gelu_exact` is traced as `keras.activations.gelu(x, approximate=False)`.
+
+    The same function (to float rounding), written in the form that converters recognise as one
+    GELU: the LiteRT converter maps it to its builtin `GELU` kernel, whereas `gelu_exact`'s own
+    operand order leaves a bare `Erf`, which LiteRT has no builtin for (it would need
+    select-TF-ops). Read while a function is traced, like `matmul_precision`:
+    `tf_esimcse.litert_export` traces inside it. Training and `encode` never use it.
+    """
+    previous = getattr(_gelu_state, "portable", False)
+    _gelu_state.portable = True
+    try:
+        yield
+    finally:
+        _gelu_state.portable = previous
 
 
 def gelu_approximate(x):

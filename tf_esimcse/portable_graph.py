@@ -1,0 +1,58 @@
+"""What the ONNX and LiteRT exports convert: token ids in, the pooled, normalised embedding out.
+
+`tf_esimcse.onnx_export` and `tf_esimcse.litert_export` each trace `embedding_function` (with
+their own input dtypes) and hand it to their converter; the tokenizer is written beside the graph
+(`st_export.write_tokenizer_files`), cut at `tokenizer_length`. Unlike the SavedModel
+(`tf_esimcse.export`), these graphs hold no tokenizer: TF-Text's ops exist in neither runtime.
+"""
+import tensorflow as tf
+
+from tf_esimcse.models.sentence_encoder import SentenceEncoder
+
+INPUT_NAMES = ("input_ids", "attention_mask")
+OUTPUT_NAME = "embeddings"
+
+
+def check_exportable(encoder, what):
+    """Raise `TypeError` / `ValueError` (one line) unless `encoder` is a `SentenceEncoder` with a
+    preprocessor (its vocabulary is written beside the graph). `what` names the export."""
+    if not isinstance(encoder, SentenceEncoder):
+        hint = " (pass its `.encoder`)" if isinstance(getattr(encoder, "encoder", None), SentenceEncoder) else ""
+        raise TypeError(f"{what} takes a SentenceEncoder, got {type(encoder).__name__}{hint}.")
+    if encoder.preprocessor is None:
+        raise ValueError(f"this SentenceEncoder has no preprocessor: the {what} needs its tokenizer's vocabulary.")
+
+
+def embedding_function(encoder):
+    """`fn(input_ids, attention_mask) -> {"embeddings": float32 [batch, dim]}`: the encoder with
+    dropout off, then L2 normalisation (the encoder's own, or added when it was built with
+    `normalize=False`). Ids of any integer dtype are cast to the int32 the encoder takes."""
+
+    def fn(input_ids, attention_mask):
+        x = encoder({"token_ids": tf.cast(input_ids, tf.int32), "padding_mask": tf.cast(attention_mask, tf.int32)},
+                    training=False)
+        x = tf.cast(x, tf.float32)
+        if not encoder.normalize:
+            x = tf.math.l2_normalize(x, axis=-1)
+        return {OUTPUT_NAME: x}
+
+    return fn
+
+
+def tokenizer_length(encoder):
+    """The tokenizer's truncation length written beside the graph: the encoder's inference
+    length, else the backbone's maximum (as `encode` never truncates further)."""
+    return int(encoder.inference_length or encoder.backbone.max_sequence_length)
+
+
+def export_metadata(encoder):
+    """String metadata stored in the exported graphs (ONNX `metadata_props`)."""
+    return {
+        "producer": "tf_esimcse",
+        "pooler": str(encoder.inference_settings()),
+        "embedding_dim": str(int(encoder.hidden_dim)),
+        "max_length": str(tokenizer_length(encoder)),
+        "normalized": "true",
+        "inputs": ",".join(INPUT_NAMES),
+        "outputs": OUTPUT_NAME,
+    }
