@@ -30,6 +30,7 @@ from tiny_hf import write_tiny_hf_bert
 pytest.importorskip("ai_edge_litert")
 
 HIDDEN = 32
+DIM = 8  # the --dim export
 SENTENCES = [
     "the cat sat on the mat .",
     "Hello World!",
@@ -91,7 +92,10 @@ def exported(model_dir, encoders, tmp_path_factory):
     assert cli.main(["export", "--format", "litert", "--quantize", "int8", "--model", str(model_dir),
                      "--pooler", "avg", "--output", str(base / "avg")]) == 0
     export_litert(encoders["cls_before_pooler"], base / "cls_before_pooler")
-    return {"avg": base / "avg", "cls_before_pooler": base / "cls_before_pooler"}
+    # --dim: the first DIM coordinates, normalised again (encode(dim=DIM))
+    assert cli.main(["export", "--format", "litert", "--model", str(model_dir), "--pooler", "avg", "--dim", str(DIM),
+                     "--output", str(base / "avg_dim")]) == 0
+    return {"avg": base / "avg", "cls_before_pooler": base / "cls_before_pooler", "avg_dim": base / "avg_dim"}
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +105,8 @@ def fresh_run(exported, encoders, tmp_path_factory):
     (work / "inputs.json").write_text(json.dumps({"ids": packed["token_ids"].numpy().tolist(),
                                                   "mask": packed["padding_mask"].numpy().tolist()}))
     files = {"avg": exported["avg"] / "model.tflite", "avg/int8": exported["avg"] / "model_int8.tflite",
-             "cls_before_pooler": exported["cls_before_pooler"] / "model.tflite"}
+             "cls_before_pooler": exported["cls_before_pooler"] / "model.tflite",
+             "avg_dim": exported["avg_dim"] / "model.tflite"}
     (work / "files.json").write_text(json.dumps({k: str(v) for k, v in files.items()}))
     (work / "run.py").write_text(RUN_SCRIPT)
     out = str(work / "out.npz")
@@ -124,6 +129,10 @@ def test_fresh_interpreter_without_tensorflow_matches_encode(fresh_run, encoders
     # Dynamic-range int8 weights: close, not equal (measured 0.9998 on this random model).
     expected = encoders["avg"].encode(SENTENCES, verbose=0)
     assert 0.99 <= _cosine(results["avg/int8"], expected).min() < 0.999999
+    truncated = encoders["avg"].encode(SENTENCES, verbose=0, dim=DIM)
+    assert results["avg_dim"].shape == truncated.shape
+    assert _cosine(results["avg_dim"], truncated).min() >= 0.99999
+    np.testing.assert_allclose(np.linalg.norm(results["avg_dim"], axis=1), 1.0, atol=1e-5)
 
 
 @pytest.mark.large
@@ -135,8 +144,8 @@ def test_signature_builtin_ops_and_layout(fresh_run, exported):
         assert "GELU" in meta[name]["ops"]
         assert not any(op.startswith("Flex") or op == "CUSTOM" for op in meta[name]["ops"])
     tokenizer_files = ["special_tokens_map.json", "tokenizer.json", "tokenizer_config.json", "vocab.txt"]
-    assert sorted(p.name for p in exported["avg"].iterdir()) == sorted(
-        ["model.tflite", "model_int8.tflite"] + tokenizer_files)
+    assert sorted(p.name for p in exported["avg"].iterdir()) == sorted(  # + the command line's model card
+        ["README.md", "model.tflite", "model_int8.tflite"] + tokenizer_files)
     assert sorted(p.name for p in exported["cls_before_pooler"].iterdir()) == sorted(["model.tflite"] + tokenizer_files)
     float32, int8 = ((exported["avg"] / f).stat().st_size for f in ("model.tflite", "model_int8.tflite"))
     assert int8 < 0.8 * float32

@@ -26,6 +26,7 @@ pytest.importorskip("onnxruntime")
 pytest.importorskip("tf2onnx")
 
 HIDDEN = 32
+DIM = 8  # the --dim export
 # In-vocabulary, accented, out-of-vocabulary, empty, and longer than the 64 positions (truncated).
 SENTENCES = [
     "the cat sat on the mat .",
@@ -100,7 +101,10 @@ def exported(model_dir, encoders, tmp_path_factory):
     assert cli.main(["export", "--format", "onnx", "--model", str(model_dir), "--pooler", "avg",
                      "--output", str(base / "avg")]) == 0
     export_onnx(encoders["cls"], base / "cls")
-    return {"avg": base / "avg", "cls": base / "cls"}
+    # --dim: the graph ends in the first DIM coordinates, normalised again (encode(dim=DIM))
+    assert cli.main(["export", "--format", "onnx", "--model", str(model_dir), "--pooler", "avg", "--dim", str(DIM),
+                     "--output", str(base / "avg_dim")]) == 0
+    return {"avg": base / "avg", "cls": base / "cls", "avg_dim": base / "avg_dim"}
 
 
 @pytest.fixture(scope="module")
@@ -132,6 +136,11 @@ def test_fresh_process_without_tensorflow_matches_encode(fresh_run, encoders):
         length = results[f"{name}/ids"].shape[1]
         np.testing.assert_array_equal(results[f"{name}/ids"], ours["token_ids"].numpy()[:, :length])
         assert length == 64
+    truncated = encoders["avg"].encode(SENTENCES, verbose=0, dim=DIM)
+    assert results["avg_dim"].shape == truncated.shape
+    assert _cosine(results["avg_dim"], truncated).min() >= 0.99999
+    np.testing.assert_allclose(np.linalg.norm(results["avg_dim"], axis=1), 1.0, atol=1e-5)
+    assert meta["avg_dim"]["outputs"][0][2] == DIM and meta["avg_dim"]["metadata"]["embedding_dim"] == str(DIM)
 
 
 @pytest.mark.large
@@ -144,8 +153,9 @@ def test_graph_inputs_outputs_and_metadata(fresh_run, exported):
             "producer": "tf_esimcse", "pooler": name, "embedding_dim": str(HIDDEN), "max_length": "64",
             "normalized": "true", "inputs": "input_ids,attention_mask", "outputs": "embeddings",
         }
-        assert sorted(p.name for p in exported[name].iterdir()) == [
-            "model.onnx", "special_tokens_map.json", "tokenizer.json", "tokenizer_config.json", "vocab.txt"]
+        card = ["README.md"] if name == "avg" else []  # the command line writes the model card (tf_esimcse.model_card)
+        assert sorted(p.name for p in exported[name].iterdir()) == sorted(card + [
+            "model.onnx", "special_tokens_map.json", "tokenizer.json", "tokenizer_config.json", "vocab.txt"])
 
 
 @pytest.mark.large

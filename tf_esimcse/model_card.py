@@ -228,18 +228,25 @@ def _load_lines(directory, facts, export=None):
         onnx_file = _found(directory, "*.onnx", ONNX_FILE)
         lines += ["This folder holds the ONNX graph (token ids and mask in, the pooled, normalised embedding out) "
                   "and `tokenizer.json`; neither needs this package:", "", "```python",
-                  "import onnxruntime as ort", "from tokenizers import Tokenizer",
+                  "import numpy as np", "import onnxruntime as ort", "from tokenizers import Tokenizer", "",
                   f"tokenizer = Tokenizer.from_file({d + '/tokenizer.json'!r})",
+                  "tokenizer.enable_padding(pad_id=tokenizer.token_to_id('[PAD]'), pad_token='[PAD]')",
+                  "batch = tokenizer.encode_batch(['A man is playing a guitar.', 'Someone plays music.'])",
+                  "ids = np.array([e.ids for e in batch], dtype=np.int64)",
+                  "mask = np.array([e.attention_mask for e in batch], dtype=np.int64)",
                   f"session = ort.InferenceSession({d + '/' + onnx_file!r})",
-                  "```", "", "See docs/serving.md for the input names and a full example."]
+                  "vectors = session.run(['embeddings'], {'input_ids': ids, 'attention_mask': mask})[0]  # unit rows",
+                  "```", "", "See docs/serving.md (ONNX Runtime and LiteRT) for more."]
         return lines
     if fmt == "litert":
         litert_file = _found(directory, "*.tflite", LITERT_FILE)
         lines += ["This folder holds a LiteRT (TensorFlow Lite) flatbuffer (token ids in, the normalised embedding "
                   "out) with its vocabulary beside it:", "", "```python",
-                  "from ai_edge_litert.interpreter import Interpreter  # or tf.lite.Interpreter",
-                  f"interpreter = Interpreter(model_path={d + '/' + litert_file!r})", "```", "",
-                  "See docs/serving.md for the inputs and the int8 variant."]
+                  "from ai_edge_litert.interpreter import Interpreter  # or tf.lite.Interpreter", "",
+                  f"runner = Interpreter(model_path={d + '/' + litert_file!r}).get_signature_runner()",
+                  "# ids, mask: int32 [batch, len] from tokenizer.json (as for ONNX Runtime)",
+                  "vectors = runner(input_ids=ids, attention_mask=mask)['embeddings']", "```", "",
+                  "See docs/serving.md (ONNX Runtime and LiteRT) for the int8 variant (`--quantize int8`)."]
         return lines
     if fmt is not None:
         return lines + [f"This folder is a `{fmt}` export; see docs/serving.md."]

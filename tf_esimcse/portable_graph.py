@@ -23,16 +23,26 @@ def check_exportable(encoder, what):
         raise ValueError(f"this SentenceEncoder has no preprocessor: the {what} needs its tokenizer's vocabulary.")
 
 
+def output_dim(encoder):
+    """The size of the exported embeddings: the encoder's `truncate_dim` (`--dim`), else its full size."""
+    return int(encoder.truncate_dim or encoder.embedding_dim)
+
+
 def embedding_function(encoder):
     """`fn(input_ids, attention_mask) -> {"embeddings": float32 [batch, dim]}`: the encoder with
     dropout off, then L2 normalisation (the encoder's own, or added when it was built with
-    `normalize=False`). Ids of any integer dtype are cast to the int32 the encoder takes."""
+    `normalize=False`); with a `truncate_dim`, its first `dim` coordinates normalised again
+    (`encoder.encode(dim=d)`'s rule, as the SavedModel). Ids of any integer dtype are cast to the
+    int32 the encoder takes."""
+    dim = output_dim(encoder)
 
     def fn(input_ids, attention_mask):
         x = encoder({"token_ids": tf.cast(input_ids, tf.int32), "padding_mask": tf.cast(attention_mask, tf.int32)},
                     training=False)
         x = tf.cast(x, tf.float32)
-        if not encoder.normalize:
+        if dim != encoder.embedding_dim:
+            x = tf.math.l2_normalize(x[:, :dim], axis=-1)  # tf_esimcse.truncation.truncate's rule
+        elif not encoder.normalize:
             x = tf.math.l2_normalize(x, axis=-1)
         return {OUTPUT_NAME: x}
 
@@ -50,7 +60,7 @@ def export_metadata(encoder):
     return {
         "producer": "tf_esimcse",
         "pooler": str(encoder.inference_settings()),
-        "embedding_dim": str(int(encoder.hidden_dim)),
+        "embedding_dim": str(output_dim(encoder)),
         "max_length": str(tokenizer_length(encoder)),
         "normalized": "true",
         "inputs": ",".join(INPUT_NAMES),
