@@ -273,7 +273,7 @@ class SearchIndex:
     def check(self, where, model=None, sentences=None, precision=None, dim=None):
         """Raise a one-line SearchError when the index at `where` was built with another model name,
         from another corpus, at another precision or size than given (None: not checked)."""
-        fix = "rebuild it (tf-esimcse build-index) or pass the index's settings"
+        fix = "rebuild it (tf-esimcse build-index)"
         if model is not None and self.model and self.model != str(model):
             raise SearchError(f"{where} was built with --model {self.model}, not {model}: pass that model, "
                               "or rebuild the index (tf-esimcse build-index)")
@@ -281,9 +281,11 @@ class SearchIndex:
             raise SearchError(f"{where} is stale: it was built from another corpus (sha256 {self.corpus_sha256[:12]}, "
                               f"the corpus now {corpus_sha256(sentences)[:12]}): rebuild it (tf-esimcse build-index)")
         if precision is not None and precision != self.precision:
-            raise SearchError(f"{where} holds {self.precision} vectors, not {precision}: {fix}")
+            raise SearchError(f"{where} holds {self.precision} vectors, not {precision}: pass --precision "
+                              f"{self.precision} (as build-index had), or {fix}")
         if dim is not None and int(dim) != self.dim:
-            raise SearchError(f"{where} holds {self.dim}-dimensional vectors, not {dim}: {fix}")
+            raise SearchError(f"{where} holds {self.dim}-dimensional vectors, not {dim}: pass --dim {self.dim} "
+                              f"(as build-index had), or {fix}")
 
     def check_encoder(self, where, encode):
         """Raise a one-line SearchError unless `encode([first sentence])` gives back the probe
