@@ -227,8 +227,8 @@ def export_for_serving(encoder, export_base, version=None, text_ops=True, precis
             tokenization in the graph (TF-Text ops). False: token ids in only (`encode_tokens`,
             also as `serving_default`), for servers built without TF-Text ops.
         precision: `"float32"` (default) or `"bfloat16"`: the encoder's matrix products in
-            bfloat16, everything else in float32 (faster on CPUs with AMX units; see
-            `tf_esimcse.layers.matmul_precision`). Inputs and outputs stay the same dtypes.
+            bfloat16, everything else in float32 (faster on CPUs with bfloat16 units, AMX or
+            AVX-512 BF16; see `tf_esimcse.layers.matmul_precision`). Inputs and outputs stay the same dtypes.
         dim: int or None. The embeddings' size in every signature (`encode(dim=d)`); `None`
             (default) uses the encoder's `truncate_dim`, else the full size.
 

@@ -217,8 +217,8 @@ class SentenceEncoder(keras.Model):
         `verbose=1`.
 
         `precision="bfloat16"` runs the encoder's matrix products in bfloat16 (everything else in
-        float32): faster on CPUs with AMX units, embeddings within ~1e-4 of float32 (see
-        `tf_esimcse.layers.matmul_precision`). Defaults to `"float32"`.
+        float32): faster on CPUs with bfloat16 units (AMX, AVX-512 BF16), embeddings within ~1e-4
+        of float32 (see `tf_esimcse.layers.matmul_precision`). Defaults to `"float32"`.
 
         `dim=d` keeps the first `d` coordinates of each embedding and L2-normalises them again
         (when the encoder normalises; `tf_esimcse.truncation.truncate`): 1 <= d <=
