@@ -24,6 +24,7 @@ NOT_MEASUREMENTS = {
     "| command | what it does | more |", "| page | what is in it |", "| recipe | what | whose defaults |",
     "| flag | what |", "| file | what |", "| folder | what | where it comes from |",
     "| signature | inputs | outputs |", "| table | rows |", "| where | written by | rendered from |",
+    "| file | inputs | output |",
     "| machine | CPU | memory | dates | what was measured there |",  # the machines, not figures
 }
 ALREADY_TRAINED_HEADER = "| step | 0 (the start) | 50 | 100 | 150 |"  # rebuilt from per-seed files below
