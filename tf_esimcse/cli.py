@@ -120,7 +120,7 @@ def _add_index_flags(group, precision_default):
 def _add_precision_flag(group):
     group.add_argument("--precision", default="float32", choices=["float32", "bfloat16"],
                        help="matrix products in float32 or bfloat16, the rest float32; bfloat16 is faster on CPUs "
-                            "with bfloat16 units (AMX: Intel Sapphire Rapids and later; AVX-512 BF16: x1.5 measured on "
+                            "with bfloat16 units (AMX: Intel Sapphire Rapids and later; AVX-512 BF16: x1.3-1.5 measured on "
                             "an AMD EPYC), slower without them (default: float32)")
 
 
