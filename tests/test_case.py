@@ -12,14 +12,20 @@ Every test module reuses the same few checks instead of re-writing them:
   random Hugging Face BERT directory (`tiny_hf.write_tiny_hf_bert`) and a `SentenceEncoder`
   loaded from it with `SentenceEncoder.from_pretrained`.
 - `numpy_info_nce(...)`: an independent NumPy (float64) InfoNCE, the reference of the loss tests.
+- `rowwise_cosine(a, b)`: the cosine of each row pair (float64), for comparing exports with `encode`.
+- `side_env_python(what)`: the interpreter of the `.venv-st` side environment (real PyTorch,
+  sentence-transformers, transformers), skipped without it except under CI=true (a failure there).
 
 Sizes are tiny (hidden 32, 2 layers, 2 heads, vocabulary of `tiny_hf.DEFAULT_WORDS`) so that the
 whole suite runs in seconds on two CPU cores.
 """
 import json
+import os
+import pathlib
 
 import keras
 import numpy as np
+import pytest
 
 from tiny_hf import DEFAULT_WORDS
 from tiny_hf import SPECIAL_TOKENS
@@ -122,6 +128,25 @@ def tiny_encoder(model_dir, pooler_type="avg", **kwargs):
 def l2_normalize_np(x):
     x = np.asarray(x, dtype=np.float64)
     return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+
+
+def rowwise_cosine(a, b):
+    """The cosine of each pair of rows of `a` and `b` (float64)."""
+    return np.sum(l2_normalize_np(a) * l2_normalize_np(b), axis=-1)
+
+
+def side_env_python(what="sentence-transformers", skip_note=""):
+    """The side environment's interpreter: $TF_ESIMCSE_ST_PYTHON, else `.venv-st` (make setup-st).
+    Skipped where there is none, except under CI=true (.ci/run's `make test` builds it): then a
+    failure. `what` names the library the caller needs; `skip_note` is added to the skip reason."""
+    repo = pathlib.Path(__file__).resolve().parents[1]
+    path = pathlib.Path(os.environ.get("TF_ESIMCSE_ST_PYTHON") or repo / ".venv-st" / "bin" / "python")
+    if not path.exists():
+        message = f"no {what} side environment at {path}: `make setup-st` builds it (or set TF_ESIMCSE_ST_PYTHON)"
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(f"CI=true: {message}")
+        pytest.skip(message + skip_note)
+    return path
 
 
 def numpy_info_nce(z1, z2, temperature=0.05, hard_negatives=None, alpha=1.0, queue=None,

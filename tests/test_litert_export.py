@@ -18,6 +18,7 @@ import pytest
 import tensorflow as tf
 from scipy.special import erf
 
+from test_case import rowwise_cosine
 from tf_esimcse import cli
 from tf_esimcse import litert_export
 from tf_esimcse.errors import ExportError
@@ -65,10 +66,6 @@ RUN_SCRIPT = textwrap.dedent(
     open(out + ".json", "w").write(json.dumps(meta))
     """
 )
-
-
-def _cosine(a, b):
-    return np.sum(a * b, axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
 
 
 @pytest.fixture(scope="module")
@@ -123,15 +120,15 @@ def test_fresh_interpreter_without_tensorflow_matches_encode(fresh_run, encoders
     for name, encoder in encoders.items():
         expected = encoder.encode(SENTENCES, verbose=0)
         assert results[name].dtype == np.float32 and results[name].shape == expected.shape
-        assert _cosine(results[name], expected).min() >= 0.99999, name
+        assert rowwise_cosine(results[name], expected).min() >= 0.99999, name
         np.testing.assert_allclose(np.linalg.norm(results[name], axis=1), 1.0, atol=1e-5)
         np.testing.assert_allclose(results[f"{name}/one"][0], expected[1], atol=1e-5)
     # Dynamic-range int8 weights: close, not equal (measured 0.9998 on this random model).
     expected = encoders["avg"].encode(SENTENCES, verbose=0)
-    assert 0.99 <= _cosine(results["avg/int8"], expected).min() < 0.999999
+    assert 0.99 <= rowwise_cosine(results["avg/int8"], expected).min() < 0.999999
     truncated = encoders["avg"].encode(SENTENCES, verbose=0, dim=DIM)
     assert results["avg_dim"].shape == truncated.shape
-    assert _cosine(results["avg_dim"], truncated).min() >= 0.99999
+    assert rowwise_cosine(results["avg_dim"], truncated).min() >= 0.99999
     np.testing.assert_allclose(np.linalg.norm(results["avg_dim"], axis=1), 1.0, atol=1e-5)
 
 

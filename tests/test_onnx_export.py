@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from test_case import rowwise_cosine
 from tf_esimcse import cli
 from tf_esimcse.errors import ExportError
 from tf_esimcse.models.sentence_encoder import SentenceEncoder
@@ -76,10 +77,6 @@ RUN_SCRIPT = textwrap.dedent(
 )
 
 
-def _cosine(a, b):
-    return np.sum(a * b, axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
-
-
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
     return write_tiny_hf_bert(tmp_path_factory.mktemp("onnx_hf") / "tiny", num_layers=2, hidden=HIDDEN, heads=2)
@@ -128,7 +125,7 @@ def test_fresh_process_without_tensorflow_matches_encode(fresh_run, encoders):
         expected = encoder.encode(SENTENCES, verbose=0)
         for key, rows in ((name, len(SENTENCES)), (f"{name}/padded", len(SENTENCES) - 1)):
             assert results[key].dtype == np.float32 and results[key].shape == expected[:rows].shape
-            assert _cosine(results[key], expected[:rows]).min() >= 0.99999, key
+            assert rowwise_cosine(results[key], expected[:rows]).min() >= 0.99999, key
             np.testing.assert_allclose(np.linalg.norm(results[key], axis=1), 1.0, atol=1e-5)
         np.testing.assert_allclose(results[f"{name}/one"][0], expected[0], atol=1e-5)
         # tokenizer.json gives the ids our preprocessor gives (the long sentence truncated to 64).
@@ -138,7 +135,7 @@ def test_fresh_process_without_tensorflow_matches_encode(fresh_run, encoders):
         assert length == 64
     truncated = encoders["avg"].encode(SENTENCES, verbose=0, dim=DIM)
     assert results["avg_dim"].shape == truncated.shape
-    assert _cosine(results["avg_dim"], truncated).min() >= 0.99999
+    assert rowwise_cosine(results["avg_dim"], truncated).min() >= 0.99999
     np.testing.assert_allclose(np.linalg.norm(results["avg_dim"], axis=1), 1.0, atol=1e-5)
     assert meta["avg_dim"]["outputs"][0][2] == DIM and meta["avg_dim"]["metadata"]["embedding_dim"] == str(DIM)
 

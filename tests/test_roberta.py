@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from test_case import side_env_python
 from tf_esimcse import ESimCSE, SentenceEncoder, SimCSE
 from tf_esimcse.backbones import load_backbone
 from tf_esimcse.backbones import load_tokenizer
@@ -52,24 +53,13 @@ TINY = {"num_hidden_layers": 2, "hidden_size": 32, "num_attention_heads": 4, "in
         "hidden_act": "gelu", "initializer_range": 0.2}
 
 
-def _st_python():
-    """The side environment's interpreter: $TF_ESIMCSE_ST_PYTHON, else `.venv-st` (make setup-st).
-    Skipped where there is none, except under CI=true (where .ci/run builds it): then a failure."""
-    path = pathlib.Path(os.environ.get("TF_ESIMCSE_ST_PYTHON") or _REPO / ".venv-st" / "bin" / "python")
-    if not path.exists():
-        message = (f"no transformers side environment at {path}: `make setup-st` builds it "
-                   "(or set TF_ESIMCSE_ST_PYTHON)")
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail(f"CI=true: {message}")
-        pytest.skip(message)
-    return path
 
 
 @pytest.fixture(scope="module")
 def transformers_models(tmp_path_factory):
     """A tiny random RoBERTa and BERT made and saved by `transformers` itself, with its outputs
     and its tokenizers' ids on SENTENCES (tests/hf_side.py in the side environment), run once."""
-    st_python = _st_python()
+    st_python = side_env_python("transformers")
     root = tmp_path_factory.mktemp("hf_side")
     roberta_dir, bert_dir = root / "roberta", root / "bert"
     vocab = write_roberta_tokenizer_files(roberta_dir)

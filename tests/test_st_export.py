@@ -24,6 +24,7 @@ from safetensors.numpy import load_file
 
 from test_case import TINY_SENTENCES
 from test_case import tiny_encoder
+from test_case import side_env_python
 from test_case import write_tiny_model_dir
 from tf_esimcse.models.sentence_encoder import SentenceEncoder
 from tf_esimcse.st_export import export_sentence_transformers
@@ -349,17 +350,7 @@ _SIDE_SCRIPT = pathlib.Path(__file__).resolve().with_name("st_side.py")
 
 
 def _st_python():
-    """The interpreter of the side environment: $TF_ESIMCSE_ST_PYTHON, else `.venv-st` (make
-    setup-st). Skipped where there is none, except under CI=true: .ci/run's `make test` builds
-    it, so there a missing one is a failure."""
-    path = pathlib.Path(os.environ.get("TF_ESIMCSE_ST_PYTHON") or _REPO / ".venv-st" / "bin" / "python")
-    if not path.exists():
-        message = (f"no sentence-transformers side environment at {path}: `make setup-st` builds it "
-                   "(or set TF_ESIMCSE_ST_PYTHON)")
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail(f"CI=true: {message}")
-        pytest.skip(message + "; the NumPy reference above checks the files")
-    return path
+    return side_env_python(skip_note="; the NumPy reference above checks the files")
 
 
 def _run_sentence_transformers(tmp_path, export_dir, **job):

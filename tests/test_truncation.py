@@ -17,7 +17,7 @@ import pytest
 import scipy.stats
 import tensorflow as tf
 
-from test_case import TINY_HIDDEN, TINY_SENTENCES, tiny_encoder, write_tiny_model_dir
+from test_case import TINY_HIDDEN, TINY_SENTENCES, side_env_python, tiny_encoder, write_tiny_model_dir
 from test_cli import write_tiny_senteval
 from tf_esimcse import cli
 from tf_esimcse.export import describe_signatures, export_for_serving
@@ -327,17 +327,6 @@ def test_saved_model_signatures_give_the_chosen_size(saved, encoder, full, tmp_p
 _SIDE_SCRIPT = pathlib.Path(__file__).resolve().with_name("st_side.py")
 
 
-def _st_python():
-    """The side environment's interpreter (as tests/test_st_export.py finds it: skipped without
-    it, except under CI=true)."""
-    path = pathlib.Path(os.environ.get("TF_ESIMCSE_ST_PYTHON")
-                        or pathlib.Path(__file__).resolve().parents[1] / ".venv-st" / "bin" / "python")
-    if not path.exists():
-        message = f"no sentence-transformers side environment at {path}: `make setup-st` builds it"
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail(f"CI=true: {message}")
-        pytest.skip(message)
-    return path
 
 
 @pytest.mark.large
@@ -351,7 +340,7 @@ def test_sentence_transformers_export_keeps_the_size(saved, full, tmp_path):
 
     job = tmp_path / "job.json"
     job.write_text(json.dumps({"model": str(out), "output": str(tmp_path / "st.npz"), "sentences": SENTENCES}))
-    done = subprocess.run([str(_st_python()), str(_SIDE_SCRIPT), str(job)], capture_output=True, text=True,
+    done = subprocess.run([str(side_env_python()), str(_SIDE_SCRIPT), str(job)], capture_output=True, text=True,
                           timeout=900, env=dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1"))
     assert done.returncode == 0, done.stderr[-3000:]
     info = json.loads(done.stdout.strip().splitlines()[-1])
