@@ -5,6 +5,8 @@ import inspect
 import json
 
 import keras
+import numpy as np
+import pytest
 import tensorflow as tf
 
 from tf_esimcse import private_apis
@@ -105,3 +107,30 @@ def test_atomic_backup_writes_through_the_hook(tmp_path):
     metadata = json.loads((tmp_path / "training_metadata.json").read_text())
     assert metadata == {"epoch": 1, "batch": 0, "weights": "next-1.weights.h5"}  # written by ours
     assert sorted(p.name for p in tmp_path.iterdir()) == ["latest.weights.h5", "training_metadata.json"]
+
+
+@pytest.mark.parametrize("replicas", [1, 2])
+def test_fit_traces_the_training_step_once(model_dir, mirrored_strategy, replicas):
+    """The optimizer's slots are built before `fit` traces the train function: created inside
+    the first trace, they make TensorFlow trace the whole training step a second time."""
+    from test_case import tiny_encoder
+    from tf_esimcse.models.contrastive_model import ContrastiveModel
+    from tf_esimcse.objectives import SimCSEObjective
+
+    strategy = mirrored_strategy if replicas == 2 else tf.distribute.get_strategy()
+    traces = []
+
+    class Counting(ContrastiveModel):
+        def train_step(self, data):
+            traces.append(1)
+            return super().train_step(data)
+
+    with strategy.scope():
+        encoder = tiny_encoder(model_dir, pooler_type="avg", dropout=0.0)
+        model = Counting(encoder, SimCSEObjective())
+        model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    ids = np.full((4, 6), 5, "int32")
+    batch = {"token_ids": ids, "padding_mask": np.ones_like(ids)}
+    model.fit(tf.data.Dataset.from_tensors(batch).repeat(2), epochs=1, verbose=0, shuffle=False)
+    assert model.optimizer.built
+    assert len(traces) == replicas, f"train_step traced {len(traces) // replicas} times"

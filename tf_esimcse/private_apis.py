@@ -12,8 +12,10 @@ training behaviour.
 2. `symbolic_build_without_reduce(model, base_method, ...)`: Keras' TF trainer calls
    `Model._maybe_symbolic_build(iterator, data_batch)` at the start of `fit`; it peeks at the first
    batch and `strategy.reduce`s it, which fails for dict batches under
-   `MultiWorkerMirroredStrategy`. Our training models are built at construction, so under a
-   strategy only the optimizer needs building. A model opts in by overriding the private method
+   `MultiWorkerMirroredStrategy`; without a strategy it builds nothing and the optimizer's slots
+   are created inside the first trace of the train function, which makes TensorFlow trace it a
+   second time. Our training models are built at construction, so only the optimizer needs
+   building, eagerly, before the train function is traced. A model opts in by overriding the private method
    and calling this function.
 4. `keep_input_tensors(layer)`: sets `Layer._convert_input_args = False` and
    `Layer._allow_non_tensor_positional_args = True`, as keras-hub's own preprocessing layers do,
@@ -65,11 +67,14 @@ def in_multi_worker_mode(strategy=None):
 def symbolic_build_without_reduce(model, base_method, iterator=None, data_batch=None):
     """The body of a `Model._maybe_symbolic_build` override for models built at construction.
 
-    Without a distribution strategy Keras' own method runs (`base_method`, the parent's bound
-    method); under one, only the optimizer's slots are built (in the strategy's scope).
+    Without a distribution strategy Keras' own method runs first (`base_method`, the parent's
+    bound method); it builds nothing there, deferring the optimizer's slots to the first trace of
+    the train function, and a `tf.function` that creates variables while tracing is traced twice
+    (a whole second trace of the training step at the start of every `fit`). So in both cases the
+    optimizer's slots are built here, eagerly (in the strategy's scope where there is one).
     """
     if getattr(model, "_distribute_strategy", None) is None:
-        return base_method(iterator=iterator, data_batch=data_batch)
+        base_method(iterator=iterator, data_batch=data_batch)
     with model.distribute_strategy.scope():
         if model.optimizer is not None and not model.optimizer.built:
             model.optimizer.build(model.trainable_variables)
