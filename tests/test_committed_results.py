@@ -25,6 +25,7 @@ NOT_MEASUREMENTS = {
     "| flag | what |", "| file | what |", "| folder | what | where it comes from |",
     "| signature | inputs | outputs |", "| table | rows |", "| where | written by | rendered from |",
     "| file | inputs | output |",
+    "| recipe | BERT-base | BERT-large | RoBERTa-base | RoBERTa-large | source |",  # settings (test_paper_settings)
     "| machine | CPU | memory | dates | what was measured there |",  # the machines, not figures
 }
 ALREADY_TRAINED_HEADER = "| step | 0 (the start) | 50 | 100 | 150 |"  # rebuilt from per-seed files below

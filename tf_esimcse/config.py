@@ -566,6 +566,17 @@ def build_config_parser(config_cls, defaults=None, description=None, prog=None):
     return add_config_flags(parser, config_cls, defaults)
 
 
+def given_settings(config_cls, argv=None):
+    """The names of the settings `argv` (default: `sys.argv[1:]`) sets explicitly, whatever
+    their values (so a paper's per-model default never overrides a flag the user gave)."""
+    parser = build_config_parser(config_cls)
+    for action in parser._actions:
+        if action.dest != "help":
+            action.default = argparse.SUPPRESS
+    args = sys.argv[1:] if argv is None else [str(a) for a in argv]
+    return set(vars(parser.parse_known_args(args)[0]))
+
+
 def parse_config(config_cls, argv=None, defaults=None, description=None):
     """Parse `argv` (default: `sys.argv[1:]`) into a `config_cls` instance and `validate()` it
     (a bad value raises a one-line `ValueError`, before anything is loaded or written)."""

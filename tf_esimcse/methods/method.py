@@ -10,8 +10,9 @@ and refused by `validate` at parse time (`tf_esimcse.config.TrainConfig`).
 import dataclasses
 import typing
 
-from tf_esimcse.config import parse_config
+from tf_esimcse.config import given_settings, parse_config
 from tf_esimcse.objectives.matryoshka import MatryoshkaObjective
+from tf_esimcse.paper_settings import apply_paper_defaults
 from tf_esimcse.training import load_corpus, run_seeds
 
 
@@ -40,8 +41,14 @@ class Method:
 
     def parse(self, argv=None):
         """The flags (default `sys.argv[1:]`) as a checked config: a bad value is a one-line
-        `ValueError` before anything is loaded or written."""
+        `ValueError` before anything is loaded or written. Where `--model` is a BERT or RoBERTa
+        of base or large size, the paper's settings for it replace the recipe's defaults (not the
+        flags given; `tf_esimcse.paper_settings`), said in one line."""
         config = parse_config(self.config_cls, argv, description=self.description)
+        config, message = apply_paper_defaults(self.name, config, given_settings(self.config_cls, argv))
+        if message:
+            print(message, flush=True)
+            config.validate()
         return self.prepare(config) if self.prepare is not None else config
 
     def objective(self, config):
