@@ -4,13 +4,21 @@ Checked against voidism/DiffCSE (`diffcse/models.py` `cl_forward`, `train.py`, `
 
 - Batches (`tf_esimcse.data.diffcse_views`): the sentence (encoded twice, as SimCSE) and two masked copies of it,
   each masked independently with BERT's 80/10/10 scheme at `--masking_ratio` 0.30 (the data
-  collator's `mask_tokens`, one mask per copy; specials and padding never masked).
+  collator's `mask_tokens`, one mask per copy, with the tokenizer's own mask id; the start, end,
+  padding and mask tokens are never masked).
 - Pre-tape hook (`before_step`): the frozen MLM generator reads each masked copy and its argmax
-  fills EVERY position (`g_pred = generator(...).argmax(-1)`), position 0 is reset to [CLS];
-  "replaced" = the fill differs from the original token, on non-padding positions; the edited
-  sentence is the fill with padding zeroed (`e_inputs = g_pred * attention_mask`). The official
-  generator runs in the model's training mode (the Trainer's `model.train()` reaches it), so its
-  dropout is on: `generator_dropout=True`.
+  fills EVERY position (`g_pred = generator(...).argmax(-1)`), position 0 is reset to the start
+  token ([CLS]; `<s>` for RoBERTa: the official `cls_token=0`); "replaced" = the fill differs from
+  the original token, on non-padding positions; the edited sentence is the fill with its padding
+  set to the padding id (`e_inputs = g_pred * attention_mask` in the official code: the same for
+  BERT, whose [PAD] is 0; RoBERTa's `<pad>` is 1, and 0 is its `<s>`, so here padding stays
+  `<pad>`). The official generator runs in the model's training mode (the Trainer's
+  `model.train()` reaches it), so its dropout is on: `generator_dropout=True`.
+- RoBERTa (`RobertaForCL`; the README: `--generator_name distilroberta-base` for `roberta-base`):
+  the same, with a keras-hub `RobertaMaskedLM` generator, which takes no segment ids (nor does a
+  model without that input get any: `generator_vocabulary.model_inputs`). The generator must share
+  the encoder's family and vocabulary (`generator_vocabulary.check_generator_vocabulary`: one-line
+  error otherwise, e.g. a BERT generator for a RoBERTa encoder).
 - Sentence embeddings: `cls` pooling; with `batchnorm=True` (`--batchnorm`) through the
   `ProjectionMLP` (Linear(H, 2H, no bias), BatchNorm, ReLU, Linear(2H, H, no bias), BatchNorm
   without affine), used in training only (`--mlp_only_train`); the projected, unnormalised
@@ -40,6 +48,9 @@ from tf_esimcse.api_export import tf_esimcse_export
 from tf_esimcse.backbones import load_generator
 from tf_esimcse.data.diffcse_views import MASKED_VIEWS
 from tf_esimcse.distribution import gather_replicas, num_replicas
+from tf_esimcse.generator_vocabulary import check_generator_vocabulary
+from tf_esimcse.generator_vocabulary import model_inputs
+from tf_esimcse.generator_vocabulary import special_ids
 from tf_esimcse.objectives.simcse import SimCSEObjective
 
 
@@ -64,7 +75,8 @@ class DiffCSEObjective(SimCSEObjective):
     Args:
         generator: str or `keras_hub.models.MaskedLM`. The frozen MLM generator: a keras-hub
             preset (directory or name) or a ready model (then not part of `get_config`). Its
-            vocabulary must be the sentence encoder's.
+            family and vocabulary must be the sentence encoder's (a `BertMaskedLM` for BERT, a
+            `RobertaMaskedLM` for RoBERTa).
         temperature: float. Defaults to `0.05`.
         rtd_weight: float. DiffCSE's lambda. Defaults to `0.005` (BERT-base).
         batchnorm: bool. Project the [CLS] vectors with DiffCSE's BatchNorm MLP in training.
@@ -75,8 +87,10 @@ class DiffCSEObjective(SimCSEObjective):
             the non-padding ones. Defaults to `False`.
         cross_replica_negatives: see `SimCSEObjective`.
         mask_duplicates: see `SimCSEObjective` (forwarded through `**kwargs`). Defaults to `False`.
-        cls_token_id: int or None. The [CLS] id written at position 0 of the edits; `None`
-            reads it from the encoder's tokenizer at `setup`.
+        cls_token_id: int or None. The start id ([CLS], RoBERTa's `<s>`) written at position 0
+            of the edits; `None` reads it from the encoder's tokenizer at `setup`.
+        pad_token_id: int or None. The padding id ([PAD], RoBERTa's `<pad>`) written at the
+            edits' padding positions; `None` reads it from the encoder's tokenizer at `setup`.
 
     Returns (from `loss_terms`): `{"contrastive": loss, "rtd": loss}`; logs also
     `rtd_accuracy_replaced`, `rtd_accuracy_kept`, `replaced_fraction`.
@@ -86,7 +100,8 @@ class DiffCSEObjective(SimCSEObjective):
     normalized_embeddings = False
 
     def __init__(self, generator, temperature=0.05, rtd_weight=0.005, batchnorm=True, generator_dropout=True,
-                 rtd_on_padding=False, cross_replica_negatives=True, loss_weights=None, cls_token_id=None, **kwargs):
+                 rtd_on_padding=False, cross_replica_negatives=True, loss_weights=None, cls_token_id=None,
+                 pad_token_id=None, **kwargs):
         if loss_weights is None:
             loss_weights = {"rtd": rtd_weight}
         super().__init__(temperature=temperature, cross_replica_negatives=cross_replica_negatives,
@@ -107,6 +122,7 @@ class DiffCSEObjective(SimCSEObjective):
         self.rtd_head = None
         self.projection = None
         self.cls_token_id = None if cls_token_id is None else int(cls_token_id)
+        self.pad_token_id = None if pad_token_id is None else int(pad_token_id)
         self.rtd_trackers = {name: keras.metrics.Mean(name=name)
                              for name in ("rtd_accuracy_replaced", "rtd_accuracy_kept", "replaced_fraction")}
 
@@ -117,15 +133,17 @@ class DiffCSEObjective(SimCSEObjective):
     def setup(self, encoder):
         self.generator = self._generator_model or load_generator(self.generator_source)
         self.generator.trainable = False
+        tokenizer = getattr(getattr(encoder, "preprocessor", None), "tokenizer", None)
+        ids = special_ids(tokenizer) if tokenizer is not None else None  # None: rebuilt without a vocabulary
+        if ids is None and (self.cls_token_id is None or self.pad_token_id is None):
+            raise ValueError("DiffCSE needs the start and padding ids: an encoder with its tokenizer, or "
+                             "cls_token_id= and pad_token_id=.")
         if self.cls_token_id is None:
-            tokenizer = getattr(getattr(encoder, "preprocessor", None), "tokenizer", None)
-            if getattr(tokenizer, "cls_token_id", None) is None:
-                raise ValueError("DiffCSE needs the [CLS] id: an encoder with its tokenizer, or cls_token_id=.")
-            self.cls_token_id = int(tokenizer.cls_token_id)
-        generator_vocab = int(self.generator.backbone.vocabulary_size)
-        if generator_vocab != int(encoder.backbone.vocabulary_size):
-            raise ValueError(f"the generator's vocabulary has {generator_vocab} tokens, the sentence encoder's "
-                             f"{encoder.backbone.vocabulary_size}: they must share one WordPiece vocabulary")
+            self.cls_token_id = ids["start"]
+        if self.pad_token_id is None:
+            self.pad_token_id = ids["pad"]
+        check_generator_vocabulary(self.generator, tokenizer if ids is not None else None,
+                                   encoder.backbone.vocabulary_size, source=self.generator_source)
         self.discriminator = encoder.copy_backbone(trainable=True)
         hidden = int(encoder.hidden_dim)
         bound = 1.0 / math.sqrt(hidden)  # torch.nn.Linear's default initialisation
@@ -150,12 +168,12 @@ class DiffCSEObjective(SimCSEObjective):
         masked = tf.concat([x[name]["token_ids"] for name in MASKED_VIEWS], axis=0)
         length = tf.shape(masked)[1]
         positions = tf.tile(tf.range(length)[None, :], [tf.shape(masked)[0], 1])
-        logits = self.generator({"token_ids": masked, "padding_mask": mask, "segment_ids": tf.zeros_like(masked),
-                                 "mask_positions": positions}, training=self.generator_dropout)
+        logits = self.generator(model_inputs(self.generator, masked, mask, mask_positions=positions),
+                                training=self.generator_dropout)
         prediction = tf.cast(tf.argmax(logits, axis=-1), tf.int32)
         prediction = tf.concat([tf.fill([tf.shape(prediction)[0], 1], self.cls_token_id), prediction[:, 1:]], axis=1)
         replaced = tf.cast(tf.not_equal(prediction, tf.cast(original, tf.int32)), tf.int32) * mask
-        edited = prediction * mask
+        edited = prediction * mask + self.pad_token_id * (1 - mask)  # padding: the padding id ([PAD] 0, <pad> 1)
         return tf.stop_gradient(edited), tf.stop_gradient(replaced), mask
 
     def before_step(self, encoder, x, new_data_epoch):
@@ -174,8 +192,8 @@ class DiffCSEObjective(SimCSEObjective):
             return terms
         edited, replaced, mask = context["edited"], context["replaced"], context["mask"]
         outputs = self.discriminator.call_with_first_token_embedding(
-            {"token_ids": edited, "padding_mask": mask, "segment_ids": tf.zeros_like(edited)},
-            tf.cast(z, self.discriminator.compute_dtype), training=training)
+            model_inputs(self.discriminator, edited, mask), tf.cast(z, self.discriminator.compute_dtype),
+            training=training)
         logits = tf.cast(self.rtd_head(outputs["sequence_output"]), tf.float32)
         per_token = keras.losses.sparse_categorical_crossentropy(replaced, logits, from_logits=True)
         weights = tf.ones_like(per_token) if self.rtd_on_padding else tf.cast(mask, tf.float32)
@@ -205,6 +223,6 @@ class DiffCSEObjective(SimCSEObjective):
         config.pop("loss_weights", None)
         config.update({"generator": self.generator_source, "rtd_weight": self.rtd_weight, "batchnorm": self.batchnorm,
                        "generator_dropout": self.generator_dropout, "rtd_on_padding": self.rtd_on_padding,
-                       "cls_token_id": self.cls_token_id})
+                       "cls_token_id": self.cls_token_id, "pad_token_id": self.pad_token_id})
         return config
 
