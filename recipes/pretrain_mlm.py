@@ -1,4 +1,4 @@
-"""Pretrain a small BERT masked LM (a raw encoder and DiffCSE's generator): the command line of
+"""Pretrain a small BERT or RoBERTa masked LM (a raw encoder and DiffCSE's generator): the command line of
 `tf_esimcse.methods.pretrain_mlm`, whose docstring is this recipe's `--help` and which holds its
 settings and run loop.
 

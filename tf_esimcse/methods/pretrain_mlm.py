@@ -1,10 +1,12 @@
-"""Pretrain a small BERT masked LM here: a raw (MLM-only) encoder and DiffCSE's generator; defaults: this package's own.
+"""Pretrain a small BERT or RoBERTa masked LM here (a raw encoder, DiffCSE's generator); defaults: this package's own.
 
     python recipes/pretrain_mlm.py                          # Brown, 4 layers x 256, ~1.5 hours on 2 CPU cores
     python recipes/pretrain_mlm.py --steps 20               # a smoke run
     python recipes/pretrain_mlm.py --corpus my_sentences.txt --num-layers 6 --hidden-dim 384
     python recipes/unsup_simcse.py --model saved_models/mlm/model      # then: contrastive training from it
     python recipes/diffcse.py --generator saved_models/mlm/model       # or as DiffCSE's generator
+    python recipes/pretrain_mlm.py --family roberta --vocab-from /path/to/roberta-base --output-dir saved_models/mlm_rb
+    python recipes/diffcse.py --model /path/to/roberta-base --generator saved_models/mlm_rb/model
 
 No raw BERT can be downloaded on an offline machine, yet the SimCSE-family papers start from one,
 and DiffCSE needs a masked-LM generator. This recipe trains keras-hub's `BertBackbone` +
@@ -12,14 +14,19 @@ and DiffCSE needs a masked-LM generator. This recipe trains keras-hub's `BertBac
 15 % of the tokens, 80 % [MASK] / 10 % random / 10 % kept) on any one-sentence-per-line text
 (default: the Brown corpus), with the WordPiece vocabulary of the default encoder
 (all-MiniLM-L6-v2's, bert-base-uncased's 30,522 tokens; `--vocabulary` for another), so that the
-generator and every encoder share token ids. AdamW with linear warm-up and decay; a progress bar;
+generator and every encoder share token ids. `--family roberta` trains keras-hub's
+`RobertaBackbone` + `RobertaMaskedLM` instead (the same masking with `<mask>`, no segment ids),
+with the byte-level BPE vocabulary of `--vocab-from` (a Hugging Face RoBERTa folder or a keras-hub
+RoBERTa preset: roberta-base's 50,265 tokens), the generator a RoBERTa encoder needs for DiffCSE
+(the paper's is distilroberta-base). AdamW with linear warm-up and decay; a progress bar;
 TensorBoard in <output-dir>/logs (MLM loss, masked-token accuracy, learning rate); atomic
 backups every --backup-steps steps (an interrupted run started again resumes); and the held-out
 masked-token accuracy (the last --held-out share of the shuffled sentences) printed and written to
-<output-dir>/results.json. The model is saved as a keras-hub preset in <output-dir>/model, which
-`SentenceEncoder.from_pretrained`, every recipe's `--model` and `recipes/diffcse.py --generator`
-accept. Masks are drawn by keras-hub's stateful generator: a resumed run continues with other
-masks than an uninterrupted one would (the contrastive recipes' resumes are exact).
+<output-dir>/results.json. The model is saved as a keras-hub preset in <output-dir>/model (with
+its tokenizer), which `SentenceEncoder.from_pretrained`, every recipe's `--model` and
+`recipes/diffcse.py --generator` accept. Masks are drawn by keras-hub's stateful generator: a
+resumed run continues with other masks than an uninterrupted one would (the contrastive recipes'
+resumes are exact).
 """
 import dataclasses
 import json
@@ -45,10 +52,20 @@ from tf_esimcse.environment import environment_info
 from tf_esimcse.schedules import linear_schedule
 from tf_esimcse.training import StopAtStep, fit_closing_tensorboard, resolve_jit
 
-# BertMaskedLM reads the backbone's token states, never its pooled output: the pooler's dense
+# BertMaskedLM reads the backbone's token states, never its pooled output (RoBERTa has no pooler): the pooler's dense
 # layer gets no gradient by design, which Keras would report as a possible mistake.
 warnings.filterwarnings("ignore", message=r"Gradients do not exist for variables \['pooled_dense/kernel', "
                                           r"'pooled_dense/bias'\]", category=UserWarning)
+
+
+FAMILIES = ("bert", "roberta")
+# (backbone, preprocessor, task, the tokenizer it needs, that tokenizer's kind) per --family
+_CLASSES = {
+    "bert": (keras_hub.models.BertBackbone, keras_hub.models.BertMaskedLMPreprocessor, keras_hub.models.BertMaskedLM,
+             keras_hub.tokenizers.WordPieceTokenizer, "WordPiece"),
+    "roberta": (keras_hub.models.RobertaBackbone, keras_hub.models.RobertaMaskedLMPreprocessor,
+                keras_hub.models.RobertaMaskedLM, keras_hub.tokenizers.BytePairTokenizer, "byte-level BPE"),
+}
 
 
 @dataclasses.dataclass
@@ -68,9 +85,17 @@ class PretrainConfig:
         0.02, group="evaluation",
         help="share of the sentences kept out of training for the masked-token accuracy, from 0 to 1")
     # model
+    family: str = setting(
+        "bert", group="model", choices=FAMILIES,
+        help="the masked LM: bert (BertMaskedLM, WordPiece) or roberta (RobertaMaskedLM, byte-level BPE)")
     vocabulary: str = setting(
         "default", group="model",
-        help="whose WordPiece vocabulary: 'default' (all-MiniLM-L6-v2's, bert-base-uncased's) or a model directory")
+        help="--family bert: whose WordPiece vocabulary: 'default' (all-MiniLM-L6-v2's, bert-base-uncased's) or a "
+             "model directory")
+    vocab_from: str = setting(
+        "", group="model", default_text="none; required with --family roberta",
+        help="--family roberta: whose byte-level BPE vocabulary: a Hugging Face RoBERTa folder or a keras-hub "
+             "RoBERTa preset (directory or name)")
     num_layers: int = setting(4, group="model", help="transformer layers")
     hidden_dim: int = setting(256, group="model", help="hidden size (divisible by --num-heads)")
     num_heads: int = setting(4, group="model", help="attention heads")
@@ -111,6 +136,17 @@ class PretrainConfig:
         check_range(self, "learning_rate", low=0, low_open=True)
         check_range(self, "warmup_ratio", low=0, high=1, high_open=True)
         check_range(self, "weight_decay", low=0)
+        if self.family == "roberta":
+            if self.vocabulary != "default":
+                raise ValueError("--vocabulary is --family bert's WordPiece vocabulary: with --family roberta give "
+                                 "--vocab-from (a RoBERTa folder or preset)")
+            if not self.vocab_from:
+                raise ValueError("--family roberta needs --vocab-from: a Hugging Face RoBERTa folder or a keras-hub "
+                                 "RoBERTa preset, whose byte-level BPE vocabulary the masked LM uses")
+            check_model_path("--vocab-from", self.vocab_from)
+        elif self.vocab_from:
+            raise ValueError("--vocab-from is --family roberta's: for a BERT masked LM give --vocabulary (or add "
+                             "--family roberta)")
         if self.vocabulary != "default":
             check_model_path("--vocabulary", self.vocabulary, presets=False)
         check_input_path("--corpus", self.corpus)
@@ -127,15 +163,32 @@ def split_sentences(sentences, held_out, seed):
     return sentences[:len(sentences) - n_held], sentences[len(sentences) - n_held:]
 
 
+def load_vocabulary(config):
+    """The tokenizer whose vocabulary the masked LM uses: `--vocabulary` (BERT) or `--vocab-from`
+    (RoBERTa); a one-line `ValueError` naming the model when it is of the other kind."""
+    if config.family == "roberta":
+        flag, source = "--vocab-from", config.vocab_from
+    else:
+        flag, source = "--vocabulary", None if config.vocabulary == "default" else config.vocabulary
+    tokenizer = standard_tokenizer(load_tokenizer(source))
+    _, _, _, kind, kind_name = _CLASSES[config.family]
+    if not isinstance(tokenizer, kind):
+        raise ValueError(f"{flag} {source}: its tokenizer is a {type(tokenizer).__name__}, not the {kind_name} "
+                         f"vocabulary --family {config.family} needs")
+    return tokenizer
+
+
 def build_masked_lm(config, tokenizer):
-    backbone = keras_hub.models.BertBackbone(
+    """keras-hub's masked LM of `--family` (backbone, masking preprocessor, task) on `tokenizer`."""
+    backbone_cls, preprocessor_cls, task_cls, _, _ = _CLASSES[config.family]
+    backbone = backbone_cls(
         vocabulary_size=tokenizer.vocabulary_size(), num_layers=config.num_layers, num_heads=config.num_heads,
         hidden_dim=config.hidden_dim, intermediate_dim=config.intermediate_dim, dropout=config.dropout,
         max_sequence_length=max(512, config.max_len))
-    preprocessor = keras_hub.models.BertMaskedLMPreprocessor(
+    preprocessor = preprocessor_cls(
         tokenizer, sequence_length=config.max_len, mask_selection_rate=config.mask_rate,
         mask_selection_length=max(1, math.ceil(config.max_len * config.mask_rate * 1.5)))
-    return keras_hub.models.BertMaskedLM(backbone, preprocessor=preprocessor)
+    return task_cls(backbone, preprocessor=preprocessor)
 
 
 def _dataset(sentences, batch_size, seed, repeat):
@@ -160,8 +213,8 @@ def save_preset_atomically(masked_lm, path):
     """The keras-hub preset written next to `path` and renamed into place."""
     # A fresh, uncompiled copy: the preset then holds no optimizer state (which every later load
     # would warn about and skip).
-    clean = keras_hub.models.BertMaskedLM(keras_hub.models.BertBackbone.from_config(masked_lm.backbone.get_config()),
-                                          preprocessor=masked_lm.preprocessor)
+    clean = type(masked_lm)(type(masked_lm.backbone).from_config(masked_lm.backbone.get_config()),
+                            preprocessor=masked_lm.preprocessor)
     clean.set_weights(masked_lm.get_weights())
     with replace_directory(path) as tmp:
         clean.save_to_preset(str(tmp))
@@ -175,7 +228,7 @@ def run(config):
     train, held_out = split_sentences(sentences, config.held_out, config.seed)
     if len(train) < config.batch_size:
         raise ValueError(f"{len(train)} training sentences: fewer than one batch of {config.batch_size}")
-    tokenizer = standard_tokenizer(load_tokenizer(None if config.vocabulary == "default" else config.vocabulary))
+    tokenizer = load_vocabulary(config)
     masked_lm = build_masked_lm(config, tokenizer)
     print(json.dumps(dataclasses.asdict(config), indent=2))
     print(f"{len(train)} training and {len(held_out)} held-out sentences; vocabulary {tokenizer.vocabulary_size()}; "
