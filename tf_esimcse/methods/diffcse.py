@@ -4,6 +4,8 @@
     python recipes/diffcse.py --generator saved_models/mlm/model            # default encoder
     python recipes/diffcse.py --generator saved_models/mlm/model --model saved_models/mlm/model
     python recipes/diffcse.py --generator /path/to/keras_hub_masked_lm_preset --steps 500 --seeds 1,2,3
+    python recipes/pretrain_mlm.py --family roberta --vocab-from /path/to/roberta-base --output-dir saved_models/mlm_rb
+    python recipes/diffcse.py --model /path/to/roberta-base --generator saved_models/mlm_rb/model   # RoBERTa
 
 Defaults as voidism/DiffCSE's `run_diffcse.sh` (BERT-base, STS): lr 7e-6, batch 64, 2 epochs (its
 latest version; 1 in its first), max_len 32, masking ratio 0.30, lambda 0.005, `--batchnorm`
@@ -11,8 +13,14 @@ projection in training only (evaluated and saved as `cls_before_pooler`), temper
 dev every 125 steps keeping the best; except the encoder and the corpus (offline: all-MiniLM-L6-v2
 and the Brown corpus; the official run: bert-base-uncased on wiki1m) and the generator (the
 official one: distilbert-base-uncased). The generator (`--generator`, a keras-hub MaskedLM preset
-sharing the encoder's WordPiece vocabulary) is frozen; the discriminator starts as a copy of the
-encoder. Neither is saved with the encoder.
+sharing the encoder's vocabulary) is frozen; the discriminator starts as a copy of the encoder.
+Neither is saved with the encoder.
+RoBERTa works as in the paper (RoBERTa-base with a distilroberta-base generator): a RoBERTa --model
+(Hugging Face folder or keras-hub preset) with a keras-hub RobertaMaskedLM --generator on its
+byte-level BPE vocabulary (pretrain_mlm.py --family roberta --vocab-from <that model> makes one);
+the masks are <mask>, the edits start with <s> and keep <pad> as padding. A generator of another
+family or vocabulary (size, start/end/pad/mask ids, tokens) is a one-line error naming its folder.
+The paper's RoBERTa-base settings are not in the official scripts: the BERT-base defaults stand.
 TensorBoard: loss, contrastive_loss, rtd_loss, rtd_accuracy_replaced, rtd_accuracy_kept,
 replaced_fraction, learning rate, STS-B dev, alignment, uniformity.
 """
@@ -31,8 +39,9 @@ class DiffCSEConfig(TrainConfig):
     output_dir: str = "saved_models/diffcse"
     generator: str = setting(
         "", group="method", default_text="none; required",
-        help="the frozen masked-LM generator: a keras-hub MaskedLM preset sharing the encoder's vocabulary "
-             "(e.g. recipes/pretrain_mlm.py's <output-dir>/model)")
+        help="the frozen masked-LM generator: a keras-hub MaskedLM preset of the encoder's family sharing its "
+             "vocabulary (e.g. recipes/pretrain_mlm.py's <output-dir>/model; --family roberta for a RoBERTa "
+             "encoder)")
     learning_rate: float = 7e-6
     epochs: int = 2  # the latest run_diffcse.sh (--num_train_epochs 2; its first version had 1)
     masking_ratio: float = setting(
