@@ -30,6 +30,7 @@ from tf_esimcse.evaluation.sts import evaluate_sts
 from tf_esimcse.models.contrastive_model import ContrastiveModel
 from tf_esimcse.models.sentence_encoder import SentenceEncoder
 from tf_esimcse.objectives.diffcse import DiffCSEObjective
+from tf_esimcse.training import main_guard
 from training_test_case import run_objective_test
 
 LAMBDA = 0.3  # large, so that the RTD term matters in the checks
@@ -214,6 +215,21 @@ def test_a_generator_of_another_family_or_vocabulary_is_a_one_line_error(roberta
     message = _error(encoder, other)
     a_id = json.loads((roberta["model"] / "vocab.json").read_text(encoding="utf-8"))["a"]
     assert f"the generator's token {a_id} is 'b', the sentence encoder's 'a'" in message, message
+
+
+def test_the_recipe_stops_on_a_bert_generator_in_one_line(roberta, tmp_path, capsys):
+    bert = write_tiny_generator(tmp_path / "bert", vocabulary_size=roberta["vocabulary_size"])
+    argv = ["--model", str(roberta["model"]), "--generator", bert, "--corpus", str(roberta["corpus"]),
+            "--data-dir", str(roberta["data"]), "--steps", "2", "--batch-size", "8", "--max-len", "16",
+            "--jit-compile", "false", "--output-dir", str(tmp_path / "out")]
+    with pytest.raises(SystemExit) as info:
+        main_guard(lambda: load_recipe("diffcse").main(argv))
+    assert info.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines == [f"error: {bert}: a BERT generator (WordPiece vocabulary) for a RoBERTa sentence encoder "
+                     "(byte-level BPE): the generator must share the encoder's vocabulary (a RoBERTa masked LM; "
+                     "recipes/pretrain_mlm.py --family roberta makes one)"], lines
+    assert not (tmp_path / "out" / "model").exists()
 
 
 def test_pretrain_mlm_roberta_flags_are_checked(roberta, model_dir, tmp_path):
