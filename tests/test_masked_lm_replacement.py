@@ -85,3 +85,25 @@ def test_clear_errors(model_dir, tmp_path):
         augmentation_dataset(TINY_SENTENCES, pre, "mlm:15", batch_size=4, generator=other)
     with pytest.raises(ValueError, match="rate must be in"):
         MaskedLMReplacement(None, MASK, rate=1.5)
+
+
+def test_a_roberta_encoder_with_a_roberta_generator_keeps_s_and_pad(tmp_path):
+    """RoBERTa: a `RobertaMaskedLM` (no segment ids) on `<s> ... </s> <pad>` batches; at rate 1
+    every ordinary token is replaced and `<s>` (0), `<pad>` (1) and `</s>` (2) never are."""
+    import keras
+
+    from tiny_roberta import BOS_ID, EOS_ID, PAD_ID, write_tiny_hf_roberta
+
+    pre = tiny_encoder(write_tiny_hf_roberta(tmp_path / "roberta")).preprocessor
+    keras.utils.set_random_seed(0)
+    backbone = keras_hub.models.RobertaBackbone(vocabulary_size=pre.tokenizer.vocabulary_size(), num_layers=1,
+                                                num_heads=2, hidden_dim=16, intermediate_dim=32, max_sequence_length=64)
+    generator = keras_hub.models.RobertaMaskedLM(backbone)
+    ds = augmentation_dataset(TINY_SENTENCES * 2, pre, "mlm:100", batch_size=4, shuffle=False, generator=generator)
+    specials = [BOS_ID, PAD_ID, EOS_ID, pre.tokenizer.mask_token_id]
+    for batch in ds.take(2):
+        anchor, positive = (to_numpy(batch[v]["token_ids"]) for v in ("anchor", "positive"))
+        special = np.isin(anchor, specials)
+        np.testing.assert_array_equal(positive[special], anchor[special])
+        assert (positive[~special] != anchor[~special]).all() and not np.isin(positive[~special], specials).any()
+        assert (anchor == EOS_ID).sum() == len(anchor)  # one </s> per row, kept above

@@ -26,6 +26,8 @@ import tensorflow as tf
 
 from tf_esimcse.backbones import load_generator
 from tf_esimcse.data.views import View, views_dataset
+from tf_esimcse.generator_vocabulary import check_generator_vocabulary
+from tf_esimcse.layers.sentence_preprocessor import start_end_pad_ids
 from tf_esimcse.layers.masked_lm_replacement import MaskedLMReplacement
 from tf_esimcse.layers.random_crop import RandomCrop
 from tf_esimcse.layers.word_deletion import WordDeletion
@@ -103,15 +105,15 @@ def mlm_replacement_dataset(sentences, preprocessor, rate, generator, batch_size
         raise ValueError("--augmentation mlm:K needs a masked-LM generator sharing the encoder's vocabulary: "
                          "--augmentation-generator <keras-hub MaskedLM preset> (e.g. saved_models/mlm/model from "
                          "python recipes/pretrain_mlm.py)")
+    source = None
     if isinstance(generator, str) or hasattr(generator, "__fspath__"):
-        generator = load_generator(str(generator))
+        source = str(generator)
+        generator = load_generator(source)
     tokenizer = preprocessor.tokenizer
-    vocabulary_size = int(tokenizer.vocabulary_size())
-    generator_vocabulary = int(generator.backbone.vocabulary_size)
-    if generator_vocabulary != vocabulary_size:
-        raise ValueError(f"the masked-LM generator has a vocabulary of {generator_vocabulary} ids, the encoder's "
-                         f"tokenizer {vocabulary_size}: they must share one vocabulary.")
-    special = [getattr(tokenizer, f"{name}_token_id", None) for name in ("pad", "cls", "sep", "mask", "unk")]
+    check_generator_vocabulary(generator, tokenizer, int(tokenizer.vocabulary_size()), source=source)
+    # [CLS]/<s>, [SEP]/</s>, the padding, mask and unknown ids: never replaced, never predicted.
+    special = list(start_end_pad_ids(tokenizer)) + [getattr(tokenizer, f"{name}_token_id", None)
+                                                    for name in ("mask", "unk")]
     layer = MaskedLMReplacement(generator, int(tokenizer.mask_token_id),
                                 unselectable_token_ids=[0] + [int(i) for i in special if i is not None], rate=rate)
     base = views_dataset(list(sentences), preprocessor, {"anchor": View(0), "positive": View(0)},

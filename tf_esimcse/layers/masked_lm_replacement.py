@@ -18,6 +18,7 @@ import keras
 import tensorflow as tf
 
 from tf_esimcse.api_export import tf_esimcse_export
+from tf_esimcse.generator_vocabulary import model_inputs
 
 _NEG = -1e9
 
@@ -28,7 +29,8 @@ class MaskedLMReplacement(keras.layers.Layer):
 
     Args:
         generator: a keras-hub `MaskedLM` (called with `token_ids`, `padding_mask`,
-            `segment_ids`, `mask_positions`; returns logits `(batch, positions, vocabulary)`).
+            `mask_positions`, and zero `segment_ids` when it declares them, as `BertMaskedLM`
+            does and `RobertaMaskedLM` does not; returns logits `(batch, positions, vocabulary)`).
         mask_token_id: int. The tokenizer's [MASK] id.
         unselectable_token_ids: list of int. Ids never replaced and never predicted (padding,
             [CLS], [SEP], [MASK], [UNK]...).
@@ -70,8 +72,8 @@ class MaskedLMReplacement(keras.layers.Layer):
         index = tf.stack([rows, positions], axis=-1)
         chosen = tf.scatter_nd(tf.boolean_mask(index, valid), tf.ones([tf.reduce_sum(k)], tf.bool), tf.shape(ids))
         masked = tf.where(chosen, self.mask_token_id, ids)
-        logits = self.generator({"token_ids": masked, "padding_mask": tf.cast(real, tf.int32),
-                                 "segment_ids": tf.zeros_like(masked), "mask_positions": positions}, training=False)
+        logits = self.generator(model_inputs(self.generator, masked, tf.cast(real, tf.int32), mask_positions=positions),
+                                training=False)
         logits = tf.cast(logits, tf.float32)
         vocabulary = tf.shape(logits)[-1]
         original = tf.gather_nd(ids, index)
