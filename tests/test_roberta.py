@@ -28,7 +28,6 @@ from tf_esimcse.backbones import load_tokenizer
 from tf_esimcse.data.pipeline import esimcse_dataset
 from tf_esimcse.errors import ModelLoadError
 from tf_esimcse.export import export_for_serving
-from tf_esimcse.st_export import export_sentence_transformers
 from tiny_hf import write_tiny_hf_bert
 from tiny_roberta import BOS_ID, EOS_ID, PAD_ID
 from tiny_roberta import write_roberta_tokenizer_files
@@ -261,14 +260,6 @@ def test_keras_hub_roberta_preset_equals_keras_hub(tmp_path):
     real = batch["padding_mask"].numpy().astype(bool)
     np.testing.assert_allclose(keras.ops.convert_to_numpy(ours)[real], keras.ops.convert_to_numpy(expected)[real],
                                atol=1e-5, rtol=0)
-
-
-def test_sentence_transformers_export_refuses_bpe(tmp_path, roberta_dir):
-    """Not built yet: a one-line refusal instead of a BERT vocab.txt written for BPE ids."""
-    encoder = SentenceEncoder.from_pretrained(str(roberta_dir), pooler_type="avg")
-    with pytest.raises(ValueError, match=r"byte-level BPE one \(RobertaTokenizer\).*BERT folders") as info:
-        export_sentence_transformers(encoder, tmp_path / "st")
-    assert "\n" not in str(info.value) and not (tmp_path / "st").exists()
 
 
 # --- training, saving, reloading and exporting from the tiny RoBERTa ---
