@@ -8,7 +8,8 @@ start-up wherever it is installed). This file imports nothing from the repositor
     .venv-st/bin/python tests/st_side.py JOB.json
 
 JOB.json: {"model": DIR, "output": NPZ, "sentences": [...] (optional),
-           "sts": {"sentences1": [...], "sentences2": [...], "scores": [...]} (optional)}.
+           "sts": {"sentences1": [...], "sentences2": [...], "scores": [...]} (optional)},
+or a list of such jobs, run in turn in the one interpreter (one JSON line each).
 Writes NPZ (`embeddings`, `similarity` = model.similarity(embeddings[:4], embeddings),
 `pairwise` = model.similarity_pairwise(embeddings[:4], embeddings[4:8]), and `ids_<k>`: sentence k's
 token ids as `model.tokenize` gives them to `encode`, specials included, truncated) and prints one
@@ -25,14 +26,21 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 
 def main(job_path):
+    import torch
+
+    with open(job_path, encoding="utf-8") as f:
+        jobs = json.load(f)
+    torch.set_num_threads(2)
+    for job in jobs if isinstance(jobs, list) else [jobs]:
+        run_job(job)
+
+
+def run_job(job):
     import numpy as np
     import sentence_transformers
     import torch
     from sentence_transformers.evaluation import EmbeddingSimilarityEvaluator
 
-    with open(job_path, encoding="utf-8") as f:
-        job = json.load(f)
-    torch.set_num_threads(2)
     model = sentence_transformers.SentenceTransformer(job["model"], device="cpu")
     info = {"sentence_transformers": sentence_transformers.__version__, "torch": torch.__version__,
             "cuda_build": torch.version.cuda is not None, "max_seq_length": model.max_seq_length,
@@ -56,7 +64,7 @@ def main(job_path):
                                                  main_similarity="cosine", name="sts", write_csv=False)
         info["sts_spearman"] = 100 * float(evaluator(model)["sts_spearman_cosine"])
     np.savez(job["output"], **arrays)
-    print(json.dumps(info))
+    print(json.dumps(info), flush=True)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,6 @@
-"""Hugging Face RoBERTa directories, read into a `BertEncoder` and a keras-hub `RobertaTokenizer`.
+"""Hugging Face RoBERTa directories, read into a `BertEncoder` and a keras-hub `RobertaTokenizer`,
+and written back from them (`hf_roberta_weights`, `write_roberta_tokenizer`: the sentence-transformers
+export, `tf_esimcse.st_export`).
 
 RoBERTa is BERT's network with other conventions, all of which `BertEncoder` holds:
 
