@@ -39,9 +39,10 @@ pytestmark = pytest.mark.large
 METHODS = ("unsup_simcse", "unsup_esimcse", "sup_simcse")
 SOURCES = ("hf", "keras_hub")
 RUNS = [(method, source) for source in SOURCES for method in METHODS]
-# Leading and trailing spaces, accents, emoji, CJK, numbers, an empty and a truncated sentence.
-SENTENCES = ["Hello world.", "  leading and trailing spaces  ", "Café naïve résumé, Ångström", "emoji 😀 👍🏽 ok",
-             "中文 字符 and 日本語", "numbers 12345 and 3.14159, 2026", "", "the quick brown fox jumped over the lazy dog. " * 3]
+# Leading and trailing spaces, accents, emoji, CJK, numbers, an empty and a long sentence.
+SENTENCES = ["Hello world.", "  leading and trailing spaces  ", "Café naïve résumé, Ångström",
+             "emoji 😀 👍🏽 ok", "中文 字符 and 日本語", "numbers 12345 and 3.14159, 2026", "",
+             "the quick brown fox jumped over the lazy dog. " * 3]
 _WORDS = ["the", "cat", "sat", "on", "mat", "Café", "naïve", "😀", "中文", "12345", "hello", "world", "dog", "lazy",
           "quick", "fox", "and", "is", "playing", "."]
 
@@ -84,7 +85,8 @@ def runs(workspace):
                      for source in SOURCES}}
     for method, source in RUNS:
         output_dir = workspace["root"] / f"{method}-{source}"
-        argv = ["--model", workspace[source], "--corpus", workspace["nli.csv" if method == "sup_simcse" else "corpus.txt"],
+        corpus = workspace["nli.csv" if method == "sup_simcse" else "corpus.txt"]
+        argv = ["--model", workspace[source], "--corpus", corpus,
                 "--data-dir", workspace["data"], "--steps", 2, "--eval-steps", 2, "--batch-size", 8, "--max-len", 16,
                 "--output-dir", output_dir, "--jit-compile", "false", "--no-final-eval"]
         load_method(method).main([str(a) for a in argv])
