@@ -22,17 +22,18 @@ import pytest
 import tensorflow as tf
 
 from test_case import side_env_python
-from tf_esimcse import ESimCSE, SentenceEncoder, SimCSE
+from tf_esimcse import ESimCSE, SentenceEncoder
 from tf_esimcse.backbones import load_backbone
 from tf_esimcse.backbones import load_tokenizer
 from tf_esimcse.data.pipeline import esimcse_dataset
 from tf_esimcse.errors import ModelLoadError
 from tf_esimcse.export import export_for_serving
-from tf_esimcse.st_export import export_sentence_transformers
+from tf_esimcse.objectives import SimCSEObjective
 from tiny_hf import write_tiny_hf_bert
 from tiny_roberta import BOS_ID, EOS_ID, PAD_ID
 from tiny_roberta import write_roberta_tokenizer_files
 from tiny_roberta import write_tiny_hf_roberta
+from training_test_case import run_replica_test
 
 _REPO = pathlib.Path(__file__).resolve().parents[1]
 _SIDE_SCRIPT = pathlib.Path(__file__).resolve().with_name("hf_side.py")
@@ -263,14 +264,6 @@ def test_keras_hub_roberta_preset_equals_keras_hub(tmp_path):
                                atol=1e-5, rtol=0)
 
 
-def test_sentence_transformers_export_refuses_bpe(tmp_path, roberta_dir):
-    """Not built yet: a one-line refusal instead of a BERT vocab.txt written for BPE ids."""
-    encoder = SentenceEncoder.from_pretrained(str(roberta_dir), pooler_type="avg")
-    with pytest.raises(ValueError, match=r"byte-level BPE one \(RobertaTokenizer\).*BERT folders") as info:
-        export_sentence_transformers(encoder, tmp_path / "st")
-    assert "\n" not in str(info.value) and not (tmp_path / "st").exists()
-
-
 # --- training, saving, reloading and exporting from the tiny RoBERTa ---
 
 
@@ -324,33 +317,16 @@ def test_trains_saves_reloads_and_exports(trained, tmp_path):
     np.testing.assert_allclose(np.load(tmp_path / "served.npy"), after, atol=1e-5)
 
 
-def _simcse_run(roberta_dir, batches, strategy):
-    """Two graph-mode SimCSE steps from the tiny RoBERTa (dropout 0) under `strategy`: the
-    logged losses and the weights after them."""
-    with strategy.scope():
-        keras.utils.set_random_seed(0)
-        encoder = SentenceEncoder.from_pretrained(str(roberta_dir), pooler_type="cls", mlp_only_train=True,
-                                                  fresh_mlp=True, dropout=0.0)
-        model = SimCSE(encoder, temperature=0.05, max_grad_norm=1.0)
-        model.compile(optimizer=keras.optimizers.AdamW(1e-3, weight_decay=0.01), jit_compile=False)
-    data = tf.data.Dataset.from_tensor_slices(batches)
-    history = model.fit(data, epochs=1, steps_per_epoch=len(batches["token_ids"]), verbose=0, shuffle=False)
-    return history.history["loss"], [keras.ops.convert_to_numpy(w) for w in model.weights]
-
-
 @pytest.mark.large
 def test_two_replicas_equal_one_device(roberta_dir, mirrored_strategy):
-    """SimCSE from RoBERTa: two steps on two replicas (gathered negatives) equal one device to
-    1e-5 (losses and every weight), the loss finite."""
+    """SimCSE from RoBERTa (`cls` pooler with its MLP in training, dropout 0): two graph-mode steps
+    on two replicas (gathered negatives) give one device's losses and every weight to 1e-5
+    (`training_test_case.run_replica_test`, the check every objective's tests run on BERT)."""
     rng = np.random.default_rng(0)
     token_ids = np.full((8, 12), PAD_ID, "int32")
     for row, length in enumerate(rng.integers(1, 11, size=8)):  # <s>, 1-10 BPE pieces, </s>, <pad>...
         token_ids[row, : length + 2] = [BOS_ID, *rng.integers(4, 380, size=length), EOS_ID]
-    batches = {"token_ids": token_ids.reshape(2, 4, 12), "padding_mask": (token_ids != PAD_ID).astype("int32").reshape(2, 4, 12)}
-    one_loss, one_weights = _simcse_run(roberta_dir, batches, tf.distribute.get_strategy())
-    two_loss, two_weights = _simcse_run(roberta_dir, batches, mirrored_strategy)
-    assert np.isfinite(one_loss).all()
-    np.testing.assert_allclose(two_loss, one_loss, rtol=1e-5, atol=1e-5)
-    assert len(one_weights) == len(two_weights)
-    for a, b in zip(one_weights, two_weights):
-        np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-5)
+    batches = [{"token_ids": ids, "padding_mask": (ids != PAD_ID).astype("int32")} for ids in np.split(token_ids, 2)]
+    logs = run_replica_test(roberta_dir, lambda: SimCSEObjective(temperature=0.05), batches, mirrored_strategy)
+    assert len(logs) == 2 and np.isfinite([log["loss"] for log in logs]).all()
+    assert logs[0]["loss"] > 0.1  # negatives close enough to the positive for the step to move weights

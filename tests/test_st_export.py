@@ -429,3 +429,104 @@ def test_sentence_transformers_stsb_test_score_equals_evaluate(tmp_path, data_di
     print(f"STS-B test: sentence-transformers {theirs:.6f}, tf-esimcse evaluate {ours:.6f}")
     assert round(theirs, 2) == round(ours, 2)
     assert abs(theirs - ours) < 1e-3
+
+
+# --- RoBERTa: a Hugging Face RoBERTa folder (byte-level BPE) with the same modules ---
+
+# Leading and trailing spaces, accents, emoji, CJK, numbers, an empty and a truncated sentence.
+ROBERTA_SENTENCES = ["Hello world.", "  leading and trailing spaces  ", "Café naïve résumé, Ångström",
+                     "emoji 😀 👍🏽 ok", "中文 字符 and 日本語", "numbers 12345 and 3.14159, 2026", "",
+                     "the quick brown fox jumped over the lazy dog. " * 3]
+ROBERTA_POOLERS = pytest.mark.parametrize(
+    "pooler_type, kwargs, modules",
+    [
+        ("cls_before_pooler", {}, ["Transformer", "Pooling", "Normalize"]),
+        ("avg", {}, ["Transformer", "Pooling", "Normalize"]),
+        ("avg", {"normalize": False}, ["Transformer", "Pooling"]),
+        ("cls", {"mlp_only_train": True}, ["Transformer", "Pooling", "Normalize"]),
+        ("cls", {}, ["Transformer", "Pooling", "Dense", "Normalize"]),
+        ("avg", {"truncate_dim": 12}, ["Transformer", "Pooling", "Normalize"]),
+    ],
+    ids=["cls_before_pooler", "avg", "avg-unnormalized", "cls-mlp_only_train", "cls-with-mlp", "avg-truncate_dim"],
+)
+
+
+@pytest.fixture(scope="module")
+def roberta_dir(tmp_path_factory):
+    from tiny_roberta import write_tiny_hf_roberta
+
+    return write_tiny_hf_roberta(tmp_path_factory.mktemp("tiny_roberta") / "model", seed=6)
+
+
+def _roberta_encoder(roberta_dir, pooler_type, **kwargs):
+    encoder = _perturb(tiny_encoder(roberta_dir, pooler_type=pooler_type, inference_length=16, **kwargs), seed=3)
+    return _new_mlp(encoder) if pooler_type == "cls" else encoder
+
+
+def _our_ids(encoder, sentences):
+    batch = encoder.inference_preprocessor(sentences)
+    ids, mask = batch["token_ids"].numpy(), batch["padding_mask"].numpy().astype(bool)
+    return [row[keep].tolist() for row, keep in zip(ids, mask)]
+
+
+def test_roberta_exported_files(roberta_dir, tmp_path):
+    """config.json is Hugging Face's RobertaConfig of the checkpoint (positions + padding_idx + 1),
+    every weight comes back under RobertaModel's name with the checkpoint's values (the two
+    position rows below padding_idx + 1, which the encoder never reads, as zeros), the BPE files
+    are the checkpoint's, and our loader reads the folder back to the same vectors."""
+    encoder = tiny_encoder(roberta_dir, pooler_type="avg", inference_length=16)
+    out = export_sentence_transformers(encoder, tmp_path / "export")
+    source, config = _read_json(roberta_dir / "config.json"), _read_json(out / "config.json")
+    for key in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
+                "hidden_act", "max_position_embeddings", "type_vocab_size", "layer_norm_eps", "pad_token_id",
+                "bos_token_id", "eos_token_id", "model_type"):
+        assert config[key] == source[key], key
+    assert (config["model_type"], config["pad_token_id"], config["max_position_embeddings"], config["type_vocab_size"],
+            config["layer_norm_eps"], config["architectures"]) == ("roberta", 1, 64 + 2, 1, 1e-5, ["RobertaModel"])
+    exported, original = load_file(str(out / "model.safetensors")), load_file(str(roberta_dir / "model.safetensors"))
+    assert sorted(exported) == sorted(original)
+    for name, value in original.items():
+        assert exported[name].dtype == np.float32 and exported[name].shape == value.shape, name
+        if name == "embeddings.position_embeddings.weight":
+            np.testing.assert_array_equal(exported[name][:2], 0.0)
+            value, exported[name] = value[2:], exported[name][2:]
+        np.testing.assert_allclose(exported[name], value, atol=1e-7, rtol=0, err_msg=name)
+    for name in ("vocab.json", "merges.txt"):
+        assert (out / name).read_text(encoding="utf-8") == (roberta_dir / name).read_text(encoding="utf-8"), name
+    assert not (out / "vocab.txt").exists()
+    tokenizer_config = _read_json(out / "tokenizer_config.json")
+    assert tokenizer_config["tokenizer_class"] == "RobertaTokenizer" and tokenizer_config["model_max_length"] == 16
+    assert tokenizer_config["add_prefix_space"] is False
+    assert _read_json(out / "special_tokens_map.json") == {
+        "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "sep_token": "</s>", "pad_token": "<pad>",
+        "cls_token": "<s>", "mask_token": "<mask>"}
+    assert _module_types(out) == ["Transformer", "Pooling", "Normalize"]
+    reloaded = SentenceEncoder.from_pretrained(str(out), inference_length=16)
+    assert type(reloaded.preprocessor.tokenizer).__name__ == "RobertaTokenizer" and reloaded.pooler_type == "avg"
+    assert reloaded.backbone.layer_norm_epsilon == 1e-5 and reloaded.backbone.max_sequence_length == 64
+    np.testing.assert_allclose(reloaded.encode(ROBERTA_SENTENCES, verbose=0),
+                               encoder.encode(ROBERTA_SENTENCES, verbose=0), atol=1e-6, rtol=0)
+
+
+@pytest.mark.large
+@ROBERTA_POOLERS
+def test_sentence_transformers_loads_the_roberta_export(roberta_dir, tmp_path, pooler_type, kwargs, modules):
+    """Every pooler the export takes (and a `truncate_dim`), from a trained-looking RoBERTa: the real
+    `SentenceTransformer(path)` builds transformers' `RobertaModel` and fast RoBERTa tokenizer,
+    whose ids (specials included, truncated as `encode` truncates) are ours, and `encode` gives our
+    vectors to 1e-5."""
+    _st_python()  # before any work: skip (or fail in CI) at once
+    encoder = _roberta_encoder(roberta_dir, pooler_type, **kwargs)
+    out = export_sentence_transformers(encoder, tmp_path / "export")
+    info, theirs = _run_sentence_transformers(tmp_path, out, sentences=ROBERTA_SENTENCES)
+    assert info["modules"] == modules and info["auto_model"] == "RobertaModel", info
+    assert info["tokenizer"].startswith("RobertaTokenizer") and info["tokenizer_is_fast"], info
+    assert info["max_seq_length"] == 16 and info["truncate_dim"] == kwargs.get("truncate_dim"), info
+    for k, ids in enumerate(_our_ids(encoder, ROBERTA_SENTENCES)):
+        assert theirs[f"ids_{k}"].tolist() == ids, ROBERTA_SENTENCES[k]
+    assert len(theirs["ids_7"]) == 16  # the long sentence is truncated, </s> kept
+    ours = encoder.encode(ROBERTA_SENTENCES, verbose=0)
+    assert theirs["embeddings"].shape == ours.shape and np.abs(ours).max() > 0.1
+    if "truncate_dim" in kwargs:  # sentence-transformers cuts after its Normalize: the same direction
+        theirs["embeddings"] = theirs["embeddings"] / np.linalg.norm(theirs["embeddings"], axis=1, keepdims=True)
+    np.testing.assert_allclose(theirs["embeddings"], ours, atol=1e-5, rtol=0)

@@ -15,6 +15,7 @@ Given a factory of the objective, fixed int32 batches and an independent NumPy l
 Dropout is 0 in all of it, so that every mode computes the same function (the hash dropout used
 under XLA draws other masks than Keras' Philox); dropout itself is tested elsewhere.
 
+`run_replica_test` is check 4 alone (e.g. for another encoder family: tests/test_roberta.py).
 Also `crash_at_step`, which makes a recipe's training crash part-way (the resume tests).
 """
 import keras
@@ -118,10 +119,29 @@ def run_objective_test(model_dir, make_objective, batches, numpy_loss, mirrored_
     assert all(np.isfinite(log["loss"]) for log in graph[0])
 
     # (4) two replicas == one device
+    run_replica_test(model_dir, make_objective, batches, mirrored_strategy, model_kwargs, one_device=graph)
+    return graph[0]
+
+
+def run_replica_test(model_dir, make_objective, batches, mirrored_strategy, model_kwargs=None, one_device=None):
+    """Check 4: graph-mode `fit` on two replicas gives one device's losses and weights (1e-5).
+
+    Args:
+        model_dir: a tiny Hugging Face directory (BERT or RoBERTa), read by `tiny_encoder`.
+        make_objective, batches, mirrored_strategy, model_kwargs: as `run_objective_test`'s
+            (one batch is enough here).
+        one_device: the `(logs, weights)` of the one-device run, if already made.
+
+    Returns:
+        The one-device run's logs (a list of dicts, one per step).
+    """
+    model_kwargs = model_kwargs or {}
+    one_device = one_device or _fit(_model(model_dir, make_objective, **model_kwargs), batches)
     mirrored = _fit(_model(model_dir, make_objective, strategy=mirrored_strategy, **model_kwargs), batches,
                     strategy=mirrored_strategy)
-    _assert_same_run(graph, mirrored, "two replicas vs one")
-    return graph[0]
+    assert mirrored_strategy.num_replicas_in_sync == 2
+    _assert_same_run(one_device, mirrored, "two replicas vs one")
+    return one_device[0]
 
 
 def _approx(expected):

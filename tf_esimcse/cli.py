@@ -211,11 +211,11 @@ def build_parser():
                                   "(required)")
     g["output"].add_argument("--format", default="saved_model",
                              choices=["saved_model", "sentence-transformers", "onnx", "litert"],
-                             help="saved_model (TF Serving) or sentence-transformers (a Hugging Face BERT directory "
-                                  "with its pooling modules, for SentenceTransformer(DIR) and transformers); onnx "
-                                  "(model.onnx for ONNX Runtime) or litert (model.tflite), both token ids in, the "
-                                  "pooled normalised embedding out, tokenizer.json + vocab.txt beside "
-                                  "(default: saved_model)")
+                             help="saved_model (TF Serving) or sentence-transformers (a Hugging Face BERT or RoBERTa "
+                                  "directory with its pooling modules, for SentenceTransformer(DIR) and "
+                                  "transformers); onnx (model.onnx for ONNX Runtime) or litert (model.tflite), both "
+                                  "token ids in, the pooled normalised embedding out, tokenizer.json + vocab.txt "
+                                  "beside (default: saved_model)")
     g["output"].add_argument("--version", type=int, default=None, metavar="N",
                              help="saved_model: the version to write; never overwrites (default: 1 + the largest "
                                   "existing)")

@@ -238,7 +238,8 @@ def cmd_export(args):
     if args.format == "sentence-transformers":
         encoder = _load_encoder(args)
         path = export_sentence_transformers(encoder, pathlib.Path(args.output).expanduser(), overwrite=args.overwrite)
-        print(f"wrote a sentence-transformers / Hugging Face BERT directory to {path}")
+        family = "RoBERTa" if json.loads((path / "config.json").read_text())["model_type"] == "roberta" else "BERT"
+        print(f"wrote a sentence-transformers / Hugging Face {family} directory to {path}")
         print(f"load: SentenceTransformer({str(path)!r}) or transformers.AutoModel.from_pretrained({str(path)!r})")
         return 0
     base = pathlib.Path(args.output).expanduser().resolve()

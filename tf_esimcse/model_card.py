@@ -220,7 +220,7 @@ def _load_lines(directory, facts, export=None):
                   "vectors = embed(sentences=tf.constant(['A man is playing a guitar.']))['embeddings']", "```"]
         return lines
     if fmt == "sentence-transformers":
-        lines += ["This folder is a sentence-transformers / Hugging Face BERT directory:", "", "```python",
+        lines += ["This folder is a sentence-transformers / Hugging Face BERT or RoBERTa directory:", "", "```python",
                   "from sentence_transformers import SentenceTransformer",
                   f"vectors = SentenceTransformer({d!r}).encode(['A man is playing a guitar.'])", "```"]
         return lines

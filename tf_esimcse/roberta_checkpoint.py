@@ -1,4 +1,6 @@
-"""Hugging Face RoBERTa directories, read into a `BertEncoder` and a keras-hub `RobertaTokenizer`.
+"""Hugging Face RoBERTa directories, read into a `BertEncoder` and a keras-hub `RobertaTokenizer`,
+and written back from them (`hf_roberta_weights`, `write_roberta_tokenizer`: the sentence-transformers
+export, `tf_esimcse.st_export`).
 
 RoBERTa is BERT's network with other conventions, all of which `BertEncoder` holds:
 
@@ -99,22 +101,24 @@ def _hf_weights(location):
 
 
 def _weight_map(num_layers, num_heads, hidden_dim, offset):
-    """`{Hugging Face name: (BertEncoder name, convert)}`; `convert(array)` gives our layout."""
+    """`{Hugging Face name: (BertEncoder name, to_ours, to_hf)}`: `to_ours(array)` gives our layout
+    (reading a checkpoint), `to_hf(array)` Hugging Face's back (writing one, `hf_roberta_weights`)."""
     head_dim = hidden_dim // num_heads
 
-    def in_heads(w):  # torch Linear [out, in] -> EinsumDense [in, heads, head_dim]
-        return w.T.reshape(hidden_dim, num_heads, head_dim)
-
-    def out_heads(w):  # [out, in] -> [heads, head_dim, out]
-        return w.T.reshape(num_heads, head_dim, hidden_dim)
-
-    def bias_heads(b):
-        return b.reshape(num_heads, head_dim)
-
-    same, transpose = (lambda x: x), (lambda x: x.T)
-    mapping = {
+    # torch Linear [out, in] <-> EinsumDense [in, heads, head_dim] (query, key, value)
+    in_heads = (lambda w: w.T.reshape(hidden_dim, num_heads, head_dim), lambda w: w.reshape(hidden_dim, -1).T)
+    # [out, in] <-> [heads, head_dim, out] (attention output)
+    out_heads = (lambda w: w.T.reshape(num_heads, head_dim, hidden_dim), lambda w: w.reshape(-1, hidden_dim).T)
+    bias_heads = (lambda b: b.reshape(num_heads, head_dim), lambda b: b.reshape(-1))
+    same = (lambda x: x, lambda x: x)
+    transpose = (lambda x: x.T, lambda x: x.T)
+    # The first `offset` rows (padding_idx + 1) are dropped on reading, written back as zeros (only
+    # Hugging Face's padding tokens read row padding_idx; row 0 is never read).
+    positions = (lambda x: x[offset:],
+                 lambda x: np.concatenate([np.zeros((offset, x.shape[1]), x.dtype), x], axis=0))
+    entries = {
         "embeddings.word_embeddings.weight": ("token_embedding/embeddings", same),
-        "embeddings.position_embeddings.weight": ("position_embedding/embeddings", lambda x: x[offset:]),
+        "embeddings.position_embeddings.weight": ("position_embedding/embeddings", positions),
         "embeddings.token_type_embeddings.weight": ("segment_embedding/embeddings", same),
         "embeddings.LayerNorm.weight": ("embeddings_layer_norm/gamma", same),
         "embeddings.LayerNorm.bias": ("embeddings_layer_norm/beta", same),
@@ -124,9 +128,9 @@ def _weight_map(num_layers, num_heads, hidden_dim, offset):
     for i in range(num_layers):
         hf, ours = f"encoder.layer.{i}", f"transformer_layer_{i}"
         for name in ("query", "key", "value"):
-            mapping[f"{hf}.attention.self.{name}.weight"] = (f"{ours}/self_attention_layer/{name}/kernel", in_heads)
-            mapping[f"{hf}.attention.self.{name}.bias"] = (f"{ours}/self_attention_layer/{name}/bias", bias_heads)
-        mapping.update({
+            entries[f"{hf}.attention.self.{name}.weight"] = (f"{ours}/self_attention_layer/{name}/kernel", in_heads)
+            entries[f"{hf}.attention.self.{name}.bias"] = (f"{ours}/self_attention_layer/{name}/bias", bias_heads)
+        entries.update({
             f"{hf}.attention.output.dense.weight": (f"{ours}/self_attention_layer/attention_output/kernel", out_heads),
             f"{hf}.attention.output.dense.bias": (f"{ours}/self_attention_layer/attention_output/bias", same),
             f"{hf}.attention.output.LayerNorm.weight": (f"{ours}/self_attention_layer_norm/gamma", same),
@@ -138,7 +142,7 @@ def _weight_map(num_layers, num_heads, hidden_dim, offset):
             f"{hf}.output.LayerNorm.weight": (f"{ours}/feedforward_layer_norm/gamma", same),
             f"{hf}.output.LayerNorm.bias": (f"{ours}/feedforward_layer_norm/beta", same),
         })
-    return mapping
+    return {hf: (ours, to_ours, to_hf) for hf, (ours, (to_ours, to_hf)) in entries.items()}
 
 
 def load_roberta_encoder(location, dropout=None, output_hidden_states=False, fast_dropout=True):
@@ -169,7 +173,7 @@ def load_roberta_encoder(location, dropout=None, output_hidden_states=False, fas
     left_over = sorted(set(hf) - set(mapping))
     if left_over:
         raise ModelLoadError(f"{weights_file}: weights a RoBERTa encoder does not have: {left_over[:5]}")
-    for hf_name, (name, convert) in mapping.items():
+    for hf_name, (name, convert, _) in mapping.items():
         if hf_name not in hf:
             if hf_name.startswith("pooler."):
                 continue  # no pooler in this checkpoint: BERT's pooler keeps its initialisation
@@ -253,3 +257,81 @@ def load_roberta_tokenizer(location):
             raise ModelLoadError(f"{vocab}: {token} has id {getattr(tokenizer, attribute)} but config.json's {key} is "
                                  f"{cfg[key]}: the tokenizer and the weights come from different models")
     return tokenizer
+
+
+# --- writing a Hugging Face RoBERTa directory back (the sentence-transformers export) ---
+
+
+def hf_roberta_weights(backbone, pad_token_id, pooler_dense=None):
+    """`{Hugging Face RobertaModel weight name: float32 array}` of a `BertEncoder` holding a
+    RoBERTa: `load_roberta_encoder`'s table run backwards (the position rows shifted down by
+    ``pad_token_id + 1`` again, the rows below them zero).
+
+    Args:
+        backbone: the `BertEncoder`.
+        pad_token_id: int. The tokenizer's ``<pad>`` id (Hugging Face's ``padding_idx``).
+        pooler_dense: a `keras.layers.Dense` (hidden -> hidden) to store as the pooler
+            (``pooler.dense.*``) instead of the backbone's own `pooled_dense`, or None.
+
+    Raises:
+        ValueError: naming the weights, if the backbone's do not pair up with RoBERTa's.
+    """
+    mapping = _weight_map(int(backbone.num_layers), int(backbone.num_heads), int(backbone.hidden_dim),
+                          int(pad_token_id) + 1)
+    named = named_weights(backbone)
+    ours = {name for name, _, _ in mapping.values()}
+    if ours != set(named):
+        raise ValueError(f"cannot export {type(backbone).__name__} {backbone.name!r} as a Hugging Face RoBERTa: "
+                         f"weights that do not pair up {sorted(ours ^ set(named))[:5]}")
+    values = {name: keras.ops.convert_to_numpy(variable) for name, variable in named.items()}
+    if pooler_dense is not None:
+        values["pooled_dense/kernel"] = keras.ops.convert_to_numpy(pooler_dense.kernel)
+        values["pooled_dense/bias"] = keras.ops.convert_to_numpy(pooler_dense.bias)
+    return {hf: np.ascontiguousarray(to_hf(np.asarray(values[name], dtype="float32")))
+            for hf, (name, _, to_hf) in mapping.items()}
+
+
+def roberta_special_tokens(tokenizer):
+    """Hugging Face's RoBERTa special-token map (``special_tokens_map.json``) of a keras-hub
+    `RobertaTokenizer`: ``<s>`` is also the classifier token and ``</s>`` the separator."""
+    start, end = getattr(tokenizer, "start_token", "<s>"), getattr(tokenizer, "end_token", "</s>")
+    special = {"bos_token": start, "eos_token": end, "unk_token": "<unk>", "sep_token": end, "pad_token":
+               getattr(tokenizer, "pad_token", "<pad>"), "cls_token": start,
+               "mask_token": getattr(tokenizer, "mask_token", "<mask>")}
+    if special["unk_token"] not in tokenizer.vocabulary:  # byte-level BPE needs none; invent none
+        del special["unk_token"]
+    return special
+
+
+def write_roberta_tokenizer(tokenizer, directory, max_length):
+    """Write a keras-hub `RobertaTokenizer` as Hugging Face RoBERTa tokenizer files into
+    `directory`: ``vocab.json`` and ``merges.txt`` (what `load_roberta_tokenizer` reads),
+    ``tokenizer_config.json`` (``RobertaTokenizer``, `add_prefix_space`, truncation at
+    `max_length`) and ``special_tokens_map.json``. `transformers.AutoTokenizer` builds its fast
+    RoBERTa tokenizer from them, with our ids.
+
+    Returns:
+        The list of paths written.
+
+    Raises:
+        ValueError: if the tokenizer's ``<s>``/``</s>``/``<pad>`` are not in its vocabulary.
+    """
+    directory = pathlib.Path(directory)
+    vocabulary = {str(token): int(i) for token, i in tokenizer.vocabulary.items()}
+    special = roberta_special_tokens(tokenizer)
+    missing = sorted({special[k] for k in ("bos_token", "eos_token", "pad_token")} - set(vocabulary))
+    if missing:
+        raise ValueError(f"the {type(tokenizer).__name__}'s vocabulary lacks {missing}: no Hugging Face RoBERTa "
+                         "tokenizer can be written for it")
+    merges = [str(m) for m in tokenizer.merges if not str(m).startswith("#version")]  # keras-hub keeps the header
+    config = {"tokenizer_class": "RobertaTokenizer", "add_prefix_space": bool(tokenizer.add_prefix_space),
+              "trim_offsets": True, "errors": "replace", "model_max_length": int(max_length),
+              "clean_up_tokenization_spaces": False, **special}
+    written = [directory / name for name in ("vocab.json", "merges.txt", "tokenizer_config.json",
+                                             "special_tokens_map.json")]
+    written[0].write_text(json.dumps(dict(sorted(vocabulary.items(), key=lambda kv: kv[1])), ensure_ascii=False),
+                          encoding="utf-8")
+    written[1].write_text("#version: 0.2\n" + "".join(f"{m}\n" for m in merges), encoding="utf-8")
+    for path, obj in zip(written[2:], (config, special)):
+        path.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return written

@@ -1,4 +1,4 @@
-"""Export a `SentenceEncoder` as a Hugging Face BERT / sentence-transformers directory.
+"""Export a `SentenceEncoder` as a Hugging Face BERT or RoBERTa / sentence-transformers directory.
 
     path = export_sentence_transformers(encoder, "exported/my_encoder")
     # elsewhere, with PyTorch:  SentenceTransformer("exported/my_encoder").encode([...])
@@ -11,6 +11,11 @@ Layout written (the standard one of sentence-transformers models such as all-Min
     vocab.txt                          the tokenizer's WordPiece vocabulary, one token a line
     tokenizer_config.json              BertTokenizer settings (do_lower_case, strip_accents, ...)
     special_tokens_map.json            [CLS] [SEP] [PAD] [UNK] [MASK]
+    (a RoBERTa, i.e. a byte-level BPE tokenizer, instead: `RobertaConfig` (model_type "roberta",
+    max_position_embeddings = positions + pad_token_id + 1, type_vocab_size 1, its layer_norm_eps),
+    RobertaModel's weights (`tf_esimcse.roberta_checkpoint.hf_roberta_weights`, the loader's table
+    backwards), vocab.json + merges.txt and RobertaTokenizer's tokenizer_config.json /
+    special_tokens_map.json: `roberta_checkpoint.write_roberta_tokenizer`)
     modules.json                       Transformer -> Pooling [-> Dense] [-> Normalize]
     sentence_bert_config.json          max_seq_length (the encoder's inference truncation)
     config_sentence_transformers.json  cosine similarity, no prompts; the encoder's `truncate_dim`, if set
@@ -50,6 +55,8 @@ from tf_esimcse.models.bert_encoder import named_weights
 from tf_esimcse.models.bert_encoder import weight_name_map
 from tf_esimcse.errors import ModelSaveError
 from tf_esimcse.models.sentence_encoder import SentenceEncoder
+from tf_esimcse.roberta_checkpoint import hf_roberta_weights
+from tf_esimcse.roberta_checkpoint import write_roberta_tokenizer
 
 # Our activation names -> Hugging Face `hidden_act` (the inverse of checkpoint_sources.HF_ACTIVATIONS).
 # "gelu" is the exact erf GELU in transformers; "gelu_new" its tanh approximation (the one
@@ -169,12 +176,17 @@ def _st_pooling(encoder):
     )
 
 
+def _is_byte_level_bpe(tokenizer):
+    """Whether `tokenizer` is keras-hub's byte-level BPE (RoBERTa's `RobertaTokenizer`)."""
+    return getattr(tokenizer, "merges", None) is not None
+
+
 def _tokenizer_files(tokenizer, max_length):
     """``(vocab.txt text, tokenizer_config, special_tokens_map)`` for a keras-hub `BertTokenizer`."""
-    if getattr(tokenizer, "merges", None) is not None:  # keras-hub's byte-level BPE (RoBERTa)
-        raise ValueError(f"the tokenizer is a byte-level BPE one ({type(tokenizer).__name__}): the sentence-transformers "
-                         "export writes BERT folders (vocab.txt) only; RoBERTa exports as a SavedModel "
-                         "(tf-esimcse export) or with save_pretrained.")
+    if _is_byte_level_bpe(tokenizer):
+        raise ValueError(f"the tokenizer is a byte-level BPE one ({type(tokenizer).__name__}): a BERT WordPiece "
+                         "vocab.txt / tokenizer.json cannot hold it; a RoBERTa exports as a SavedModel "
+                         "(tf-esimcse export), for sentence-transformers, or with save_pretrained.")
     for attribute, required in (("suffix_indicator", "##"), ("split", True)):
         if getattr(tokenizer, attribute, required) != required:
             raise ValueError(
@@ -282,6 +294,16 @@ def _bert_config(backbone, pad_token_id):
     }
 
 
+def _roberta_config(backbone, tokenizer):
+    """`_bert_config` as Hugging Face's `RobertaConfig`: ``max_position_embeddings`` counts the
+    ``pad_token_id + 1`` rows below the first position (`roberta_checkpoint.roberta_encoder_settings`
+    subtracts them again)."""
+    pad_token_id = int(tokenizer.pad_token_id)
+    return dict(_bert_config(backbone, pad_token_id), architectures=["RobertaModel"], model_type="roberta",
+                max_position_embeddings=int(backbone.max_sequence_length) + pad_token_id + 1,
+                bos_token_id=int(tokenizer.start_token_id), eos_token_id=int(tokenizer.end_token_id))
+
+
 def _write_json(path, obj):
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(obj, indent=2) + "\n", encoding="utf-8")
@@ -294,14 +316,20 @@ def _write_export(encoder, tmp):
         raise ValueError("this SentenceEncoder has no preprocessor: the export needs its tokenizer's vocabulary.")
     tokenizer = encoder.preprocessor.tokenizer
     max_length = int(encoder.inference_length or backbone.max_sequence_length)
-    _tokenizer_files(tokenizer, max_length)  # an unsupported tokenizer fails before anything is written
-    pad_token_id = int(getattr(tokenizer, "pad_token_id", 0) or 0)
     hidden = int(backbone.hidden_dim)
-
-    _write_json(tmp / "config.json", _bert_config(backbone, pad_token_id))
-    tensors = hf_bert_weights(backbone, pooler_dense=encoder.pooler.mlp if with_mlp else None)
+    pooler_dense = encoder.pooler.mlp if with_mlp else None
+    if _is_byte_level_bpe(tokenizer):  # RoBERTa
+        config = _roberta_config(backbone, tokenizer)
+        tensors = hf_roberta_weights(backbone, tokenizer.pad_token_id, pooler_dense=pooler_dense)
+        write_tokenizer = write_roberta_tokenizer
+    else:
+        _tokenizer_files(tokenizer, max_length)  # an unsupported tokenizer fails before anything is written
+        config = _bert_config(backbone, int(getattr(tokenizer, "pad_token_id", 0) or 0))
+        tensors = hf_bert_weights(backbone, pooler_dense=pooler_dense)
+        write_tokenizer = write_tokenizer_files
+    _write_json(tmp / "config.json", config)
     save_file(tensors, str(tmp / "model.safetensors"), metadata={"format": "pt"})
-    write_tokenizer_files(tokenizer, tmp, max_length)
+    write_tokenizer(tokenizer, tmp, max_length)
 
     modules = [
         {"idx": 0, "name": "0", "path": "", "type": f"{_ST_MODULES}.Transformer"},
@@ -345,12 +373,13 @@ def _is_nonempty_dir(path):
 
 @tf_esimcse_export("export_sentence_transformers")
 def export_sentence_transformers(encoder, output_dir, overwrite=False):
-    """Write `encoder` as a Hugging Face BERT + sentence-transformers directory.
+    """Write `encoder` as a Hugging Face BERT or RoBERTa + sentence-transformers directory.
 
     See the module docstring for the layout and the poolers supported.
     `sentence_transformers.SentenceTransformer(output_dir).encode(sentences)` then gives
     `encoder.encode(sentences)` (up to float rounding and tokenizer differences between
-    keras-hub's WordPiece and Hugging Face's BertTokenizer on unusual text).
+    keras-hub's WordPiece and Hugging Face's BertTokenizer on unusual text; for RoBERTa's byte-level
+    BPE, tests/test_st_export.py checks the ids on spaces, accents, emoji, CJK and numbers).
 
     Args:
         encoder: a `tf_esimcse.SentenceEncoder` with a preprocessor (for its vocabulary).
