@@ -138,7 +138,10 @@ def test_diffcse_objective_with_roberta(roberta, mirrored_strategy):
     def make():
         return DiffCSEObjective(roberta["generator"], rtd_weight=LAMBDA, batchnorm=False, generator_dropout=False)
 
-    logs = run_objective_test(roberta["model"], make, _batches(roberta), _numpy_loss, mirrored_strategy)
+    # XLA (the default path); eager and two replicas: BERT's DiffCSE test (the same step) and
+    # test_roberta's two-replica RoBERTa step
+    logs = run_objective_test(roberta["model"], make, _batches(roberta), _numpy_loss, mirrored_strategy,
+                              modes=("xla",))
     assert logs[0]["rtd_loss"] > 0 and logs[0]["contrastive_loss"] > 0
     assert logs[0]["loss"] == pytest.approx(logs[0]["contrastive_loss"] + LAMBDA * logs[0]["rtd_loss"], rel=1e-5)
     assert 0 < logs[0]["replaced_fraction"] < 1

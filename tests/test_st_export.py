@@ -116,17 +116,15 @@ def _module_types(export_dir):
 
 
 # Every pooler the export takes, with the sentence-transformers modules it becomes.
-EXPORTED_POOLERS = pytest.mark.parametrize(
-    "pooler_type, kwargs, modules",
-    [
-        ("cls_before_pooler", {}, ["Transformer", "Pooling", "Normalize"]),
-        ("avg", {}, ["Transformer", "Pooling", "Normalize"]),
-        ("avg", {"normalize": False}, ["Transformer", "Pooling"]),
-        ("cls", {"mlp_only_train": True}, ["Transformer", "Pooling", "Normalize"]),
-        ("cls", {}, ["Transformer", "Pooling", "Dense", "Normalize"]),
-    ],
-    ids=["cls_before_pooler", "avg", "avg-unnormalized", "cls-mlp_only_train", "cls-with-mlp"],
-)
+EXPORT_CASES = {  # id: (pooler_type, encoder kwargs, the sentence-transformers modules)
+    "cls_before_pooler": ("cls_before_pooler", {}, ["Transformer", "Pooling", "Normalize"]),
+    "avg": ("avg", {}, ["Transformer", "Pooling", "Normalize"]),
+    "avg-unnormalized": ("avg", {"normalize": False}, ["Transformer", "Pooling"]),
+    "cls-mlp_only_train": ("cls", {"mlp_only_train": True}, ["Transformer", "Pooling", "Normalize"]),
+    "cls-with-mlp": ("cls", {}, ["Transformer", "Pooling", "Dense", "Normalize"]),
+}
+EXPORTED_POOLERS = pytest.mark.parametrize("pooler_type, kwargs, modules", list(EXPORT_CASES.values()),
+                                           ids=list(EXPORT_CASES))
 
 
 @EXPORTED_POOLERS
@@ -367,26 +365,59 @@ def _run_sentence_transformers(tmp_path, export_dir, **job):
         return info, {k: arrays[k] for k in arrays.files}
 
 
+def _run_sentence_transformers_jobs(root, jobs):
+    """Several `{key: (export_dir, job)}` in ONE side interpreter (torch and sentence-transformers
+    imported once): `{key: (info, arrays)}`."""
+    keys = list(jobs)
+    payload = [dict(job, model=str(export_dir), output=str(root / f"st_out_{i}.npz"))
+               for i, (export_dir, job) in enumerate(jobs[k] for k in keys)]
+    job_file = root / "st_jobs.json"
+    job_file.write_text(json.dumps(payload))
+    done = subprocess.run([str(_st_python()), str(_SIDE_SCRIPT), str(job_file)], capture_output=True, text=True,
+                          timeout=900, env=dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = [line for line in done.stdout.strip().splitlines() if line.startswith("{")][-len(keys):]
+    out = {}
+    for i, (key, line) in enumerate(zip(keys, lines)):
+        info = json.loads(line)
+        assert info["sentence_transformers"] == "6.2.0" and info["torch"].startswith("2.13.0"), info
+        assert not info["cuda_build"], info  # constraints-st.txt pins the CPU build
+        with np.load(root / f"st_out_{i}.npz") as arrays:
+            out[key] = (info, {k: arrays[k] for k in arrays.files})
+    return out
+
+
 def _cosines(a, b):
     a = a / np.linalg.norm(a, axis=1, keepdims=True)
     b = b / np.linalg.norm(b, axis=1, keepdims=True)
     return a @ b.T
 
 
+@pytest.fixture(scope="module")
+def bert_st_runs(model_dir, tmp_path_factory):
+    """Every case of EXPORTED_POOLERS exported and run by the real sentence-transformers, all in one
+    side interpreter: `{id: (encoder, info, arrays)}`."""
+    _st_python()  # before any work: skip (or fail in CI) at once
+    root = tmp_path_factory.mktemp("st_bert")
+    encoders, jobs = {}, {}
+    for case_id, (pooler_type, kwargs, _) in EXPORT_CASES.items():
+        encoder = _perturb(tiny_encoder(model_dir, pooler_type=pooler_type, inference_length=12, **kwargs))
+        if pooler_type == "cls":
+            _new_mlp(encoder)
+        encoders[case_id] = encoder
+        jobs[case_id] = (export_sentence_transformers(encoder, root / case_id), {"sentences": SENTENCES})
+    results = _run_sentence_transformers_jobs(root, jobs)
+    return {k: (encoders[k], *results[k]) for k in encoders}
+
+
 @pytest.mark.large
-@EXPORTED_POOLERS
-def test_sentence_transformers_loads_the_export(model_dir, tmp_path, pooler_type, kwargs, modules):
+@pytest.mark.parametrize("case_id", list(EXPORT_CASES))
+def test_sentence_transformers_loads_the_export(bert_st_runs, case_id):
     """Every pooler the export takes: `SentenceTransformer(path)` loads it, `encode` gives our
     vectors (accents, out-of-vocabulary words, an empty and a truncated sentence included), and
     `similarity` / `similarity_pairwise` give our cosines."""
-    st_python = _st_python()  # before any work: skip (or fail in CI) at once
-    encoder = _perturb(tiny_encoder(model_dir, pooler_type=pooler_type, inference_length=12, **kwargs))
-    if pooler_type == "cls":
-        _new_mlp(encoder)
-    out = export_sentence_transformers(encoder, tmp_path / "export")
-    info, theirs = _run_sentence_transformers(tmp_path, out, sentences=SENTENCES)
-    assert st_python.exists()
-    assert info["modules"] == modules
+    encoder, info, theirs = bert_st_runs[case_id]
+    assert info["modules"] == EXPORT_CASES[case_id][2]
     assert info["max_seq_length"] == 12 and info["similarity_fn_name"] == "cosine"
     ours = encoder.encode(SENTENCES, verbose=0)
     assert theirs["embeddings"].shape == ours.shape and theirs["embeddings"].dtype == np.float32
@@ -437,18 +468,14 @@ def test_sentence_transformers_stsb_test_score_equals_evaluate(tmp_path, data_di
 ROBERTA_SENTENCES = ["Hello world.", "  leading and trailing spaces  ", "Café naïve résumé, Ångström",
                      "emoji 😀 👍🏽 ok", "中文 字符 and 日本語", "numbers 12345 and 3.14159, 2026", "",
                      "the quick brown fox jumped over the lazy dog. " * 3]
-ROBERTA_POOLERS = pytest.mark.parametrize(
-    "pooler_type, kwargs, modules",
-    [
-        ("cls_before_pooler", {}, ["Transformer", "Pooling", "Normalize"]),
-        ("avg", {}, ["Transformer", "Pooling", "Normalize"]),
-        ("avg", {"normalize": False}, ["Transformer", "Pooling"]),
-        ("cls", {"mlp_only_train": True}, ["Transformer", "Pooling", "Normalize"]),
-        ("cls", {}, ["Transformer", "Pooling", "Dense", "Normalize"]),
-        ("avg", {"truncate_dim": 12}, ["Transformer", "Pooling", "Normalize"]),
-    ],
-    ids=["cls_before_pooler", "avg", "avg-unnormalized", "cls-mlp_only_train", "cls-with-mlp", "avg-truncate_dim"],
-)
+ROBERTA_CASES = {  # id: (pooler_type, encoder kwargs, the sentence-transformers modules)
+    "cls_before_pooler": ("cls_before_pooler", {}, ["Transformer", "Pooling", "Normalize"]),
+    "avg": ("avg", {}, ["Transformer", "Pooling", "Normalize"]),
+    "avg-unnormalized": ("avg", {"normalize": False}, ["Transformer", "Pooling"]),
+    "cls-mlp_only_train": ("cls", {"mlp_only_train": True}, ["Transformer", "Pooling", "Normalize"]),
+    "cls-with-mlp": ("cls", {}, ["Transformer", "Pooling", "Dense", "Normalize"]),
+    "avg-truncate_dim": ("avg", {"truncate_dim": 12}, ["Transformer", "Pooling", "Normalize"]),
+}
 
 
 @pytest.fixture(scope="module")
@@ -508,17 +535,30 @@ def test_roberta_exported_files(roberta_dir, tmp_path):
                                encoder.encode(ROBERTA_SENTENCES, verbose=0), atol=1e-6, rtol=0)
 
 
+@pytest.fixture(scope="module")
+def roberta_st_runs(roberta_dir, tmp_path_factory):
+    """Every case of ROBERTA_CASES exported and run by the real sentence-transformers, all in one
+    side interpreter: `{id: (encoder, info, arrays)}`."""
+    _st_python()  # before any work: skip (or fail in CI) at once
+    root = tmp_path_factory.mktemp("st_roberta")
+    encoders, jobs = {}, {}
+    for case_id, (pooler_type, kwargs, _) in ROBERTA_CASES.items():
+        encoders[case_id] = _roberta_encoder(roberta_dir, pooler_type, **kwargs)
+        jobs[case_id] = (export_sentence_transformers(encoders[case_id], root / case_id),
+                         {"sentences": ROBERTA_SENTENCES})
+    results = _run_sentence_transformers_jobs(root, jobs)
+    return {k: (encoders[k], *results[k]) for k in encoders}
+
+
 @pytest.mark.large
-@ROBERTA_POOLERS
-def test_sentence_transformers_loads_the_roberta_export(roberta_dir, tmp_path, pooler_type, kwargs, modules):
+@pytest.mark.parametrize("case_id", list(ROBERTA_CASES))
+def test_sentence_transformers_loads_the_roberta_export(roberta_st_runs, case_id):
     """Every pooler the export takes (and a `truncate_dim`), from a trained-looking RoBERTa: the real
     `SentenceTransformer(path)` builds transformers' `RobertaModel` and fast RoBERTa tokenizer,
     whose ids (specials included, truncated as `encode` truncates) are ours, and `encode` gives our
     vectors to 1e-5."""
-    _st_python()  # before any work: skip (or fail in CI) at once
-    encoder = _roberta_encoder(roberta_dir, pooler_type, **kwargs)
-    out = export_sentence_transformers(encoder, tmp_path / "export")
-    info, theirs = _run_sentence_transformers(tmp_path, out, sentences=ROBERTA_SENTENCES)
+    encoder, info, theirs = roberta_st_runs[case_id]
+    _, kwargs, modules = ROBERTA_CASES[case_id]
     assert info["modules"] == modules and info["auto_model"] == "RobertaModel", info
     assert info["tokenizer"].startswith("RobertaTokenizer") and info["tokenizer_is_fast"], info
     assert info["max_seq_length"] == 16 and info["truncate_dim"] == kwargs.get("truncate_dim"), info

@@ -121,7 +121,8 @@ def test_documented_rounding_examples():
 def test_crop_start_is_uniform():
     rate, n = 0.3, 10  # 3 removed: start in {0, 1, 2, 3}
     rows = [[CLS] + BODY[:n] + [SEP]] * 2000
-    out = RandomCrop(rate=rate, unselectable_token_ids=[CLS, SEP], seed=2)(tf.ragged.constant(rows), seed=7)
+    layer = RandomCrop(rate=rate, unselectable_token_ids=[CLS, SEP], seed=2)
+    out = tf.function(lambda x: layer(x, seed=7))(tf.ragged.constant(rows))  # as in tf.data (eager: 20x slower)
     starts = [span_start(BODY[:n], strip_specials(r)) for r in out.to_list()]
     counts = collections.Counter(starts)
     assert set(counts) == set(range(crop_removed(n, rate) + 1))
@@ -132,7 +133,8 @@ def test_crop_start_is_uniform():
 def test_deleted_positions_are_uniform_subsets():
     rate, n = 0.25, 8  # 2 deleted out of 8
     rows = [BODY[:n]] * 3000
-    out = WordDeletion(rate=rate, seed=3)(tf.ragged.constant(rows), seed=(0, 1)).to_list()
+    layer = WordDeletion(rate=rate, seed=3)
+    out = tf.function(lambda x: layer(x, seed=(0, 1)))(tf.ragged.constant(rows)).to_list()  # as in tf.data
     pairs = collections.Counter(tuple(deleted_positions(BODY[:n], r)) for r in out)
     all_pairs = [(a, b) for a in range(n) for b in range(a + 1, n)]
     assert set(pairs) == set(all_pairs)
