@@ -2,7 +2,8 @@
 
     .venv/bin/python benchmarks/train_throughput.py                       # defaults below
     .venv/bin/python benchmarks/train_throughput.py --warmup 2 --steps 5 --jit false
-    .venv/bin/python benchmarks/train_throughput.py --models simcse,esimcse   # once "esimcse" exists
+    .venv/bin/python benchmarks/train_throughput.py --models simcse,esimcse
+    .venv/bin/python benchmarks/train_throughput.py --models simcse,simcse_roberta   # BERT vs RoBERTa, one size
 
 Default workload: the default encoder (all-MiniLM-L6-v2, offline), unsupervised SimCSE on Brown
 sentences, batch 64, max_len 32 (fixed padding), pooler "cls" with the MLP head in training only,
@@ -123,8 +124,31 @@ def build_esimcse_official(encoder, sentences, args):
         "--repetition-mode", "official_subword", "--positive-max-len", str(args.max_len + 9)))
 
 
+def build_simcse_roberta(encoder, sentences, args):
+    """Unsupervised SimCSE on a RoBERTa of the `--model` encoder's size (all-MiniLM-L6-v2's by
+    default: 6 layers x 384, 12 heads, 1536, the same 30,522-row vocabulary; random weights, since
+    the step time, not the scores, is measured): a keras-hub `RobertaBackbone` of those sizes
+    through the package's RoBERTa loading (`roberta_checkpoint.from_keras_hub_roberta`: one token
+    type, LayerNorm epsilon 1e-5) into the same encoder class and speed paths, fed the same token
+    ids as `simcse` (the `--model` encoder's tokenizer draws the batches)."""
+    import keras_hub
+
+    from tf_esimcse.models.sentence_encoder import SentenceEncoder
+    from tf_esimcse.roberta_checkpoint import from_keras_hub_roberta
+
+    sizes = {k: encoder.backbone.get_config()[k] for k in (
+        "vocabulary_size", "num_layers", "num_heads", "hidden_dim", "intermediate_dim", "max_sequence_length")}
+    roberta = keras_hub.models.RobertaBackbone(**sizes, dropout=args.dropout)
+    roberta_encoder = SentenceEncoder(from_keras_hub_roberta(roberta, dropout=args.dropout),
+                                      pooler_type=encoder.pooler_type, mlp_only_train=encoder.mlp_only_train,
+                                      preprocessor=encoder.preprocessor)
+    assert roberta_encoder.backbone.layer_norm_epsilon == 1e-5
+    return build_simcse(roberta_encoder, sentences, args)
+
+
 # name -> build function; `--models simcse,esimcse` times both in one run and prints the ratio.
-MODELS = {"simcse": build_simcse, "esimcse": build_esimcse, "esimcse_official": build_esimcse_official}
+MODELS = {"simcse": build_simcse, "esimcse": build_esimcse, "esimcse_official": build_esimcse_official,
+          "simcse_roberta": build_simcse_roberta}
 
 
 def parse_args(argv=None):
