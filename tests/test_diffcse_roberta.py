@@ -35,6 +35,9 @@ from training_test_case import run_objective_test
 
 LAMBDA = 0.3  # large, so that the RTD term matters in the checks
 # Sentences, two of which spell RoBERTa's special tokens (its tokenizer reads them as those tokens).
+# Every test reads the module's generator, made by running recipes/pretrain_mlm.py: large.
+pytestmark = pytest.mark.large
+
 SENTENCES = TINY_SENTENCES + ["the cat <s> sat on the mat .", "hello <mask> world </s> !"]
 
 
@@ -133,7 +136,6 @@ def _numpy_loss(z, objective, step):
     return contrastive + LAMBDA * (nll * weights).sum() / weights.sum()
 
 
-@pytest.mark.large
 def test_diffcse_objective_with_roberta(roberta, mirrored_strategy):
     def make():
         return DiffCSEObjective(roberta["generator"], rtd_weight=LAMBDA, batchnorm=False, generator_dropout=False)
@@ -147,7 +149,6 @@ def test_diffcse_objective_with_roberta(roberta, mirrored_strategy):
     assert 0 < logs[0]["replaced_fraction"] < 1
 
 
-@pytest.mark.large
 def test_recipes_end_to_end(roberta, tmp_path):
     output_dir = tmp_path / "diffcse"
     results = load_recipe("diffcse").main([

@@ -109,6 +109,7 @@ def test_atomic_backup_writes_through_the_hook(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["latest.weights.h5", "training_metadata.json"]
 
 
+@pytest.mark.large
 @pytest.mark.parametrize("replicas", [1, 2])
 def test_fit_traces_the_training_step_once(model_dir, mirrored_strategy, replicas):
     """The optimizer's slots are built before `fit` traces the train function: created inside

@@ -496,6 +496,7 @@ def _our_ids(encoder, sentences):
     return [row[keep].tolist() for row, keep in zip(ids, mask)]
 
 
+@pytest.mark.large
 def test_roberta_exported_files(roberta_dir, tmp_path):
     """config.json is Hugging Face's RobertaConfig of the checkpoint (positions + padding_idx + 1),
     every weight comes back under RobertaModel's name with the checkpoint's values (the two
