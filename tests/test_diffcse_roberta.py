@@ -17,11 +17,12 @@ import keras
 import keras_hub
 import numpy as np
 import pytest
-import scipy.special
 import tensorflow as tf
 
-from test_case import TINY_SENTENCES, numpy_info_nce, tiny_encoder, to_numpy
+from test_case import TINY_SENTENCES, tiny_encoder, to_numpy
 from test_cli import write_tiny_senteval
+from test_diffcse import LAMBDA
+from test_diffcse import _numpy_loss  # the same NumPy loss: the discriminator is a BertEncoder (zero segments)
 from test_diffcse import write_tiny_generator
 from test_recipes import load_recipe
 from tiny_roberta import BOS_ID, EOS_ID, MASK_TOKEN, PAD_ID, write_roberta_tokenizer_files, write_tiny_hf_roberta
@@ -33,7 +34,6 @@ from tf_esimcse.objectives.diffcse import DiffCSEObjective
 from tf_esimcse.training import main_guard
 from training_test_case import run_objective_test
 
-LAMBDA = 0.3  # large, so that the RTD term matters in the checks
 # Sentences, two of which spell RoBERTa's special tokens (its tokenizer reads them as those tokens).
 # Every test reads the module's generator, made by running recipes/pretrain_mlm.py: large.
 pytestmark = pytest.mark.large
@@ -114,26 +114,6 @@ def test_edits_and_replaced_labels_equal_an_independent_computation(roberta):
     assert 0 < expected_replaced.sum() < pad.sum()
     # The edits start with <s>, their padding is <pad> (1, not the official code's 0, which is <s>).
     assert (edited[:, 0] == BOS_ID).all() and (edited[~pad] == PAD_ID).all() and (~pad).any()
-
-
-def _numpy_loss(z, objective, step):
-    """InfoNCE in NumPy plus lambda x the RTD cross-entropy in NumPy over non-padding tokens, from
-    the discriminator's logits on the generator's edits, conditioned on the unnormalised
-    embeddings (computed here from the encoder's backbone and pooler)."""
-    encoder, x = step["encoder"], tf.nest.map_structure(tf.constant, step["x"])
-    anchor = x["anchor"]
-    outputs = encoder.backbone_outputs(anchor, training=True)
-    pooled = to_numpy(encoder.pooler(dict(outputs, padding_mask=anchor["padding_mask"]), training=True))
-    contrastive = numpy_info_nce(z[0], z[1], temperature=0.05)
-    edited, replaced, mask = objective.generate(x)
-    first = np.concatenate([pooled, pooled]).astype(np.float32)
-    out = objective.discriminator.call_with_first_token_embedding(
-        {"token_ids": edited, "padding_mask": mask}, first, training=True)
-    logits = np.asarray(to_numpy(objective.rtd_head(out["sequence_output"])), np.float64)
-    log_probs = logits - scipy.special.logsumexp(logits, axis=-1, keepdims=True)
-    labels, weights = to_numpy(replaced), to_numpy(mask).astype(np.float64)
-    nll = -np.take_along_axis(log_probs, labels[..., None], axis=-1)[..., 0]
-    return contrastive + LAMBDA * (nll * weights).sum() / weights.sum()
 
 
 def test_diffcse_objective_with_roberta(roberta, mirrored_strategy):
