@@ -353,16 +353,7 @@ def _st_python():
 
 def _run_sentence_transformers(tmp_path, export_dir, **job):
     """`tests/st_side.py` on `export_dir` in the side environment: its printed info and arrays."""
-    job_file = tmp_path / "st_job.json"
-    job_file.write_text(json.dumps(dict(job, model=str(export_dir), output=str(tmp_path / "st_out.npz"))))
-    done = subprocess.run([str(_st_python()), str(_SIDE_SCRIPT), str(job_file)], capture_output=True, text=True,
-                          timeout=900, env=dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1"))
-    assert done.returncode == 0, done.stderr[-3000:]
-    info = json.loads(done.stdout.strip().splitlines()[-1])
-    assert info["sentence_transformers"] == "6.2.0" and info["torch"].startswith("2.13.0"), info
-    assert not info["cuda_build"], info  # constraints-st.txt pins the CPU build
-    with np.load(tmp_path / "st_out.npz") as arrays:
-        return info, {k: arrays[k] for k in arrays.files}
+    return _run_sentence_transformers_jobs(tmp_path, {"job": (export_dir, job)})["job"]
 
 
 def _run_sentence_transformers_jobs(root, jobs):
@@ -393,21 +384,27 @@ def _cosines(a, b):
     return a @ b.T
 
 
+def _st_runs(root, cases, make_encoder, sentences):
+    """Every case `{id: (pooler_type, kwargs, modules)}`: `make_encoder(pooler_type, **kwargs)`
+    exported and run by the real sentence-transformers on `sentences`, all in one side
+    interpreter: `{id: (encoder, info, arrays)}`."""
+    encoders = {k: make_encoder(pooler_type, **kwargs) for k, (pooler_type, kwargs, _) in cases.items()}
+    results = _run_sentence_transformers_jobs(root, {
+        k: (export_sentence_transformers(encoder, root / k), {"sentences": sentences}) for k, encoder in encoders.items()})
+    return {k: (encoders[k], *results[k]) for k in encoders}
+
+
+def _bert_encoder(model_dir, pooler_type, **kwargs):
+    encoder = _perturb(tiny_encoder(model_dir, pooler_type=pooler_type, inference_length=12, **kwargs))
+    return _new_mlp(encoder) if pooler_type == "cls" else encoder
+
+
 @pytest.fixture(scope="module")
 def bert_st_runs(model_dir, tmp_path_factory):
-    """Every case of EXPORTED_POOLERS exported and run by the real sentence-transformers, all in one
-    side interpreter: `{id: (encoder, info, arrays)}`."""
+    """EXPORT_CASES through `_st_runs`."""
     _st_python()  # before any work: skip (or fail in CI) at once
-    root = tmp_path_factory.mktemp("st_bert")
-    encoders, jobs = {}, {}
-    for case_id, (pooler_type, kwargs, _) in EXPORT_CASES.items():
-        encoder = _perturb(tiny_encoder(model_dir, pooler_type=pooler_type, inference_length=12, **kwargs))
-        if pooler_type == "cls":
-            _new_mlp(encoder)
-        encoders[case_id] = encoder
-        jobs[case_id] = (export_sentence_transformers(encoder, root / case_id), {"sentences": SENTENCES})
-    results = _run_sentence_transformers_jobs(root, jobs)
-    return {k: (encoders[k], *results[k]) for k in encoders}
+    return _st_runs(tmp_path_factory.mktemp("st_bert"), EXPORT_CASES,
+                    lambda pooler_type, **kwargs: _bert_encoder(model_dir, pooler_type, **kwargs), SENTENCES)
 
 
 @pytest.mark.large
@@ -538,17 +535,11 @@ def test_roberta_exported_files(roberta_dir, tmp_path):
 
 @pytest.fixture(scope="module")
 def roberta_st_runs(roberta_dir, tmp_path_factory):
-    """Every case of ROBERTA_CASES exported and run by the real sentence-transformers, all in one
-    side interpreter: `{id: (encoder, info, arrays)}`."""
+    """ROBERTA_CASES through `_st_runs`."""
     _st_python()  # before any work: skip (or fail in CI) at once
-    root = tmp_path_factory.mktemp("st_roberta")
-    encoders, jobs = {}, {}
-    for case_id, (pooler_type, kwargs, _) in ROBERTA_CASES.items():
-        encoders[case_id] = _roberta_encoder(roberta_dir, pooler_type, **kwargs)
-        jobs[case_id] = (export_sentence_transformers(encoders[case_id], root / case_id),
-                         {"sentences": ROBERTA_SENTENCES})
-    results = _run_sentence_transformers_jobs(root, jobs)
-    return {k: (encoders[k], *results[k]) for k in encoders}
+    return _st_runs(tmp_path_factory.mktemp("st_roberta"), ROBERTA_CASES,
+                    lambda pooler_type, **kwargs: _roberta_encoder(roberta_dir, pooler_type, **kwargs),
+                    ROBERTA_SENTENCES)
 
 
 @pytest.mark.large
