@@ -125,3 +125,17 @@ def test_serialization(pre):
     revived = run_serialization_test(pre)
     assert revived.sequence_length == SEQ_LEN
     assert type(revived.tokenizer) is type(pre.tokenizer)
+
+
+def test_eager_calls_trace_once_for_every_batch_size(pre, ids):
+    """Called eagerly (as `encode` does) on batches of several sizes, the tokenizer and the packer
+    are each traced once, not once per new size and again relaxed (each keras-hub tokenizer trace
+    costs ~0.5 s for WordPiece, ~3 s for byte-level BPE), and the outputs stay right."""
+    for n in (3, 2, 1, 3):
+        _check_output(pre(tf.constant(SENTENCES[:n])), ids[:n])
+    assert pre._eager_tokenize.experimental_get_tracing_count() == 1
+    assert pre._eager_pack.experimental_get_tracing_count() == 1
+    for sentence in SENTENCES:  # unbatched: the same tokenizer trace, one packer trace for rank 1
+        np.testing.assert_array_equal(to_numpy(pre(sentence)["token_ids"]), to_numpy(pre([sentence])["token_ids"])[0])
+    assert pre._eager_tokenize.experimental_get_tracing_count() == 1
+    assert pre._eager_pack.experimental_get_tracing_count() == 2
