@@ -4,6 +4,21 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
+# One XLA compilation cache for the whole run (TensorFlow's persistent cache: a folder of
+# executables keyed by the program's fingerprint, written to a temporary name then renamed, so
+# processes may share it). The processes the tests start (kill/resume runs, ablation rows,
+# multi-worker training, fresh interpreters) compile the same programs again and again; with it
+# they load them instead. The first process that imports this file (pytest-xdist's controller,
+# or the only one) makes the folder; the workers and every child inherit the variable; the same
+# process deletes the folder at the end. A TF_XLA_FLAGS that already names a cache is kept.
+_XLA_CACHE = None
+if "--tf_xla_persistent_cache_directory" not in os.environ.get("TF_XLA_FLAGS", ""):
+    import tempfile
+
+    _XLA_CACHE = tempfile.mkdtemp(prefix="tf_esimcse_tests_xla_cache_")
+    os.environ["TF_XLA_FLAGS"] = (os.environ.get("TF_XLA_FLAGS", "")
+                                  + f" --tf_xla_persistent_cache_directory={_XLA_CACHE}").strip()
+
 import tensorflow as tf  # noqa: E402
 
 # Two logical CPUs so that MirroredStrategy tests have two replicas on a one-CPU machine.
@@ -58,3 +73,10 @@ def mirrored_strategy():
     if not _MIRRORED:
         _MIRRORED.append(tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))
     return _MIRRORED[0]
+
+
+def pytest_unconfigure(config):
+    if _XLA_CACHE is not None:
+        import shutil
+
+        shutil.rmtree(_XLA_CACHE, ignore_errors=True)
