@@ -134,6 +134,8 @@ def test_loads_the_keras_hub_backbone_and_its_preprocessing(family):
     mean = (sequence * mask).sum(1) / mask.sum(1)
     expected = mean / np.linalg.norm(mean, axis=1, keepdims=True)
     np.testing.assert_allclose(to_numpy(encoder(ours)), expected, atol=1e-5)
+    first = sequence[:, 0] / np.linalg.norm(sequence[:, 0], axis=1, keepdims=True)
+    np.testing.assert_allclose(to_numpy(_encoder(family, pooler_type="cls_before_pooler")(ours)), first, atol=1e-5)
     # encode() pads per batch and truncates at the backbone's length, not the training one.
     assert encoder.inference_preprocessor.sequence_length == encoder.backbone.max_sequence_length
     np.testing.assert_allclose(encoder.encode(SENTENCES[:7], verbose=0), expected[:7], atol=1e-5)
@@ -239,6 +241,14 @@ def test_tokenizer_larger_than_the_embedding_is_one_line(tmp_path):
     with pytest.raises(ModelLoadError, match=r"preset: the tokenizer has 21 tokens but the weights have 18 embedding "
                                              "rows") as info:
         SentenceEncoder.from_pretrained(str(tmp_path / "preset"))
+    assert "\n" not in str(info.value)
+
+
+def test_hugging_face_folder_of_another_family_is_one_line_naming_config(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "distilbert", "dim": 16}))
+    with pytest.raises(ModelLoadError, match=r"config\.json: model_type 'distilbert' is not supported; .*other "
+                                             r"families: a keras-hub preset folder") as info:
+        SentenceEncoder.from_pretrained(str(tmp_path))
     assert "\n" not in str(info.value)
 
 

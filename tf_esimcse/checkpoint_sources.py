@@ -81,7 +81,8 @@ def resolve_source(source):
                 if cfg.get("model_type", "bert") not in HF_MODEL_TYPES:
                     raise ModelLoadError(
                         f"{config}: model_type {cfg.get('model_type')!r} is not supported; "
-                        "tf_esimcse loads Hugging Face model_type 'bert' and 'roberta' checkpoints."
+                        "tf_esimcse loads Hugging Face model_type 'bert' and 'roberta' checkpoints (other families: "
+                        "a keras-hub preset folder)."
                     )
                 if not any((path / f).is_file() for f in ("model.safetensors", "model.safetensors.index.json")):
                     raise ModelLoadError(f"{path}: no model.safetensors (convert PyTorch .bin weights to safetensors first).")
