@@ -27,8 +27,11 @@ from tf_esimcse.data.pipeline import esimcse_dataset
 from tf_esimcse.errors import ModelLoadError
 from tf_esimcse.export import export_for_serving
 from tf_esimcse.layers.sentence_preprocessor import start_end_pad_ids
+from tf_esimcse.litert_export import export_litert
 from tf_esimcse.models.contrastive_model import ContrastiveModel
 from tf_esimcse.objectives import DiffCSEObjective, SimCSEObjective
+from tf_esimcse.onnx_export import export_onnx
+from tf_esimcse.st_export import export_sentence_transformers
 
 FAMILIES = ("distil_bert", "electra", "deberta_v3", "gemma3")
 WORDS = "the quick brown fox jumps over lazy dog a man is playing guitar someone plays music".split()
@@ -222,13 +225,14 @@ def test_refusals_are_one_line(family, tmp_path):
                                          "Keras dropout masks cannot be replayed") as info:
         ContrastiveModel(encoder, SimCSEObjective(), mini_batch_size=2)
     assert "\n" not in str(info.value)
-    with pytest.raises(ValueError, match=rf"DiffCSE needs tf_esimcse's BERT/RoBERTa encoder .*KerasHubEncoder\({label}\)"):
+    with pytest.raises(ValueError, match=rf"DiffCSE needs tf_esimcse's BERT/RoBERTa encoder .*"
+                                         rf"KerasHubEncoder\({label}\)"):
         ContrastiveModel(_encoder(family), DiffCSEObjective(generator="unused"))
     with pytest.raises(ModelLoadError, match=rf"{label}: the poolers that read every layer's hidden states"):
         _encoder(family, pooler_type="avg_first_last")
-    from tf_esimcse.onnx_export import export_onnx
-    from tf_esimcse.st_export import export_sentence_transformers
-    for export, what in ((export_onnx, "ONNX export"), (export_sentence_transformers, "sentence-transformers export")):
+    exports = ((export_onnx, "ONNX export"), (export_litert, "LiteRT export"),
+               (export_sentence_transformers, "sentence-transformers export"))
+    for export, what in exports:
         with pytest.raises(ValueError, match=rf"the {what} supports BERT and RoBERTa encoders only, not a keras-hub "
                                              rf"{label}; use the SavedModel export"):
             export(encoder, tmp_path / "out")

@@ -134,7 +134,8 @@ def check_text_backbone(backbone):
     if not isinstance(backbone, keras_hub.models.Backbone):
         raise ValueError(f"KerasHubEncoder wraps a keras_hub.models.Backbone, got {name}.")
     if isinstance(backbone, (keras_hub.models.BertBackbone, keras_hub.models.RobertaBackbone)):
-        raise ValueError(f"{name}: BERT and RoBERTa load into tf_esimcse.BertEncoder (tf_esimcse.backbones.load_backbone).")
+        raise ValueError(f"{name}: BERT and RoBERTa load into tf_esimcse.BertEncoder "
+                         "(tf_esimcse.backbones.load_backbone).")
     inputs = getattr(backbone, "input", None)
     if not isinstance(inputs, dict) or "token_ids" not in inputs or "padding_mask" not in inputs:
         raise ValueError(f"{name}: not a text backbone (needs token_ids and padding_mask inputs).")
