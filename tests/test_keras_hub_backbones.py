@@ -225,9 +225,11 @@ def test_refusals_are_one_line(family, tmp_path):
                                          "Keras dropout masks cannot be replayed") as info:
         ContrastiveModel(encoder, SimCSEObjective(), mini_batch_size=2)
     assert "\n" not in str(info.value)
-    with pytest.raises(ValueError, match=rf"DiffCSE needs tf_esimcse's BERT/RoBERTa encoder .*"
-                                         rf"KerasHubEncoder\({label}\)"):
-        ContrastiveModel(_encoder(family), DiffCSEObjective(generator="unused"))
+    uncut = _encoder(family)
+    uncut.backbone.encoding_model = None  # as for a backbone without `transformer_layers`
+    with pytest.raises(ValueError, match=rf"DiffCSE's discriminator replaces the first token's embedding, which this "
+                                         rf"encoder's backbone \(KerasHubEncoder\({label}\)\) does not expose"):
+        ContrastiveModel(uncut, DiffCSEObjective(generator="unused"))
     with pytest.raises(ModelLoadError, match=rf"{label}: the poolers that read every layer's hidden states"):
         _encoder(family, pooler_type="avg_first_last")
     exports = ((export_onnx, "ONNX export"), (export_litert, "LiteRT export"),
@@ -236,6 +238,54 @@ def test_refusals_are_one_line(family, tmp_path):
         with pytest.raises(ValueError, match=rf"the {what} supports BERT and RoBERTa encoders only, not a keras-hub "
                                              rf"{label}; use the SavedModel export"):
             export(encoder, tmp_path / "out")
+
+
+def test_first_token_embedding_input(family):
+    """DiffCSE's discriminator input: the backbone cut at its first transformer layer. Given the
+    embedding block's own first row it is the plain forward pass; another vector changes the
+    outputs and receives gradients."""
+    encoder = _encoder(family)
+    backbone, batch = encoder.backbone, encoder.preprocessor(SENTENCES)
+    plain = to_numpy(backbone(batch)["sequence_output"])
+    hidden = backbone.embedding_model(backbone.backbone_inputs(batch))
+    same = backbone.call_with_first_token_embedding(batch, hidden[:, 0])["sequence_output"]
+    np.testing.assert_allclose(to_numpy(same), plain, atol=1e-6)
+    vector = tf.Variable(tf.random.stateless_normal((len(SENTENCES), backbone.hidden_dim), seed=(0, 1)))
+    with tf.GradientTape() as tape:
+        other = backbone.call_with_first_token_embedding(batch, vector)["sequence_output"]
+        loss = tf.reduce_sum(other[:, 1:] * tf.random.stateless_normal(tf.shape(other[:, 1:]), seed=(0, 2)))
+    assert np.abs(to_numpy(other) - plain).max() > 1e-3
+    assert np.abs(to_numpy(tape.gradient(loss, vector))).max() > 0
+
+
+@pytest.mark.large
+@pytest.mark.parametrize("name", ["distil_bert", "deberta_v3"])
+def test_diffcse_with_a_masked_lm_of_the_family(name, tmp_path, mirrored_strategy):
+    """DiffCSE: a keras-hub masked LM of the family (same vocabulary) as the generator; the eager
+    steps' loss equals test_diffcse's NumPy loss (InfoNCE + lambda x RTD cross-entropy from the
+    discriminator's logits), then a graph-mode fit (`run_objective_test`, BERT's checks)."""
+    from test_diffcse import LAMBDA, _numpy_loss
+    from tf_esimcse.data.diffcse_views import diffcse_views
+    from training_test_case import run_objective_test
+
+    keras.utils.set_random_seed(0)
+    tokenizer = tiny_tokenizer(name)
+    model_dir, generator_dir = tmp_path / "model", tmp_path / "generator"
+    tiny_backbone(name, tokenizer.vocabulary_size()).save_to_preset(str(model_dir))
+    tokenizer.save_to_preset(str(model_dir))
+    masked_lm = (keras_hub.models.DistilBertMaskedLM if name == "distil_bert" else keras_hub.models.DebertaV3MaskedLM)
+    masked_lm(tiny_backbone(name, tokenizer.vocabulary_size()), preprocessor=None).save_to_preset(str(generator_dir))
+    tokenizer.save_to_preset(str(generator_dir))
+    encoder = SentenceEncoder.from_pretrained(str(model_dir), sequence_length=SEQ_LEN)
+    views = diffcse_views(SENTENCES * 2, encoder.preprocessor, masking_ratio=0.5, batch_size=8, seed=0, shuffle=False,
+                          repeat=True)
+    batches = [tf.nest.map_structure(lambda t: t.numpy(), b) for b in views.take(2)]
+
+    def make():
+        return DiffCSEObjective(str(generator_dir), rtd_weight=LAMBDA, batchnorm=False, generator_dropout=False)
+
+    logs = run_objective_test(model_dir, make, batches, _numpy_loss, mirrored_strategy, modes=())
+    assert logs[0]["rtd_loss"] > 0 and 0 < logs[0]["replaced_fraction"] < 1
 
 
 def test_tokenizer_larger_than_the_embedding_is_one_line(tmp_path):

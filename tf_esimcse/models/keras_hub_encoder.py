@@ -7,10 +7,11 @@ dropout, behind the interface `SentenceEncoder` and the objectives use for a bac
 ``{"token_ids", "segment_ids", "padding_mask"}``, returns ``{"sequence_output"}``;
 `hidden_dim`, `max_sequence_length`, `vocabulary_size`, `with_settings`, `get_config`).
 
-What it does not do, each refused with one line: the poolers that read every layer's hidden
-states (`avg_top2`, `avg_first_last`), DiffCSE (its discriminator needs
-`call_with_first_token_embedding`), the cached step (`mini_batch_size`: Keras dropout masks
-cannot be replayed by row) and the ONNX / LiteRT / sentence-transformers exports.
+DiffCSE's discriminator input (`call_with_first_token_embedding`) is the backbone cut at its first
+transformer layer (`split_at_first_layer`: two functional models on the same layers). What it does
+not do, each refused with one line: the poolers that read every layer's hidden states
+(`avg_top2`, `avg_first_last`), the cached step (`mini_batch_size`: Keras dropout masks cannot be
+replayed by row) and the ONNX / LiteRT / sentence-transformers exports.
 """
 import keras
 import keras_hub
@@ -64,6 +65,9 @@ class KerasHubEncoder(keras.Model):
         self.max_sequence_length = int(max_sequence_length or own or DEFAULT_MAX_SEQUENCE_LENGTH)
         self.backbone_input_names = tuple(name for name in TEXT_INPUTS if name in backbone.input)
         self.output_hidden_states = False
+        # DiffCSE's discriminator: the backbone cut at its first transformer layer's input (the
+        # embedding block's output), two functional models sharing the backbone's layers.
+        self.embedding_model, self.encoding_model = split_at_first_layer(backbone, self.backbone_input_names)
         # Build so that weights exist (set_weights, clones, checkpoints).
         self({"token_ids": keras.ops.ones((1, 2), "int32"), "padding_mask": keras.ops.ones((1, 2), "int32")})
 
@@ -86,14 +90,35 @@ class KerasHubEncoder(keras.Model):
         reads it, so `SentenceEncoder` freezes it."""
         return getattr(self.backbone, "pooled_dense", None)
 
-    def call(self, inputs, training=False):
+    def backbone_inputs(self, inputs):
+        """The inputs the wrapped backbone declares, from `inputs` (zero `segment_ids` if needed)."""
         backbone_inputs = {name: inputs[name] for name in self.backbone_input_names if name in inputs}
         if "segment_ids" in self.backbone_input_names and "segment_ids" not in backbone_inputs:
             backbone_inputs["segment_ids"] = keras.ops.zeros_like(inputs["token_ids"])
-        outputs = self.backbone(backbone_inputs, training=training)
-        if isinstance(outputs, dict):
-            outputs = outputs["sequence_output"]
-        return {"sequence_output": outputs}
+        return backbone_inputs
+
+    def call(self, inputs, training=False):
+        return _sequence_output(self.backbone(self.backbone_inputs(inputs), training=training))
+
+    def call_with_first_token_embedding(self, inputs, first_token_embedding, training=False):
+        """The outputs with the input of the first transformer layer (the embedding block's
+        output) at position 0 replaced by `first_token_embedding` (batch, hidden_dim): DiffCSE's
+        discriminator input, as `BertEncoder.call_with_first_token_embedding`. Gradients flow
+        into `first_token_embedding`.
+
+        Raises:
+            ValueError: if the backbone could not be cut at its first transformer layer.
+        """
+        if self.encoding_model is None:
+            raise ValueError(f"{type(self.backbone).__name__}: DiffCSE's discriminator needs the input of the first "
+                             "transformer layer, which this backbone does not expose (no transformer_layers).")
+        backbone_inputs = self.backbone_inputs(inputs)
+        hidden = self.embedding_model(backbone_inputs, training=training)
+        first = keras.ops.cast(first_token_embedding, hidden.dtype)[:, None, :]
+        hidden = keras.ops.concatenate([first, hidden[:, 1:]], axis=1)
+        outputs = self.encoding_model([hidden] + [backbone_inputs[name] for name in self.backbone_input_names],
+                                      training=training)
+        return _sequence_output(outputs)
 
     def with_settings(self, **overrides):
         """A new `KerasHubEncoder` with this one's weights and `dropout` changed (where the
@@ -125,6 +150,25 @@ class KerasHubEncoder(keras.Model):
     @classmethod
     def from_config(cls, config):
         return cls(**config)
+
+
+def _sequence_output(outputs):
+    return {"sequence_output": outputs["sequence_output"] if isinstance(outputs, dict) else outputs}
+
+
+def split_at_first_layer(backbone, input_names):
+    """`(embedding_model, encoding_model)`: two functional models on the layers of a keras-hub
+    `backbone` (no new weights), cut at the hidden-state input of `backbone.transformer_layers[0]`:
+    `embedding_model(inputs) -> hidden` and `encoding_model([hidden, *inputs]) -> outputs`, whose
+    composition is `backbone(inputs)`. `(None, None)` when the backbone has no `transformer_layers`."""
+    layers = getattr(backbone, "transformer_layers", None)
+    if not layers:
+        return None, None
+    hidden = keras.tree.flatten(layers[0].input)[0]
+    inputs = [backbone.input[name] for name in input_names]
+    embedding_model = keras.Model(backbone.input, hidden, name="embedding_block")
+    encoding_model = keras.Model([hidden] + inputs, backbone.output, name="transformer_layers")
+    return embedding_model, encoding_model
 
 
 def check_text_backbone(backbone):

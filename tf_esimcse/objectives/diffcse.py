@@ -137,11 +137,11 @@ class DiffCSEObjective(SimCSEObjective):
         return list(self.rtd_trackers.values())
 
     def setup(self, encoder):
-        if not hasattr(encoder.backbone, "call_with_first_token_embedding"):
+        if not hasattr(encoder.backbone, "call_with_first_token_embedding") or \
+                getattr(encoder.backbone, "encoding_model", True) is None:
             raise ValueError(
-                f"DiffCSE needs tf_esimcse's BERT/RoBERTa encoder (its discriminator conditions the first token on "
-                f"the sentence embedding); this encoder's backbone is a {backbone_label(encoder.backbone)}: use "
-                "SimCSE, ESimCSE or supervised SimCSE with it.")
+                f"DiffCSE's discriminator replaces the first token's embedding, which this encoder's backbone "
+                f"({backbone_label(encoder.backbone)}) does not expose: use SimCSE, ESimCSE or supervised SimCSE.")
         self.generator = self._generator_model or load_generator(self.generator_source)
         self.generator.trainable = False
         tokenizer = getattr(getattr(encoder, "preprocessor", None), "tokenizer", None)
