@@ -23,6 +23,7 @@ import tensorflow as tf
 from test_case import numpy_info_nce
 from test_case import to_numpy
 from tf_esimcse import ESimCSE, KerasHubEncoder, SentenceEncoder, SimCSE, SupervisedSimCSE
+from tf_esimcse.data.augmentations import augmentation_dataset
 from tf_esimcse.data.pipeline import esimcse_dataset
 from tf_esimcse.errors import ModelLoadError
 from tf_esimcse.export import export_for_serving
@@ -144,20 +145,29 @@ def test_loads_the_keras_hub_backbone_and_its_preprocessing(family):
     np.testing.assert_allclose(encoder.encode(SENTENCES[:7], verbose=0), expected[:7], atol=1e-5)
 
 
-def test_word_repetition_never_repeats_the_specials(family):
-    """ESimCSE's positive: the anchor's pieces, some twice; the family's start/end ids once each."""
+def test_token_augmentations_never_touch_the_specials(family):
+    """ESimCSE's word repetition, SimCSE's word deletion and crop act on the pieces between the
+    family's start and end ids: each positive starts and ends with them, once each, no padding
+    inside; repetition makes some positives longer, deletion and crop some shorter."""
     encoder = _encoder(family)
     start, end, pad = start_end_pad_ids(encoder.preprocessor.tokenizer)
-    batch = next(iter(esimcse_dataset(SENTENCES, encoder.preprocessor, dup_rate=1.0, batch_size=8, shuffle=False)))
-    longer = False
-    for ids, mask, anchor_mask in zip(to_numpy(batch["positive"]["token_ids"]),
-                                      to_numpy(batch["positive"]["padding_mask"]),
-                                      to_numpy(batch["anchor"]["padding_mask"])):
-        positive = ids[: mask.sum()].tolist()
-        assert positive[0] == start and positive[-1] == end and pad not in positive
-        assert positive.count(start) == 1 and positive.count(end) == 1
-        longer |= mask.sum() > anchor_mask.sum()
-    assert longer
+    datasets = {
+        "repetition": esimcse_dataset(SENTENCES, encoder.preprocessor, dup_rate=1.0, batch_size=8, shuffle=False),
+        "deletion": augmentation_dataset(SENTENCES, encoder.preprocessor, "word_deletion:50", batch_size=8,
+                                         shuffle=False),
+        "crop": augmentation_dataset(SENTENCES, encoder.preprocessor, "crop:50", batch_size=8, shuffle=False),
+    }
+    for kind, dataset in datasets.items():
+        batch = next(iter(dataset))
+        changed = False
+        for ids, mask, anchor_mask in zip(to_numpy(batch["positive"]["token_ids"]),
+                                          to_numpy(batch["positive"]["padding_mask"]),
+                                          to_numpy(batch["anchor"]["padding_mask"])):
+            positive = ids[: mask.sum()].tolist()
+            assert positive[0] == start and positive[-1] == end and pad not in positive, kind
+            assert positive.count(start) == 1 and positive.count(end) == 1, kind
+            changed |= (mask.sum() > anchor_mask.sum()) if kind == "repetition" else (mask.sum() < anchor_mask.sum())
+        assert changed, kind
 
 
 def _views(encoder):
