@@ -81,7 +81,8 @@ def _hf_tokenizer_settings(model_dir):
 
 
 def load_tokenizer(source=None):
-    """Load only the tokenizer (a keras-hub `BertTokenizer`, or `RobertaTokenizer` for RoBERTa) for `source`."""
+    """Load only the tokenizer (a keras-hub `BertTokenizer`, `RobertaTokenizer` for RoBERTa, the
+    family's own keras-hub tokenizer for another backbone) for `source`."""
     kind, location = resolve_source(source)
     if kind == "hf_dir" and hf_model_type(location) == "roberta":
         return load_roberta_tokenizer(location)
@@ -115,7 +116,9 @@ def load_backbone(source=None, *, dropout=None, output_hidden_states=False, fast
         fast_dropout: bool. `BertEncoder`'s hash dropout under XLA (default) or Keras' Philox.
 
     Returns:
-        A tuple `(BertEncoder, keras_hub.models.BertTokenizer)`.
+        A tuple `(BertEncoder, keras_hub.models.BertTokenizer)` (a `RobertaTokenizer` for RoBERTa);
+        for another keras-hub text backbone `(KerasHubEncoder, its keras-hub tokenizer)`, where
+        `fast_dropout` does not apply (Keras dropout) and `output_hidden_states` is refused.
 
     Raises:
         ModelLoadError: naming the source (or the weight), if it cannot be loaded.
