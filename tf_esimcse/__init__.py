@@ -33,6 +33,7 @@ from tf_esimcse.layers.pooler import Pooler  # noqa: E402,F401
 from tf_esimcse.layers.sentence_preprocessor import SentencePreprocessor  # noqa: E402,F401
 from tf_esimcse.models.diffcse import DiffCSE  # noqa: E402,F401
 from tf_esimcse.models.esimcse import ESimCSE  # noqa: E402,F401
+from tf_esimcse.models.keras_hub_encoder import KerasHubEncoder  # noqa: E402,F401
 from tf_esimcse.models.sentence_encoder import SentenceEncoder  # noqa: E402,F401
 from tf_esimcse.models.simcse import SimCSE, SupervisedSimCSE  # noqa: E402,F401
 from tf_esimcse.models.contrastive_model import ContrastiveModel  # noqa: E402,F401

@@ -15,7 +15,11 @@ Accepted sources (`load_backbone(source)`):
   versions of tf_esimcse (whose ``config.json`` names ``tf_esimcse>BertEncoder``);
 * a keras-hub preset name such as ``"bert_base_en_uncased"`` (downloads from Kaggle: needs internet);
 * a keras-hub RoBERTa preset (a directory whose backbone is a `RobertaBackbone`, or a name such as
-  ``"roberta_base_en"``), through `tf_esimcse.roberta_checkpoint.from_keras_hub_roberta`.
+  ``"roberta_base_en"``), through `tf_esimcse.roberta_checkpoint.from_keras_hub_roberta`;
+* a keras-hub preset of any other text backbone (DistilBERT, ELECTRA, DeBERTa-v3, Gemma 3, ...: a
+  directory whose config.json names another class, or its preset name), loaded as it is by
+  `keras_hub.models.Backbone.from_preset` and `keras_hub.models.Tokenizer.from_preset` and wrapped
+  in a `tf_esimcse.KerasHubEncoder` (its own Keras dropout; see that module for what it supports).
 
 Everything is read through keras-hub's public `keras_hub.models.Backbone.from_preset` into a
 keras-hub `BertBackbone`, whose weights are then copied into a `tf_esimcse.BertEncoder` by name
@@ -35,6 +39,7 @@ from tf_esimcse.checkpoint_sources import DEFAULT_MODEL  # noqa: F401 (kept impo
 from tf_esimcse.checkpoint_sources import ENCODER_CONFIG_FILE  # noqa: F401 (kept importable from here)
 from tf_esimcse.checkpoint_sources import default_model_dir  # noqa: F401 (kept importable from here)
 from tf_esimcse.checkpoint_sources import hf_model_type
+from tf_esimcse.checkpoint_sources import is_keras_hub_other
 from tf_esimcse.checkpoint_sources import is_keras_hub_roberta
 from tf_esimcse.checkpoint_sources import load_keras_hub_backbone
 from tf_esimcse.checkpoint_sources import preset_layer_norm_epsilon
@@ -44,6 +49,7 @@ from tf_esimcse.models.bert_encoder import BertEncoder
 from tf_esimcse.models.bert_encoder import from_keras_hub_backbone
 from tf_esimcse.models.bert_encoder import save_backbone_preset  # noqa: F401 (kept importable from here)
 from tf_esimcse.models.bert_encoder import to_keras_hub_backbone  # noqa: F401 (kept importable from here)
+from tf_esimcse.models.keras_hub_encoder import KerasHubEncoder
 from tf_esimcse.roberta_checkpoint import from_keras_hub_roberta
 from tf_esimcse.roberta_checkpoint import load_roberta_encoder
 from tf_esimcse.roberta_checkpoint import load_roberta_tokenizer
@@ -75,7 +81,8 @@ def _hf_tokenizer_settings(model_dir):
 
 
 def load_tokenizer(source=None):
-    """Load only the tokenizer (a keras-hub `BertTokenizer`, or `RobertaTokenizer` for RoBERTa) for `source`."""
+    """Load only the tokenizer (a keras-hub `BertTokenizer`, `RobertaTokenizer` for RoBERTa, the
+    family's own keras-hub tokenizer for another backbone) for `source`."""
     kind, location = resolve_source(source)
     if kind == "hf_dir" and hf_model_type(location) == "roberta":
         return load_roberta_tokenizer(location)
@@ -86,6 +93,8 @@ def load_tokenizer(source=None):
         lowercase, strip_accents = _hf_tokenizer_settings(location)
         return BertEncoderTokenizer(vocabulary=str(vocab), lowercase=lowercase, strip_accents=strip_accents)
     try:
+        if is_keras_hub_other(kind, location):
+            return keras_hub.models.Tokenizer.from_preset(location)
         if kind != "hf_dir" and is_keras_hub_roberta(location):
             return keras_hub.models.RobertaTokenizer.from_preset(location)
         return keras_hub.models.BertTokenizer.from_preset(location)
@@ -107,12 +116,17 @@ def load_backbone(source=None, *, dropout=None, output_hidden_states=False, fast
         fast_dropout: bool. `BertEncoder`'s hash dropout under XLA (default) or Keras' Philox.
 
     Returns:
-        A tuple `(BertEncoder, keras_hub.models.BertTokenizer)`.
+        A tuple `(BertEncoder, keras_hub.models.BertTokenizer)` (a `RobertaTokenizer` for RoBERTa);
+        for another keras-hub text backbone `(KerasHubEncoder, its keras-hub tokenizer)`, where
+        `fast_dropout` does not apply (Keras dropout) and `output_hidden_states` is refused.
 
     Raises:
         ModelLoadError: naming the source (or the weight), if it cannot be loaded.
     """
     kind, location = resolve_source(source)
+    if is_keras_hub_other(kind, location):
+        return load_keras_hub_encoder(location, dropout=dropout, output_hidden_states=output_hidden_states), \
+            load_tokenizer(location)
     if kind == "hf_dir" and hf_model_type(location) == "roberta":
         backbone = load_roberta_encoder(location, dropout=dropout, output_hidden_states=output_hidden_states,
                                         fast_dropout=fast_dropout)
@@ -135,6 +149,29 @@ def load_backbone(source=None, *, dropout=None, output_hidden_states=False, fast
     )
     tokenizer = load_tokenizer(source if kind != "hf_dir" else location)
     return backbone, tokenizer
+
+
+def load_keras_hub_encoder(location, dropout=None, output_hidden_states=False):
+    """A `KerasHubEncoder` around the keras-hub backbone of a preset directory or name that is not
+    BERT or RoBERTa (`keras_hub.models.Backbone.from_preset`, the weights as they are).
+
+    Raises:
+        ModelLoadError: naming the source, if it cannot be loaded or is not a text backbone.
+    """
+    try:
+        loaded = keras_hub.models.Backbone.from_preset(location)
+    except Exception as e:  # keras-hub raises many kinds; name the source in one line
+        first_line = (str(e).strip().splitlines() or [""])[0]
+        raise ModelLoadError(f"could not load a backbone from {location!r}: {type(e).__name__}: {first_line}") from e
+    settings = pathlib.Path(location) / ENCODER_CONFIG_FILE
+    length = json.loads(settings.read_text()).get("max_sequence_length") if settings.is_file() else None
+    try:
+        encoder = KerasHubEncoder(loaded, max_sequence_length=length)
+        if dropout is not None or output_hidden_states:
+            encoder = encoder.with_settings(dropout=dropout, output_hidden_states=output_hidden_states)
+    except ValueError as e:
+        raise ModelLoadError(f"{location}: {e}") from e
+    return encoder
 
 
 def load_generator(source):

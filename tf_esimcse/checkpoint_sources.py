@@ -14,6 +14,7 @@ import pathlib
 import keras_hub
 
 from tf_esimcse.errors import ModelLoadError
+from tf_esimcse.models.keras_hub_encoder import BERT_FAMILY_CLASSES
 
 DEFAULT_MODEL = "default"
 DEFAULT_ALIASES = ("default", "all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2")
@@ -80,7 +81,8 @@ def resolve_source(source):
                 if cfg.get("model_type", "bert") not in HF_MODEL_TYPES:
                     raise ModelLoadError(
                         f"{config}: model_type {cfg.get('model_type')!r} is not supported; "
-                        "tf_esimcse loads Hugging Face model_type 'bert' and 'roberta' checkpoints."
+                        "tf_esimcse loads Hugging Face model_type 'bert' and 'roberta' checkpoints (other families: "
+                        "a keras-hub preset folder)."
                     )
                 if not any((path / f).is_file() for f in ("model.safetensors", "model.safetensors.index.json")):
                     raise ModelLoadError(f"{path}: no model.safetensors (convert PyTorch .bin weights to safetensors first).")
@@ -122,6 +124,19 @@ def is_keras_hub_roberta(source):
     if config.is_file():
         return _read_json(config).get("registered_name") == "keras_hub>RobertaBackbone"
     return str(source) in keras_hub.models.RobertaBackbone.presets
+
+
+def is_keras_hub_other(kind, location):
+    """Whether a resolved source is a keras-hub text backbone that is neither BERT nor RoBERTa
+    (DistilBERT, ELECTRA, DeBERTa-v3, Gemma 3, ...): a preset directory whose config.json names
+    another class, or a preset name of another backbone class. Those load into
+    `tf_esimcse.KerasHubEncoder`."""
+    if kind == "preset_dir":
+        name = _preset_class(location)
+        return name is not None and name not in BERT_FAMILY_CLASSES
+    if kind == "preset_name":
+        return location not in keras_hub.models.BertBackbone.presets and not is_keras_hub_roberta(location)
+    return False
 
 
 def _read_json(path):

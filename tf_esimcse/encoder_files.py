@@ -34,6 +34,7 @@ from tf_esimcse.layers.pooler import check_pooler_type
 from tf_esimcse.layers.pooler import pooler_needs_hidden_states
 from tf_esimcse.layers.sentence_preprocessor import SentencePreprocessor
 from tf_esimcse.model_card import CARD_FILE, render_model_card
+from tf_esimcse.models.keras_hub_encoder import KerasHubEncoder
 from tf_esimcse.truncation import check_dim
 
 POOLER_WEIGHTS_FILE = "pooler.weights.h5"
@@ -147,6 +148,8 @@ def save_sentence_encoder(encoder, path):
 
 def _save_sentence_encoder(encoder, path):
     with replace_directory(path) as tmp:
+        if isinstance(encoder.backbone, KerasHubEncoder):  # DistilBERT, ELECTRA, DeBERTa-v3, Gemma 3...
+            return _save_keras_hub_encoder(encoder, path, tmp)
         backbone = to_keras_hub_backbone(encoder.backbone)
         backbone.name = "bert_backbone"  # not Keras' per-process counter ("bert_backbone_7")
         backbone.save_to_preset(str(tmp))
@@ -182,6 +185,30 @@ def _save_sentence_encoder(encoder, path):
         (tmp / ENCODER_CONFIG_FILE).write_text(json.dumps(settings, indent=2) + "\n")
         # The model card, from the run this save belongs to (or a minimal one): inside the rename.
         (tmp / CARD_FILE).write_text(render_model_card(path, model_files=tmp), encoding="utf-8")
+    return path
+
+
+def _save_keras_hub_encoder(encoder, path, tmp):
+    """`save_pretrained` for a `KerasHubEncoder` backbone: keras-hub's own preset of the wrapped
+    backbone and of the tokenizer, plus tf_esimcse.json (the pooler, the lengths) and the card."""
+    encoder.backbone.backbone.save_to_preset(str(tmp))
+    if encoder.preprocessor is not None:
+        encoder.preprocessor.tokenizer.save_to_preset(str(tmp))
+    pooler_type = encoder.inference_settings()
+    settings = {
+        "pooler_type": pooler_type,
+        "first_layer": encoder.first_layer,
+        "normalize": encoder.normalize,
+        "sequence_length": encoder.preprocessor.sequence_length if encoder.preprocessor else None,
+        "max_sequence_length": encoder.backbone.max_sequence_length,
+        "format": FORMAT,
+    }
+    if encoder.truncate_dim is not None:
+        settings["truncate_dim"] = encoder.truncate_dim
+    if pooler_type == "cls":
+        keras.saving.save_weights(encoder.pooler, str(tmp / POOLER_WEIGHTS_FILE))
+    (tmp / ENCODER_CONFIG_FILE).write_text(json.dumps(settings, indent=2) + "\n")
+    (tmp / CARD_FILE).write_text(render_model_card(path, model_files=tmp), encoding="utf-8")
     return path
 
 
@@ -232,7 +259,7 @@ def load_sentence_encoder(
             keras.saving.load_weights(encoder.pooler, str(weights))
         elif saved_encoder and not mlp_only_train:
             raise ModelLoadError(f"{location}: pooler 'cls' needs {POOLER_WEIGHTS_FILE}, which is missing.")
-        elif not mlp_only_train and not saved_encoder:
+        elif not mlp_only_train and not saved_encoder and getattr(encoder.backbone, "pooled_dense", None) is not None:
             # A Hugging Face / keras-hub checkpoint: its BERT pooler (dense + tanh on [CLS]) is
             # the "cls" head; released SimCSE models store their MLP there. Training
             # (fresh_mlp, or mlp_only_train) keeps SimCSE's freshly initialised MLP instead.

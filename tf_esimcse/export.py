@@ -40,6 +40,7 @@ import re
 import shutil
 import uuid
 
+import keras
 import tensorflow as tf
 
 from tf_esimcse.errors import ExportError, VersionExistsError
@@ -184,10 +185,16 @@ def tokenizer_tables(encoder):
     """The lookup tables of the encoder's tokenizer that nothing else tracks, to be saved with
     the signatures that read them: keras-hub's byte-level BPE tokenizer (RoBERTa) keeps its
     vocabulary and merge tables on itself and its merge cache (a `MutableHashTable`) on a plain
-    Python object, `tokenizer.cache`. A WordPiece tokenizer (BERT) has none: `[]`."""
+    Python object, `tokenizer.cache`; keras-hub's SentencePiece tokenizers (DeBERTa-v3, Gemma 3)
+    hold a TF-Text tokenizer (a `tf.Module`) whose model is such a resource. A WordPiece tokenizer
+    (BERT) has none: `[]`."""
     tokenizer = getattr(encoder.preprocessor, "tokenizer", None)
+    owners = [tokenizer, getattr(tokenizer, "cache", None)]
+    if tokenizer is not None:
+        owners += [value for value in vars(tokenizer).values()
+                   if isinstance(value, tf.Module) and not isinstance(value, keras.layers.Layer)]
     tables = []
-    for owner in (tokenizer, getattr(tokenizer, "cache", None)):
+    for owner in owners:
         for value in (vars(owner).values() if owner is not None else ()):
             if isinstance(value, tf.saved_model.experimental.TrackableResource):
                 tables.append(value)

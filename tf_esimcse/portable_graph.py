@@ -7,6 +7,7 @@ their own input dtypes) and hand it to their converter; the tokenizer is written
 """
 import tensorflow as tf
 
+from tf_esimcse.models.keras_hub_encoder import KerasHubEncoder
 from tf_esimcse.models.sentence_encoder import SentenceEncoder
 
 INPUT_NAMES = ("input_ids", "attention_mask")
@@ -21,6 +22,17 @@ def check_exportable(encoder, what):
         raise TypeError(f"{what} takes a SentenceEncoder, got {type(encoder).__name__}{hint}.")
     if encoder.preprocessor is None:
         raise ValueError(f"this SentenceEncoder has no preprocessor: the {what} needs its tokenizer's vocabulary.")
+    check_bert_family(encoder, what)
+
+
+def check_bert_family(encoder, what):
+    """Raise `ValueError` (one line) if `encoder`'s backbone is a wrapped keras-hub backbone
+    (`KerasHubEncoder`): the ONNX, LiteRT and sentence-transformers exports write BERT/RoBERTa
+    graphs and tokenizer files only; the SavedModel export takes every backbone."""
+    inner = getattr(encoder.backbone, "backbone", None)
+    if isinstance(encoder.backbone, KerasHubEncoder):
+        raise ValueError(f"the {what} supports BERT and RoBERTa encoders only, not a keras-hub {type(inner).__name__}; "
+                         "use the SavedModel export (export_for_serving, `tf-esimcse export`).")
 
 
 def output_dim(encoder):

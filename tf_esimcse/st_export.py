@@ -55,6 +55,7 @@ from tf_esimcse.models.bert_encoder import named_weights
 from tf_esimcse.models.bert_encoder import weight_name_map
 from tf_esimcse.errors import ModelSaveError
 from tf_esimcse.models.sentence_encoder import SentenceEncoder
+from tf_esimcse.portable_graph import check_bert_family
 from tf_esimcse.roberta_checkpoint import hf_roberta_weights
 from tf_esimcse.roberta_checkpoint import write_roberta_tokenizer
 
@@ -401,6 +402,7 @@ def export_sentence_transformers(encoder, output_dir, overwrite=False):
     if not isinstance(encoder, SentenceEncoder):
         hint = " (pass its `.encoder`)" if isinstance(getattr(encoder, "encoder", None), SentenceEncoder) else ""
         raise TypeError(f"export_sentence_transformers takes a SentenceEncoder, got {type(encoder).__name__}{hint}.")
+    check_bert_family(encoder, "sentence-transformers export")
     path = pathlib.Path(output_dir).expanduser().resolve()
     if path.exists() and not path.is_dir():
         raise FileExistsError(f"{path}: exists and is not a directory.")

@@ -20,7 +20,9 @@ class SentencePreprocessor(keras.layers.Layer):
         tokenizer: a keras-hub `BertTokenizer` (or any WordPiece tokenizer with
             `cls_token_id`, `sep_token_id`, `pad_token_id`), or a keras-hub `RobertaTokenizer`
             (byte-level BPE: `<s> tokens </s> <pad>...`, from its `start_token_id`,
-            `end_token_id`, `pad_token_id`).
+            `end_token_id`, `pad_token_id`), or another family's keras-hub tokenizer with those
+            ids (DistilBERT, ELECTRA, DeBERTa-v3: `[CLS]`/`[SEP]`/`[PAD]`; Gemma 3:
+            `<bos>`/`<eos>`/`<pad>`).
         sequence_length: int. Length after packing, special tokens included; longer sentences
             are truncated. Defaults to `32` (SimCSE's `max_seq_length`).
 

@@ -36,6 +36,7 @@ import tensorflow as tf
 from tf_esimcse import private_apis
 from tf_esimcse.distribution import scale_for_replicas
 from tf_esimcse.layers.hash_dropout import HashDropout, dropout_rows, random_states
+from tf_esimcse.models.keras_hub_encoder import KerasHubEncoder
 from tf_esimcse.models.view_batches import chunk, concat_views, pad_rows, rows_of, width_groups
 
 
@@ -44,6 +45,12 @@ def check_rows_independent(encoder):
     with replayable randomness: every dropout with a rate is a `HashDropout` without noise_shape,
     no other layer draws random numbers (each seed-generator state must belong to such a dropout),
     and no BatchNormalization (which mixes rows in training) is inside it."""
+    backbone = getattr(encoder, "backbone", None)
+    if isinstance(backbone, KerasHubEncoder):
+        raise ValueError(
+            f"mini_batch_size (the cached step) cannot train a keras-hub {type(backbone.backbone).__name__}: its Keras "
+            "dropout masks cannot be replayed by row (only tf_esimcse's BERT/RoBERTa encoder can); train without "
+            "mini_batch_size.")
     layers = private_apis.sublayers(encoder)
     hashed = [layer for layer in layers if isinstance(layer, HashDropout) and layer.rate > 0]
     states = random_states(encoder)

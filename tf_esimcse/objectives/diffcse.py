@@ -54,6 +54,12 @@ from tf_esimcse.generator_vocabulary import special_ids
 from tf_esimcse.objectives.simcse import SimCSEObjective
 
 
+def backbone_label(backbone):
+    """`KerasHubEncoder(DistilBertBackbone)` for a wrapped keras-hub backbone, else the class name."""
+    inner = getattr(backbone, "backbone", None)
+    return f"{type(backbone).__name__}({type(inner).__name__})" if inner is not None else type(backbone).__name__
+
+
 def projection_mlp(hidden_dim, name="projection"):
     """DiffCSE's `ProjectionMLP` (`--batchnorm`), with BERT's initialisation of its Linear layers
     (normal, std 0.02: `init_weights()` runs after it is built) and PyTorch BatchNorm's defaults
@@ -131,6 +137,11 @@ class DiffCSEObjective(SimCSEObjective):
         return list(self.rtd_trackers.values())
 
     def setup(self, encoder):
+        if not hasattr(encoder.backbone, "call_with_first_token_embedding") or \
+                getattr(encoder.backbone, "encoding_model", True) is None:
+            raise ValueError(
+                f"DiffCSE's discriminator replaces the first token's embedding, which this encoder's backbone "
+                f"({backbone_label(encoder.backbone)}) does not expose: use SimCSE, ESimCSE or supervised SimCSE.")
         self.generator = self._generator_model or load_generator(self.generator_source)
         self.generator.trainable = False
         tokenizer = getattr(getattr(encoder, "preprocessor", None), "tokenizer", None)
