@@ -27,6 +27,7 @@ NOT_MEASUREMENTS = {
     "| file | inputs | output |",
     "| recipe | BERT-base | BERT-large | RoBERTa-base | RoBERTa-large | source |",  # settings (test_paper_settings)
     "| machine | CPU | memory | dates | what was measured there |",  # the machines, not figures
+    "| family | loads from | objectives | speed paths, cached step | exports |",  # what each family supports
 }
 ALREADY_TRAINED_HEADER = "| step | 0 (the start) | 50 | 100 | 150 |"  # rebuilt from per-seed files below
 

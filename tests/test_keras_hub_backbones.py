@@ -331,3 +331,43 @@ def test_serialization_and_momentum_copy(family):
     assert not copy.trainable and copy.weights[0] is not encoder.backbone.weights[0]
     batch = encoder.preprocessor(SENTENCES)
     np.testing.assert_allclose(to_numpy(encoder.embed(batch, backbone=copy)), to_numpy(encoder.embed(batch)), atol=1e-6)
+
+
+@pytest.mark.large
+def test_recipe_trains_from_a_keras_hub_preset(tmp_path, capsys):
+    """What a user runs: `recipes/unsup_esimcse.py --model <a DistilBERT preset>` trains, selects on
+    STS-B dev, saves a model that reloads as the same keras-hub backbone with the recipe's pooler;
+    `--mini-batch-size` stops at once with the cached step's one line; a `cls` head that the
+    checkpoint does not have is one line too (a random head would give meaningless vectors)."""
+    from test_cli import write_tiny_senteval
+    from test_recipes import load_method
+    from tf_esimcse.training import main_guard
+
+    keras.utils.set_random_seed(0)
+    tokenizer = tiny_tokenizer("distil_bert")
+    tiny_backbone("distil_bert", tokenizer.vocabulary_size()).save_to_preset(str(tmp_path / "preset"))
+    tokenizer.save_to_preset(str(tmp_path / "preset"))
+    (tmp_path / "corpus.txt").write_text("\n".join(SENTENCES * 4) + "\n")
+    argv = ["--model", tmp_path / "preset", "--corpus", tmp_path / "corpus.txt", "--data-dir",
+            write_tiny_senteval(tmp_path / "data"), "--steps", 2, "--eval-steps", 2, "--batch-size", 4, "--max-len",
+            SEQ_LEN, "--jit-compile", "false", "--no-final-eval"]
+    load_method("unsup_esimcse").main([str(a) for a in [*argv, "--output-dir", tmp_path / "run"]])
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert results["config"]["model"] == str(tmp_path / "preset") and results["config"]["steps"] == 2
+    assert results["best_step"] in (0, 2) and np.isfinite(results["best_stsb_dev"])
+    reloaded = SentenceEncoder.from_pretrained(str(tmp_path / "run" / "model"))
+    assert type(reloaded.backbone.backbone) is keras_hub.models.DistilBertBackbone
+    assert reloaded.pooler_type == "cls_before_pooler"  # the unsupervised recipes' inference pooler
+    assert np.isfinite(reloaded.encode(SENTENCES, verbose=0)).all()
+
+    capsys.readouterr()
+    cached = [str(a) for a in [*argv, "--output-dir", tmp_path / "cached", "--batch-size", 8, "--mini-batch-size", 4]]
+    with pytest.raises(SystemExit) as stopped:  # as recipes/unsup_simcse.py runs it
+        main_guard(lambda: load_method("unsup_simcse").main(cached))
+    out, err = capsys.readouterr()
+    assert stopped.value.code == 2 and err.startswith("error: mini_batch_size (the cached step) cannot train a "
+                                                      "keras-hub DistilBertBackbone") and err.count("\n") == 1, err
+    assert "evaluating the starting encoder" not in out  # refused before any work
+    with pytest.raises(ModelLoadError, match=r"pooler 'cls' needs a trained MLP head and this DistilBertBackbone "
+                                             r"checkpoint has none: pass fresh_mlp=True"):
+        SentenceEncoder.from_pretrained(str(tmp_path / "preset"), pooler_type="cls")

@@ -264,4 +264,11 @@ def load_sentence_encoder(
             # the "cls" head; released SimCSE models store their MLP there. Training
             # (fresh_mlp, or mlp_only_train) keeps SimCSE's freshly initialised MLP instead.
             encoder.pooler.mlp.set_weights(encoder.backbone.pooled_dense.get_weights())
+        elif not mlp_only_train and not saved_encoder:
+            # A keras-hub backbone without a pooler layer (DistilBERT, DeBERTa-v3, Gemma 3): no
+            # head to evaluate with; a random one would give meaningless vectors without a word.
+            raise ModelLoadError(
+                f"{location}: pooler 'cls' needs a trained MLP head and this "
+                f"{type(getattr(encoder.backbone, 'backbone', encoder.backbone)).__name__} checkpoint has none: "
+                "pass fresh_mlp=True to train a new one (the recipes do), or use pooler cls_before_pooler or avg.")
     return encoder
