@@ -148,37 +148,23 @@ def save_sentence_encoder(encoder, path):
 
 def _save_sentence_encoder(encoder, path):
     with replace_directory(path) as tmp:
-        if isinstance(encoder.backbone, KerasHubEncoder):  # DistilBERT, ELECTRA, DeBERTa-v3, Gemma 3...
-            return _save_keras_hub_encoder(encoder, path, tmp)
-        backbone = to_keras_hub_backbone(encoder.backbone)
-        backbone.name = "bert_backbone"  # not Keras' per-process counter ("bert_backbone_7")
-        backbone.save_to_preset(str(tmp))
         pooler_type = encoder.inference_settings()
-        if encoder.preprocessor is not None:
-            tokenizer = standard_tokenizer(encoder.preprocessor.tokenizer)
-            tokenizer.save_to_preset(str(tmp))
-            pooling_mode = KERAS_HUB_POOLING.get(pooler_type)
-            # keras-hub's BertTextEmbedder takes a BertTokenizer only (a RoBERTa's BPE one is saved alone).
-            if pooling_mode is not None and isinstance(tokenizer, keras_hub.models.BertTokenizer):
-                # keras-hub's own sentence embedder, so that `keras_hub.models.TextEmbedder
-                # .from_preset(path)` pools as we do (without task.json it would mean-pool).
-                length = int(encoder.inference_length or backbone.max_sequence_length)
-                embedder = keras_hub.models.BertTextEmbedder(
-                    backbone, keras_hub.models.BertTextEmbedderPreprocessor(
-                        tokenizer, sequence_length=length, name="bert_text_embedder_preprocessor"),
-                    pooling_mode=pooling_mode, normalize=True, name="bert_text_embedder")
-                embedder.save_to_preset(str(tmp))
+        if isinstance(encoder.backbone, KerasHubEncoder):  # DistilBERT, ELECTRA, DeBERTa-v3, Gemma 3...
+            backbone_settings = _save_keras_hub_backbone(encoder, tmp)
+        else:
+            backbone_settings = _save_bert_backbone(encoder, tmp, pooler_type)
         settings = {
             "pooler_type": pooler_type,
             "first_layer": encoder.first_layer,
             "normalize": encoder.normalize,
             "sequence_length": encoder.preprocessor.sequence_length if encoder.preprocessor else None,
-            "activation": encoder.backbone.activation,
+            **backbone_settings,
             "format": FORMAT,
         }
         if encoder.truncate_dim is not None:  # only then: untruncated saves are as before
             settings["truncate_dim"] = encoder.truncate_dim
-        if encoder.backbone.layer_norm_epsilon != 1e-12:  # RoBERTa's 1e-5: keras-hub's BertBackbone has no place for it
+        if getattr(encoder.backbone, "layer_norm_epsilon", 1e-12) != 1e-12:
+            # RoBERTa's 1e-5: keras-hub's BertBackbone has no place for it
             settings["layer_norm_epsilon"] = encoder.backbone.layer_norm_epsilon
         if pooler_type == "cls":
             keras.saving.save_weights(encoder.pooler, str(tmp / POOLER_WEIGHTS_FILE))
@@ -188,28 +174,36 @@ def _save_sentence_encoder(encoder, path):
     return path
 
 
-def _save_keras_hub_encoder(encoder, path, tmp):
-    """`save_pretrained` for a `KerasHubEncoder` backbone: keras-hub's own preset of the wrapped
-    backbone and of the tokenizer, plus tf_esimcse.json (the pooler, the lengths) and the card."""
+def _save_bert_backbone(encoder, tmp, pooler_type):
+    """A `BertEncoder` as keras-hub's `BertBackbone` preset, its tokenizer (and keras-hub's
+    `BertTextEmbedder` task where it can pool as we do); returns its tf_esimcse.json settings."""
+    backbone = to_keras_hub_backbone(encoder.backbone)
+    backbone.name = "bert_backbone"  # not Keras' per-process counter ("bert_backbone_7")
+    backbone.save_to_preset(str(tmp))
+    if encoder.preprocessor is not None:
+        tokenizer = standard_tokenizer(encoder.preprocessor.tokenizer)
+        tokenizer.save_to_preset(str(tmp))
+        pooling_mode = KERAS_HUB_POOLING.get(pooler_type)
+        # keras-hub's BertTextEmbedder takes a BertTokenizer only (a RoBERTa's BPE one is saved alone).
+        if pooling_mode is not None and isinstance(tokenizer, keras_hub.models.BertTokenizer):
+            # keras-hub's own sentence embedder, so that `keras_hub.models.TextEmbedder
+            # .from_preset(path)` pools as we do (without task.json it would mean-pool).
+            length = int(encoder.inference_length or backbone.max_sequence_length)
+            embedder = keras_hub.models.BertTextEmbedder(
+                backbone, keras_hub.models.BertTextEmbedderPreprocessor(
+                    tokenizer, sequence_length=length, name="bert_text_embedder_preprocessor"),
+                pooling_mode=pooling_mode, normalize=True, name="bert_text_embedder")
+            embedder.save_to_preset(str(tmp))
+    return {"activation": encoder.backbone.activation}
+
+
+def _save_keras_hub_backbone(encoder, tmp):
+    """A `KerasHubEncoder`'s wrapped backbone and tokenizer as keras-hub's own presets; returns its
+    tf_esimcse.json settings (the length encode() uses by default)."""
     encoder.backbone.backbone.save_to_preset(str(tmp))
     if encoder.preprocessor is not None:
         encoder.preprocessor.tokenizer.save_to_preset(str(tmp))
-    pooler_type = encoder.inference_settings()
-    settings = {
-        "pooler_type": pooler_type,
-        "first_layer": encoder.first_layer,
-        "normalize": encoder.normalize,
-        "sequence_length": encoder.preprocessor.sequence_length if encoder.preprocessor else None,
-        "max_sequence_length": encoder.backbone.max_sequence_length,
-        "format": FORMAT,
-    }
-    if encoder.truncate_dim is not None:
-        settings["truncate_dim"] = encoder.truncate_dim
-    if pooler_type == "cls":
-        keras.saving.save_weights(encoder.pooler, str(tmp / POOLER_WEIGHTS_FILE))
-    (tmp / ENCODER_CONFIG_FILE).write_text(json.dumps(settings, indent=2) + "\n")
-    (tmp / CARD_FILE).write_text(render_model_card(path, model_files=tmp), encoding="utf-8")
-    return path
+    return {"max_sequence_length": encoder.backbone.max_sequence_length}
 
 
 def load_sentence_encoder(
