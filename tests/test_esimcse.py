@@ -3,7 +3,8 @@
 Every number is checked against a computation made outside the train step: NumPy for the EMA
 and the loss, `tiny_hf.numpy_bert_forward` (plain NumPy BERT) or an independent `BertEncoder`
 copy for the momentum keys. The mechanics tests call `train_step` eagerly (fast on a tiny
-model); the `fit` tests cover the compiled graph and XLA paths.
+model); the `fit` test trains on the compiled graph (eager, graph, XLA and two replicas against each
+other: tests/test_objectives.py).
 """
 import keras
 import numpy as np
@@ -343,7 +344,9 @@ def test_queue_reset_empties_the_queue(model_dir, batches):
     assert not mask.any() and not embeddings.any()
 
 
-# --- (6) training with fit, graph and XLA ---------------------------------------------------------
+# --- (6) training with fit ----------------------------------------------------------------------
+# (Graph, eager, XLA and two replicas give the same losses and weights, queue and momentum encoder
+# included: tests/test_objectives.py's test_esimcse_objective, through run_objective_test.)
 
 
 def _three_batch_dataset(batches):
@@ -374,32 +377,6 @@ def test_fit_lowers_the_loss_on_fixed_data(model_dir, batches):
     # A wide margin (1.78 -> 0.19 here): a loss that barely moves would be at the mercy of
     # thread scheduling in the float reductions.
     assert losses[-1] < 0.5 * losses[0], losses
-
-
-class _StepLosses(keras.callbacks.Callback):
-    def __init__(self):
-        super().__init__()
-        self.losses = []
-
-    def on_train_batch_end(self, batch, logs=None):
-        self.losses.append(float(logs["loss"]))
-
-
-@pytest.mark.large
-def test_xla_and_graph_training_give_the_same_losses(model_dir, batches):
-    reference = _encoder(model_dir)
-    results = {}
-    for jit in (False, True):
-        model = _esimcse(model_dir, encoder=_twin_encoder(model_dir, reference), jit_compile=jit, queue_size=12,
-                         momentum=0.9, learning_rate=0.2)
-        recorder = _StepLosses()
-        model.fit(_three_batch_dataset(batches), epochs=1, steps_per_epoch=3, callbacks=[recorder], verbose=0, shuffle=False)
-        results[jit] = (recorder.losses, _numpy(model.weights))
-    (graph_losses, graph_weights), (xla_losses, xla_weights) = results[False], results[True]
-    assert len(graph_losses) == 3 and np.all(np.isfinite(graph_losses))
-    np.testing.assert_allclose(xla_losses, graph_losses, atol=1e-4, rtol=0)
-    for a, b in zip(xla_weights, graph_weights):
-        np.testing.assert_allclose(a, b, atol=1e-4, rtol=0)
 
 
 # --- (7) config and weights round trips -----------------------------------------------------------

@@ -1,15 +1,13 @@
-"""Interrupted training resumes: atomic backups survive a crash mid-write, and a recipe killed
-part-way finishes its run from the last backup with the same total number of steps."""
+"""Atomic backups survive a crash mid-write: the complete previous backup is restored. (A recipe
+crashed part-way and run again: tests/test_run_folder.py; killed with SIGKILL at random points and
+compared bit for bit with an uninterrupted run: tests/test_kill_resume.py.)"""
 import json
-import os
 
 import keras
 import numpy as np
 import pytest
 
-from test_recipes import _argv, load_recipe, workspace  # noqa: F401  (fixture)
 from tf_esimcse.backup import AtomicBackupAndRestore
-from training_test_case import crash_at_step
 
 
 def _tiny_model():
@@ -49,27 +47,3 @@ def test_crash_while_writing_keeps_the_previous_backup(tmp_path, monkeypatch):
     for a, b in zip(fresh.get_weights(), saved):
         np.testing.assert_array_equal(a, b)
     assert fresh._initial_epoch == 3
-
-
-@pytest.mark.large
-def test_interrupted_recipe_resumes_to_the_same_step_count(workspace, tmp_path, monkeypatch, capsys):  # noqa: F811
-    output_dir = tmp_path / "out"
-    argv = _argv(workspace, output_dir, steps=8, **{"eval-steps": 2, "backup-steps": 2})
-    recipe = load_recipe("unsup_esimcse")
-
-    crash_at_step(monkeypatch, 5)
-    with pytest.raises(RuntimeError, match="simulated crash"):
-        recipe.main(argv)
-    monkeypatch.undo()
-    assert (output_dir / "backup" / "latest.weights.h5").is_file()
-    meta = json.loads((output_dir / "backup" / "training_metadata.json").read_text())
-    assert meta["epoch"] == 2  # chunks of 2 steps: steps 1-4 are backed up
-    capsys.readouterr()
-
-    results = recipe.main(argv)
-    out = capsys.readouterr().out
-    assert "resuming from" in out
-    assert "resuming from step 4 of 8" in out
-    assert "trained to step 8 of 8" in out
-    assert not (output_dir / "backup").exists()  # removed once the run completed
-    assert results["best_step"] is not None and os.path.isdir(results["model_dir"])

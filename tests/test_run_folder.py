@@ -103,6 +103,9 @@ def test_unfinished_run_resumes_and_says_from_which_step(workspace, tmp_path, mo
         recipe.main(argv)
     monkeypatch.undo()
     assert run_folder.holder(output_dir) is None  # the crashed run let go of its lock
+    assert (output_dir / "backup" / "latest.weights.h5").is_file()
+    metadata = json.loads((output_dir / "backup" / "training_metadata.json").read_text())
+    assert metadata["epoch"] == 1  # chunks of 2 steps: steps 1-2 are backed up, step 3 is lost
     state = run_folder.inspect(output_dir, recipe.METHOD.parse(argv))
     assert state.kind == "unfinished"
     capsys.readouterr()
@@ -110,6 +113,8 @@ def test_unfinished_run_resumes_and_says_from_which_step(workspace, tmp_path, mo
     out = capsys.readouterr().out
     assert f"resuming from step 2 of 6 (backup in {output_dir / 'backup'})" in out
     assert results["status"] == "ok" and "trained to step 6 of 6" in out
+    assert results["best_step"] is not None and os.path.isdir(results["model_dir"])
+    assert not (output_dir / "backup").exists()  # removed once the run completed
     steps = [r["step"] for r in json.loads((output_dir / "evaluations.json").read_text())]
     assert steps == sorted(steps) and steps[0] == 0 and steps.count(0) == 1
 
