@@ -7,6 +7,7 @@ the 7-task evaluation and `results.json` (with the environment it ran in). `run_
 it for each seed of `--seeds` and writes the mean ± std summary.
 """
 import dataclasses
+import gc
 import hashlib
 import json
 import math
@@ -669,9 +670,25 @@ def run_seeds(config, build_objective, build_dataset, load_examples=load_corpus,
     return {"runs": runs, "summary": summary}
 
 
+def freeze_imported_objects():
+    """Keep the objects that exist now (a recipe's imports: TensorFlow, Keras, keras-hub, ~1.3
+    million) out of Python's cyclic garbage collector from now on (`gc.freeze`), and let it run
+    every 50,000 net allocations instead of 700. With the defaults it scanned them all at every
+    full collection: ~0.9 s of a 13-second tiny run, measured. Garbage made later is collected as
+    before, a little later. Once per process (`main_guard` calls it)."""
+    if not _FROZEN:
+        gc.freeze()
+        gc.set_threshold(50_000, 20, 50)
+        _FROZEN.append(True)
+
+
+_FROZEN = []
+
+
 def main_guard(fn):
     """Run a recipe's main, turning our own errors into one-line messages (exit code 2; a
-    diverged run exits with 3)."""
+    diverged run exits with 3). First `freeze_imported_objects`."""
+    freeze_imported_objects()
     try:
         try:
             return fn()
