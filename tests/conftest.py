@@ -30,25 +30,23 @@ try:
 except RuntimeError:  # already initialised (e.g. a plugin imported TF first)
     pass
 
+import gc  # noqa: E402
 import pathlib  # noqa: E402
 
 import pytest  # noqa: E402
 
 from test_case import write_tiny_model_dir  # noqa: E402
 
-import gc  # noqa: E402
-
 import keras  # noqa: E402,F401
 import keras_hub  # noqa: E402,F401
 import tf_esimcse  # noqa: E402,F401
 
-# A test process lives for the whole run and holds over a million Python objects (Keras layers,
-# traced graphs), most of them the imports above. With Python's default thresholds (700, 10, 10)
-# the cyclic collector ran ~5,000 times per two modules and scanned everything at each full
-# collection. The imports are frozen out of its scans (gc.freeze) and it runs on every 50,000 net
-# allocations instead of 700: the garbage it finds is the same, found later.
+# A test process lives for the whole run and holds over a million Python objects, most of them made
+# by the imports above. They are frozen out of the cyclic collector's scans (gc.freeze): its full
+# collections then scan only what the tests make. Measured on four modules on 2 workers: 12 % less
+# CPU time (301 -> 266 user-s), the same peak memory. (Raising the collector's thresholds as well
+# saved a little more but let garbage pile up: 7 -> 17 GB over the whole suite.)
 gc.freeze()
-gc.set_threshold(50_000, 20, 50)
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 

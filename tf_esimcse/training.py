@@ -671,14 +671,12 @@ def run_seeds(config, build_objective, build_dataset, load_examples=load_corpus,
 
 
 def freeze_imported_objects():
-    """Keep the objects that exist now (a recipe's imports: TensorFlow, Keras, keras-hub, ~1.3
-    million) out of Python's cyclic garbage collector from now on (`gc.freeze`), and let it run
-    every 50,000 net allocations instead of 700. With the defaults it scanned them all at every
-    full collection: ~0.9 s of a 13-second tiny run, measured. Garbage made later is collected as
-    before, a little later. Once per process (`main_guard` calls it)."""
+    """Keep the objects that exist now (a recipe's imports: TensorFlow, Keras, keras-hub, over a
+    million) out of the scans of Python's cyclic garbage collector (`gc.freeze`): its full
+    collections then scan only what the run makes. Garbage is collected as before. Once per
+    process (`main_guard` calls it)."""
     if not _FROZEN:
         gc.freeze()
-        gc.set_threshold(50_000, 20, 50)
         _FROZEN.append(True)
 
 
