@@ -128,6 +128,8 @@ def test_the_defaults_are_valid():
     ({"max_grad_norm": -1.0}, ("--max-grad-norm", ">= 0")),
     ({"max_sentences": -5}, ("--max-sentences", ">= 0")),
     ({"seeds": "1,x"}, ("--seeds", "comma-separated integers")),
+    ({"seeds": "1,,2"}, ("--seeds", "comma-separated integers", "'1,,2'")),
+    ({"seeds": "1,"}, ("--seeds", "comma-separated integers")),
     ({"seeds": "1,1"}, ("--seeds", "repeats")),
     ({"pooler": "mean"}, ("--pooler", "cls_before_pooler", "avg_first_last", "'mean'")),
     ({"strategy": "tpu"}, ("--strategy", "mirrored", "multiworker")),

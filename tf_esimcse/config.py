@@ -261,7 +261,7 @@ def parse_seeds(text):
     if not str(text).strip():
         return []
     try:
-        seeds = [int(s) for s in str(text).split(",") if s.strip()]
+        seeds = [int(s) for s in str(text).split(",")]  # an empty item ("1,,2", "1,") is not an integer
     except ValueError:
         raise ValueError(f"--seeds must be comma-separated integers, got {text!r}.") from None
     if len(set(seeds)) != len(seeds):
