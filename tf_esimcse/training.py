@@ -674,13 +674,10 @@ def freeze_imported_objects():
     """Keep the objects that exist now (a recipe's imports: TensorFlow, Keras, keras-hub, over a
     million) out of the scans of Python's cyclic garbage collector (`gc.freeze`): its full
     collections then scan only what the run makes. Garbage is collected as before. Once per
-    process (`main_guard` calls it)."""
-    if not _FROZEN:
+    process: nothing happens when objects are frozen already (a second freeze would also keep
+    whatever the process made since out of every collection)."""
+    if gc.get_freeze_count() == 0:
         gc.freeze()
-        _FROZEN.append(True)
-
-
-_FROZEN = []
 
 
 def main_guard(fn):
