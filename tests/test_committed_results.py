@@ -186,3 +186,36 @@ def test_the_untrained_minilm_rows_equal_their_raw_evaluations():
                 assert render_cell(cells[column["key"]], column) == expected, (name, pooler, column["key"])
     source = json.loads((folder / "source.json").read_text(encoding="utf-8"))
     assert source["environment"]["cpu"]["model"] and source["commands"]
+
+
+def test_the_matryoshka_rows_equal_their_raw_evaluations():
+    """benchmarks/matryoshka_comparison.py keeps every evaluation (model, seed, size) in
+    docs/results/matryoshka_minilm/runs.json: both tables (7-task average, STS-B dev) are those
+    values, the start's at the printed decimals and each trained row's mean ± sample std over its
+    seeds; docs/results.md's answer at 64 dimensions is the same numbers."""
+    runs = json.loads((RESULTS / "matryoshka_minilm" / "runs.json").read_text(encoding="utf-8"))
+    arms = [(method, arm) for method in ("unsup_simcse", "unsup_esimcse") for arm in ("plain", "matryoshka")]
+    for name, metric in (("matryoshka_minilm", "avg"), ("matryoshka_minilm_dev", "stsb_dev")):
+        table = TABLES[name]
+        sizes = [column["key"] for column in table["columns"][1:]]
+        assert sizes == ["d384", "d256", "d128", "d64", "d32"]
+        start = table["rows"][0]["cells"]
+        assert start["model"].startswith("start")
+        for column in table["columns"][1:]:
+            assert render_cell(start[column["key"]], column) == f"{runs['start'][column['key'][1:]][metric]:.2f}"
+        assert len(table["rows"]) == 1 + len(arms)
+        for row, (method, arm) in zip(table["rows"][1:], arms):
+            assert row["seeds"] == [1, 2, 3] and ("Matryoshka" in row["cells"]["model"]) == (arm == "matryoshka")
+            per_seed = runs[f"{method}_{arm}"]
+            for column in table["columns"][1:]:
+                values = [per_seed[str(seed)][column["key"][1:]][metric] for seed in row["seeds"]]
+                cell = row["cells"][column["key"]]
+                assert render_cell(cell, column) == _mean_std(values), (name, method, arm, column["key"])
+                assert cell["values"] == [round(v, 2) for v in values]
+    at_64 = {key: statistics.mean(runs[key][str(seed)]["64"]["avg"] for seed in (1, 2, 3))
+             for key in ("unsup_simcse_plain", "unsup_simcse_matryoshka", "unsup_esimcse_plain",
+                         "unsup_esimcse_matryoshka")}
+    page = " ".join((REPO / "docs" / "results.md").read_text(encoding="utf-8").split())
+    for method in ("unsup_simcse", "unsup_esimcse"):
+        plain, matryoshka = at_64[f"{method}_plain"], at_64[f"{method}_matryoshka"]
+        assert f"{matryoshka:.2f} against {plain:.2f}" in page, method
