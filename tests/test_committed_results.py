@@ -212,9 +212,8 @@ def test_the_matryoshka_rows_equal_their_raw_evaluations():
                 cell = row["cells"][column["key"]]
                 assert render_cell(cell, column) == _mean_std(values), (name, method, arm, column["key"])
                 assert cell["values"] == [round(v, 2) for v in values]
-    at_64 = {key: statistics.mean(runs[key][str(seed)]["64"]["avg"] for seed in (1, 2, 3))
-             for key in ("unsup_simcse_plain", "unsup_simcse_matryoshka", "unsup_esimcse_plain",
-                         "unsup_esimcse_matryoshka")}
+    at_64 = {f"{method}_{arm}": statistics.mean(runs[f"{method}_{arm}"][str(seed)]["64"]["avg"] for seed in (1, 2, 3))
+             for method, arm in arms}
     page = " ".join((REPO / "docs" / "results.md").read_text(encoding="utf-8").split())
     for method in ("unsup_simcse", "unsup_esimcse"):
         plain, matryoshka = at_64[f"{method}_plain"], at_64[f"{method}_matryoshka"]
